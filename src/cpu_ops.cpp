@@ -1,0 +1,108 @@
+#include "cpu_ops.h"
+
+#include <cmath>
+#include <vector>
+
+namespace gpt2::cpu {
+namespace {
+
+// The one dot product used everywhere, so every output is computed in the same order.
+inline float dot(const float* a, const float* b, int n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+}  // namespace
+
+void embedding(float* out, const int* ids, int T, int pos, const float* wte, const float* wpe, int C) {
+  for (int t = 0; t < T; ++t) {
+    const float* te = wte + long(ids[t]) * C;
+    const float* pe = wpe + long(pos + t) * C;
+    for (int c = 0; c < C; ++c) out[long(t) * C + c] = te[c] + pe[c];
+  }
+}
+
+void layernorm(float* out, const float* x, const float* w, const float* b, int T, int C, float eps) {
+  for (int t = 0; t < T; ++t) {
+    const float* row = x + long(t) * C;
+    float mean = 0.0f;
+    for (int c = 0; c < C; ++c) mean += row[c];
+    mean /= float(C);
+    float var = 0.0f;
+    for (int c = 0; c < C; ++c) var += (row[c] - mean) * (row[c] - mean);
+    var /= float(C);
+    const float rstd = 1.0f / std::sqrt(var + eps);
+    for (int c = 0; c < C; ++c) out[long(t) * C + c] = (row[c] - mean) * rstd * w[c] + b[c];
+  }
+}
+
+void matmul(float* out, const float* x, const float* w, const float* bias, int T, int IC, int OC) {
+  // Parallel over output channels: each thread streams its rows of w once, for all T tokens.
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < OC; ++o) {
+    const float* wrow = w + long(o) * IC;
+    const float b = bias ? bias[o] : 0.0f;
+    for (int t = 0; t < T; ++t) out[long(t) * OC + o] = dot(x + long(t) * IC, wrow, IC) + b;
+  }
+}
+
+void gelu_new(float* x, long n) {
+  const float k = std::sqrt(2.0f / float(M_PI));
+  for (long i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+  }
+}
+
+void residual_add(float* x, const float* y, long n) {
+  for (long i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void kv_append(float* k_ring, float* v_ring, const float* qkv, int T, int pos, const KvRing& ring, int C) {
+  for (int t = 0; t < T; ++t) {
+    const float* row = qkv + long(t) * 3 * C;
+    const long slot = ring.slot(pos + t);
+    for (int c = 0; c < C; ++c) {
+      k_ring[slot * C + c] = row[C + c];
+      v_ring[slot * C + c] = row[2 * C + c];
+    }
+  }
+}
+
+void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
+               const KvRing& ring, int n_head, int head_dim) {
+  const int C = n_head * head_dim;
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+#pragma omp parallel
+  {
+    std::vector<float> score(pos + T);
+#pragma omp for collapse(2) schedule(static)
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < n_head; ++h) {
+        const int p = pos + t;  // this token's position: it sees positions 0..p
+        const float* q = qkv + long(t) * 3 * C + h * head_dim;
+        float max_score = -INFINITY;
+        for (int s = 0; s <= p; ++s) {
+          score[s] = dot(q, k_ring + long(ring.slot(s)) * C + h * head_dim, head_dim) * scale;
+          if (score[s] > max_score) max_score = score[s];
+        }
+        float total = 0.0f;
+        for (int s = 0; s <= p; ++s) {
+          score[s] = std::exp(score[s] - max_score);
+          total += score[s];
+        }
+        float* o = out + long(t) * C + h * head_dim;
+        for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
+        for (int s = 0; s <= p; ++s) {
+          const float wgt = score[s] / total;
+          const float* v = v_ring + long(ring.slot(s)) * C + h * head_dim;
+          for (int d = 0; d < head_dim; ++d) o[d] += wgt * v[d];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace gpt2::cpu

@@ -1,0 +1,50 @@
+// The generation loop: prefill the prompt, then one token at a time, with the stop rules
+// (max new tokens, <|endoftext|>, a full context), the context shift, and timing. It owns the
+// K/V ring's state (where the context starts); the backend owns the memory.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "sampler.h"
+
+namespace gpt2 {
+
+struct GenerationOptions {
+  int max_new_tokens = 128;
+  bool use_cache = true;       // false: --no-cache, recompute the whole context every step
+  bool ignore_eos = false;
+  bool context_shift = false;
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  int eos_id = 50256;
+};
+
+enum class FinishReason { Length, Eos, Context, Interrupted };
+const char* finish_reason_name(FinishReason r);  // "length", "eos", "context", "interrupted"
+
+struct GenerationResult {
+  std::vector<int> generated;
+  FinishReason finish = FinishReason::Length;
+  double prefill_ms = 0;           // the prompt's forward pass and the first token's sampling
+  double decode_ms = 0;            // every later token
+  std::vector<double> token_ms;    // per generated token; token_ms[0] is the prefill
+  int context_shifts = 0;
+
+  int decode_tokens() const { return generated.empty() ? 0 : int(generated.size()) - 1; }
+  double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_tokens() / decode_ms : 0.0; }
+};
+
+// Called with each new token as soon as it is sampled; return false to stop (output closed).
+using TokenCallback = std::function<bool(int id)>;
+
+// Generates from `prompt` (non-empty; its length must fit the context window, else Error).
+// `stop`, when set by a signal handler, ends generation after the current token.
+GenerationResult generate(Backend& backend, const std::vector<int>& prompt, int n_positions,
+                          const GenerationOptions& options, const TokenCallback& on_token,
+                          const std::atomic<bool>* stop = nullptr);
+
+}  // namespace gpt2

@@ -1,0 +1,40 @@
+// The sampling rules: one definition, implemented here for the CPU and mirrored by the CUDA
+// sampling kernel (kernels/sampling.cu), which is tested against sample_token().
+//
+// Given the logits z of the last position, a uniform draw u in [0, 1) and the parameters:
+//   1. temperature == 0: greedy, argmax z (the lowest id among equal maxima). u is unused.
+//   2. Order the ids by z descending (ties: lower id first).
+//   3. top_k > 0: keep the first top_k of that order.
+//   4. p_i = exp((z_i - z_max) / temperature) over the kept ids, normalised to sum 1.
+//   5. top_p < 1: keep the shortest prefix whose cumulative p reaches top_p (a token is kept
+//      while the mass before it is < top_p; the first is always kept).
+//   6. Renormalise what is kept; return the first id whose cumulative p exceeds u * total.
+// This is Hugging Face's order (temperature, top-k, top-p) and llama.cpp's defaults.
+#pragma once
+#include <cstdint>
+#include <random>
+
+namespace gpt2 {
+
+struct SamplingParams {
+  float temperature = 0.8f;  // 0 = greedy
+  int top_k = 40;            // 0 = off
+  float top_p = 0.95f;       // 1 = off
+
+  bool greedy() const { return temperature <= 0.0f; }
+};
+
+// The reference rule above. `logits` holds `vocab` floats.
+int sample_token(const float* logits, int vocab, const SamplingParams& params, double u);
+
+// The random stream: one uniform draw per sampled token, the same on every backend, so a
+// seed reproduces a generation on the CPU and on the GPU alike.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : engine_(seed) {}
+  double uniform() { return double(engine_() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
+ private:
+  std::mt19937_64 engine_;
+};
+
+}  // namespace gpt2

@@ -1,0 +1,54 @@
+#include "test_support.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace gpt2::test {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+std::string shared_dir() { return env_or("GPT2_SHARED_DIR", "../shared"); }
+std::string test_models_dir() { return env_or("GPT2_TEST_MODELS", "build/test-models"); }
+std::string tiny_model(const std::string& dtype) { return test_models_dir() + "/tiny-" + dtype; }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+namespace {
+struct TempRoot {
+  std::filesystem::path path;
+  TempRoot() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "gpt2-test-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~TempRoot() { std::error_code ec; std::filesystem::remove_all(path, ec); }
+};
+}  // namespace
+
+std::string temp_dir() {
+  static TempRoot root;
+  static int counter = 0;
+  auto p = root.path / std::to_string(counter++);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+}  // namespace gpt2::test

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs gpt2-gen's dependencies from Debian packages and PyPI. Idempotent: a second run
+# installs nothing new. Usage: tools/setup.sh   (as root, or with sudo available)
+set -euo pipefail
+
+debian_packages=(cmake g++ make libcli11-dev nlohmann-json3-dev libgtest-dev libpcre2-dev clang libclang-rt-dev)
+python_packages=(numpy safetensors tokenizers tiktoken matplotlib)
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c "import numpy, safetensors, tokenizers, tiktoken, matplotlib" 2>/dev/null; then
+  echo "setup: installing Python packages: ${python_packages[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
+fi
+echo "setup: dependencies ready"
