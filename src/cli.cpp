@@ -1,0 +1,66 @@
+#include "cli.h"
+
+#include <CLI/CLI.hpp>
+
+namespace gpt2 {
+
+void setup_cli(CLI::App& app, CliOptions& o) {
+  app.description(
+      "gpt2-gen: generate text with OpenAI's GPT-2, with a K/V cache in a preallocated ring\n"
+      "(or --no-cache to recompute the whole context every step, for comparison).");
+  app.get_formatter()->column_width(34);
+
+  app.add_option("-m,--model", o.model_dir, "Converted model directory (tools/convert_weights.py)")
+      ->capture_default_str();
+  app.add_option("--device", o.device, "auto: CUDA when a GPU is usable, else the CPU")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  app.add_option("--dtype", o.dtype, "Compute precision on CUDA (default fp16; the CPU computes in fp32)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  app.add_option("-c,--ctx-size", o.ctx_size, "K/V ring slots per layer; 0 = the model's n_positions")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+
+  auto* p = app.add_option("-p,--prompt", o.prompt, "Prompt text");
+  auto* f = app.add_option("-f,--prompt-file", o.prompt_file, "Read the prompt from FILE (- = stdin)");
+  auto* ids = app.add_option("--prompt-ids", o.prompt_ids, "Prompt as token ids, e.g. 2061,318 (no tokenizer)");
+  p->excludes(f)->excludes(ids);
+  f->excludes(ids);
+  app.add_flag("--no-special", o.no_special, "Treat <|endoftext|> in the prompt as plain text");
+  app.add_flag("--tokenize", o.tokenize_only, "Print the prompt's token ids as a JSON array and exit");
+  app.add_flag("--no-display-prompt", o.no_display_prompt, "Do not echo the prompt before the generated text");
+
+  app.add_option("-n,--max-new-tokens", o.max_new_tokens, "Tokens to generate")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_flag("--no-cache", o.no_cache, "Recompute the whole context every step (no K/V cache)");
+  app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after <|endoftext|>");
+  app.add_flag("--context-shift", o.context_shift,
+               "When the context is full, keep its last half and go on (default: stop)");
+  app.add_option("--temp,--temperature", o.temperature, "Sampling temperature; 0 = greedy")
+      ->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
+  app.add_option("--top-k", o.top_k, "Keep the k most likely tokens; 0 = off")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--top-p", o.top_p, "Nucleus sampling mass in (0, 1]; 1 = off")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            double v = 0;
+            try { size_t n = 0; v = std::stod(s, &n); if (n != s.size()) throw 0; } catch (...) { return "not a number: " + s; }
+            return (v > 0.0 && v <= 1.0) ? "" : "must be in (0, 1], got " + s;
+          },
+          "(0,1]"))
+      ->capture_default_str();
+  app.add_option("-s,--seed", o.seed, "Random seed (default: random, printed to stderr)");
+
+  CLI::Option* json = app.add_option("--json", o.json_file,
+                 "Print one JSON object (ids, text, finish_reason, stats) at the end instead of "
+                 "streaming; with FILE, write it there")
+      ->expected(0, 1);
+  app.add_flag("-q,--quiet", o.quiet, "No summary on stderr");
+
+  app.add_flag("--benchmark", o.benchmark,
+               "Run the same generation with and without the K/V cache, --runs times each, and report");
+  app.add_option("--runs", o.runs, "Timed runs per mode for --benchmark (after one warm-up)")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+
+  app.parse_complete_callback([&o, json] { o.json = json->count() > 0; });
+}
+
+}  // namespace gpt2

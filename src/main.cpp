@@ -1,1 +1,25 @@
-int main() { return 0; }
+// gpt2-gen's entry point: parse the command line into CliOptions and run. Every expected
+// failure arrives here as a gpt2::Error and leaves as one "error: ..." line and exit code 1.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "app.h"
+#include "cli.h"
+#include "error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app;
+  gpt2::CliOptions options;
+  gpt2::setup_cli(app, options);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return gpt2::run_app(options);
+  } catch (const gpt2::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory (host); try a smaller model or --ctx-size\n";
+  } catch (const std::exception& e) {
+    std::cerr << "error: internal: " << e.what() << "\n";
+  }
+  return 1;
+}

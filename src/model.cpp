@@ -33,6 +33,9 @@ void bind_tensors(Model& m) {
     if (t->shape != shape)
       throw Error(f.source() + ": tensor \"" + name + "\" has shape " + t->shape_str() +
                   " but config.json implies " + want.shape_str());
+    if (!is_float(t->dtype))
+      throw Error(f.source() + ": tensor \"" + name + "\" is " + dtype_name(t->dtype) +
+                  "; weights must be F32, F16 or BF16");
     if (first) { dtype = t->dtype; first = false; }
     if (t->dtype != dtype)
       throw Error(f.source() + ": tensor \"" + name + "\" is " + dtype_name(t->dtype) +

@@ -27,6 +27,7 @@ bool parse_dtype(const std::string& s, DType* out) {
   if (s == "F32") { *out = DType::F32; return true; }
   if (s == "F16") { *out = DType::F16; return true; }
   if (s == "BF16") { *out = DType::BF16; return true; }
+  if (s == "I32") { *out = DType::I32; return true; }
   return false;
 }
 
@@ -71,13 +72,15 @@ struct Mapping {
 
 }  // namespace
 
-size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType d) { return d == DType::F16 || d == DType::BF16 ? 2 : 4; }
+bool is_float(DType d) { return d != DType::I32; }
 
 const char* dtype_name(DType d) {
   switch (d) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::I32: return "I32";
   }
   return "?";
 }
@@ -97,6 +100,12 @@ void TensorView::to_float(float* out) const {
       for (int64_t i = 0; i < numel; ++i) {
         uint16_t h; std::memcpy(&h, data + 2 * i, 2);
         out[i] = bf16_to_float(h);
+      }
+      return;
+    case DType::I32:
+      for (int64_t i = 0; i < numel; ++i) {
+        int32_t v; std::memcpy(&v, data + 4 * i, 4);
+        out[i] = float(v);
       }
       return;
   }
@@ -146,7 +155,7 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const 
     TensorView t;
     t.name = name;
     if (!parse_dtype(e["dtype"].get<std::string>(), &t.dtype))
-      fail(source, where + "dtype " + e["dtype"].dump() + " is not supported (F32, F16 or BF16)");
+      fail(source, where + "dtype " + e["dtype"].dump() + " is not supported (F32, F16, BF16 or I32)");
     if (!e.contains("shape") || !e["shape"].is_array()) fail(source, where + "missing \"shape\" array");
     uint64_t numel = 1;
     for (const json& d : e["shape"]) {

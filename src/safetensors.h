@@ -11,9 +11,11 @@
 
 namespace gpt2 {
 
-enum class DType { F32, F16, BF16 };
+// The dtypes gpt2-gen reads: the three float formats of weights, and I32 (reference data).
+enum class DType { F32, F16, BF16, I32 };
 size_t dtype_size(DType d);
-const char* dtype_name(DType d);  // "F32", "F16", "BF16" as safetensors spells them
+const char* dtype_name(DType d);  // "F32", "F16", "BF16", "I32" as safetensors spells them
+bool is_float(DType d);
 
 struct TensorView {
   std::string name;
@@ -23,7 +25,7 @@ struct TensorView {
   const uint8_t* data = nullptr;  // inside the mapping; may be unaligned: read with memcpy
   size_t nbytes = 0;
 
-  // Widens (or copies) the tensor to fp32 in `out`, which must hold numel floats.
+  // Widens (or copies, or converts from I32) the tensor to fp32 in `out` (numel floats).
   void to_float(float* out) const;
   std::string shape_str() const;  // "[50257, 768]"
 };

@@ -1,1 +1,133 @@
+// The generation loop on the CPU backend and the tiny golden model: stop rules, the context
+// window and its shift, and that the cache never changes what is generated.
 #include <gtest/gtest.h>
+
+#include "backend_cpu.h"
+#include "generator.h"
+#include "error.h"
+#include "model.h"
+#include "test_support.h"
+
+namespace gpt2 {
+namespace {
+
+class Generation : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { model_ = new Model(load_model(test::tiny_model("fp32"))); }
+  static void TearDownTestSuite() { delete model_; }
+
+  GenerationResult run(GenerationOptions opt, std::vector<int> prompt, int ctx_size = 0) {
+    BackendOptions b;
+    b.kv_capacity = ctx_size;
+    auto backend = make_cpu_backend(*model_, b);
+    return generate(*backend, prompt, model_->config.n_positions, opt, nullptr);
+  }
+  static GenerationOptions greedy(int n, bool cache) {
+    GenerationOptions o;
+    o.max_new_tokens = n;
+    o.use_cache = cache;
+    o.ignore_eos = true;
+    o.sampling.temperature = 0;
+    return o;
+  }
+  static Model* model_;
+};
+Model* Generation::model_ = nullptr;
+
+const std::vector<int> kPrompt = {2061, 318, 509, 53, 40918, 30};
+
+// Over three times the model's 128-token context, the cached path (shifting the ring's start
+// and recomputing the kept half) and --no-cache (recomputing the window every step) must
+// generate the same tokens.
+TEST_F(Generation, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
+  const int n = 3 * model_->config.n_positions;
+  GenerationOptions cached = greedy(n, true), uncached = greedy(n, false);
+  cached.context_shift = uncached.context_shift = true;
+  const GenerationResult a = run(cached, kPrompt), b = run(uncached, kPrompt);
+  ASSERT_EQ(int(a.generated.size()), n);
+  EXPECT_EQ(a.generated, b.generated);
+  // 6 + 384 tokens through a 128-token window that keeps 64: the context overflows when the
+  // sequence reaches 129, 194, 259, 324 and 389 tokens.
+  EXPECT_EQ(a.context_shifts, 5);
+  EXPECT_EQ(a.context_shifts, b.context_shifts);
+}
+
+// A ring smaller than n_positions (--ctx-size) shifts more often; with sampling on, the same
+// seed must still give the same tokens in both modes.
+TEST_F(Generation, SmallRingSampledCacheAndNoCacheAgree) {
+  GenerationOptions cached = greedy(150, true), uncached = greedy(150, false);
+  for (GenerationOptions* o : {&cached, &uncached}) {
+    o->context_shift = true;
+    o->sampling = SamplingParams{0.9f, 50, 0.9f};
+    o->seed = 42;
+  }
+  const GenerationResult a = run(cached, kPrompt, 20), b = run(uncached, kPrompt, 20);
+  EXPECT_EQ(a.generated, b.generated);
+  // A 20-token window keeping 10 overflows at 21 tokens and every 11 after: 21, 32, ..., 153.
+  EXPECT_EQ(a.context_shifts, 13);
+  EXPECT_EQ(a.context_shifts, b.context_shifts);
+}
+
+TEST_F(Generation, StopsWhenTheContextIsFullWithoutShift) {
+  // 6 prompt tokens in a 128-token window: the 123rd token makes the context overflow.
+  const GenerationResult r = run(greedy(1000, true), kPrompt);
+  EXPECT_EQ(r.finish, FinishReason::Context);
+  EXPECT_EQ(int(r.generated.size()), model_->config.n_positions - int(kPrompt.size()) + 1);
+  const GenerationResult nc = run(greedy(1000, false), kPrompt);
+  EXPECT_EQ(nc.generated, r.generated);
+}
+
+TEST_F(Generation, PromptLongerThanTheContextIsAnError) {
+  std::vector<int> prompt(size_t(model_->config.n_positions) + 1, 464);
+  EXPECT_THROW(run(greedy(1, true), prompt), Error);
+}
+
+TEST_F(Generation, StopsAtEndOfTextUnlessIgnored) {
+  // Find a prompt whose greedy continuation reaches some token, then call that token the EOS.
+  GenerationOptions o = greedy(10, true);
+  const GenerationResult free_run = run(o, kPrompt);
+  o.ignore_eos = false;
+  o.eos_id = free_run.generated[3];
+  const GenerationResult r = run(o, kPrompt);
+  EXPECT_EQ(r.finish, FinishReason::Eos);
+  ASSERT_LE(r.generated.size(), 4u);
+  EXPECT_EQ(r.generated.back(), o.eos_id);
+}
+
+TEST_F(Generation, ZeroNewTokensGeneratesNothing) {
+  const GenerationResult r = run(greedy(0, true), kPrompt);
+  EXPECT_TRUE(r.generated.empty());
+  EXPECT_EQ(r.finish, FinishReason::Length);
+}
+
+TEST_F(Generation, SameSeedSameTokensOtherSeedOtherTokens) {
+  GenerationOptions o = greedy(40, true);
+  o.sampling = SamplingParams{1.0f, 0, 1.0f};
+  o.seed = 7;
+  const auto a = run(o, kPrompt), b = run(o, kPrompt);
+  o.seed = 8;
+  const auto c = run(o, kPrompt);
+  EXPECT_EQ(a.generated, b.generated);
+  EXPECT_NE(a.generated, c.generated);
+}
+
+TEST_F(Generation, StopFlagEndsAfterTheCurrentToken) {
+  std::atomic<bool> stop{true};
+  auto backend = make_cpu_backend(*model_, BackendOptions{});
+  const GenerationResult r = generate(*backend, kPrompt, model_->config.n_positions, greedy(50, true), nullptr, &stop);
+  EXPECT_EQ(r.finish, FinishReason::Interrupted);
+  EXPECT_EQ(r.generated.size(), 1u);
+}
+
+TEST_F(Generation, TimingsCoverEveryToken) {
+  const GenerationResult r = run(greedy(12, true), kPrompt);
+  ASSERT_EQ(r.token_ms.size(), r.generated.size());
+  double decode = 0;
+  for (size_t i = 1; i < r.token_ms.size(); ++i) decode += r.token_ms[i];
+  EXPECT_DOUBLE_EQ(r.prefill_ms, r.token_ms[0]);
+  EXPECT_NEAR(r.decode_ms, decode, 1e-9);
+  EXPECT_EQ(r.decode_tokens(), 11);
+}
+
+}  // namespace
+}  // namespace gpt2

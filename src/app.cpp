@@ -1,0 +1,146 @@
+#include "app.h"
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include "backend.h"
+#include "bench.h"
+#include "error.h"
+#include "generator.h"
+#include "model.h"
+#include "prompt.h"
+#include "report.h"
+#include "tokenizer.h"
+
+namespace gpt2 {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void on_sigint(int) { g_interrupted.store(true); }
+
+// Ctrl-C stops generation after the current token (the summary is still printed); a closed
+// stdout (`| head`) makes writes fail with EPIPE instead of killing the process.
+void install_signal_handlers() {
+  struct sigaction sa{};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C terminates at once
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+// Writes to stdout; false once the reader has gone away.
+bool write_stdout(const std::string& s) {
+  if (s.empty()) return true;
+  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) return false;
+  return std::fflush(stdout) == 0;
+}
+
+BackendOptions backend_options(const CliOptions& o) {
+  BackendOptions b;
+  b.device = o.device == "cpu" ? Device::Cpu : o.device == "cuda" ? Device::Cuda : Device::Auto;
+  b.dtype_set = !o.dtype.empty();
+  b.dtype = o.dtype == "fp16" ? ComputeDType::F16 : o.dtype == "bf16" ? ComputeDType::BF16 : ComputeDType::F32;
+  b.kv_capacity = o.ctx_size;
+  return b;
+}
+
+GenerationOptions generation_options(const CliOptions& o, const GPT2Config& cfg, uint64_t seed) {
+  GenerationOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.use_cache = !o.no_cache;
+  g.ignore_eos = o.ignore_eos;
+  g.context_shift = o.context_shift;
+  g.sampling = SamplingParams{o.temperature, o.top_k, o.top_p};
+  g.seed = seed;
+  g.eos_id = cfg.eos_token_id;
+  return g;
+}
+
+void note(const CliOptions& o, const std::string& text) {
+  if (!o.quiet && !text.empty()) std::cerr << "gpt2-gen: " << text << "\n";
+}
+
+int run_tokenize(const CliOptions& o) {
+  const GPT2Config cfg = load_config(model_config_path(o.model_dir));
+  const Tokenizer tok = Tokenizer::load(o.model_dir, cfg.vocab_size);
+  const std::vector<int> ids = prompt_tokens(o, tok, cfg.vocab_size);
+  std::string out = "[";
+  for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
+  write_stdout(out + "]\n");
+  return 0;
+}
+
+}  // namespace
+
+int run_app(const CliOptions& o) {
+  install_signal_handlers();
+  if (o.tokenize_only) return run_tokenize(o);
+
+  using clock = std::chrono::steady_clock;
+  auto ms_since = [](clock::time_point t) { return std::chrono::duration<double, std::milli>(clock::now() - t).count(); };
+  // Load time: model files, tokenizer files and the backend's upload; tokenizing is excluded.
+  auto t = clock::now();
+  const Model model = load_model(o.model_dir);
+  const Tokenizer tok = Tokenizer::load(o.model_dir, model.config.vocab_size);
+  double load_ms = ms_since(t);
+
+  std::vector<int> prompt = prompt_tokens(o, tok, model.config.vocab_size);
+  const bool empty_prompt = prompt.empty();
+  if (empty_prompt) prompt.push_back(model.config.eos_token_id);  // start from <|endoftext|>
+  const int window = o.ctx_size > 0 && o.ctx_size < model.config.n_positions ? o.ctx_size : model.config.n_positions;
+  if (int(prompt.size()) > window)
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
+                std::to_string(window) + "; shorten the prompt");
+
+  t = clock::now();
+  std::string fallback;
+  std::unique_ptr<Backend> backend = make_backend(model, backend_options(o), &fallback);
+  load_ms += ms_since(t);
+  note(o, fallback);
+
+  const bool sampled = o.temperature > 0.0f;
+  const uint64_t seed = o.seed ? *o.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
+  if (sampled) note(o, "seed " + std::to_string(seed));
+  const GenerationOptions gen = generation_options(o, model.config, seed);
+
+  if (o.benchmark) return run_benchmark(*backend, prompt, model.config, gen, o, load_ms);
+
+  StreamDecoder stream(tok);
+  bool output_open = true;
+  if (!o.json && !o.no_display_prompt && !empty_prompt)
+    for (int id : prompt) output_open = output_open && write_stdout(stream.push(id));
+  TokenCallback on_token = [&](int id) {
+    if (o.json) return true;
+    output_open = output_open && write_stdout(stream.push(id));
+    return output_open;
+  };
+
+  RunReport report;
+  report.result = generate(*backend, prompt, model.config.n_positions, gen, on_token, &g_interrupted);
+  if (!o.json && output_open) write_stdout(stream.finish() + "\n");
+
+  report.backend = backend->info();
+  report.kv_cache = gen.use_cache;
+  report.kv_capacity = backend->kv_capacity();
+  report.load_ms = load_ms;
+  report.seed = seed;
+  report.sampled = sampled;
+  report.prompt_ids = prompt;
+  report.text = tok.decode(report.result.generated);
+
+  if (!o.quiet) std::cerr << summary_text(report);
+  if (o.json) {
+    const std::string text = dump_json(report_json(report)) + "\n";
+    if (o.json_file.empty()) write_stdout(text);
+    else write_file_atomically(o.json_file, text);
+  }
+  return g_interrupted.load() ? 130 : 0;
+}
+
+}  // namespace gpt2

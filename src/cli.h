@@ -1,0 +1,49 @@
+// The command line: one options struct, setup_cli() binds it to CLI11 with validators, and
+// main() only wires them together (CLI11's subcom_in_files pattern).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace CLI { class App; }
+
+namespace gpt2 {
+
+struct CliOptions {
+  // Model and device
+  std::string model_dir = "models/gpt2";
+  std::string device = "auto";     // auto | cpu | cuda
+  std::string dtype;               // fp32 | fp16 | bf16; empty = the backend's default
+  int ctx_size = 0;                // K/V ring slots; 0 = the model's n_positions
+
+  // Prompt: at most one source; none = start from <|endoftext|>
+  std::optional<std::string> prompt;
+  std::string prompt_file;         // "-" = stdin
+  std::optional<std::string> prompt_ids;  // "1,2,3"
+  bool no_special = false;         // "<|endoftext|>" in the prompt is plain text
+  bool tokenize_only = false;      // print the prompt's ids as a JSON array and exit
+  bool no_display_prompt = false;
+
+  // Generation
+  int max_new_tokens = 128;
+  bool no_cache = false;
+  bool ignore_eos = false;
+  bool context_shift = false;
+  float temperature = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  std::optional<uint64_t> seed;
+
+  // Output
+  bool json = false;               // one JSON object on stdout at the end (or into json_file)
+  std::string json_file;           // --json FILE writes it there instead
+  bool quiet = false;              // no summary on stderr
+
+  // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
+  bool benchmark = false;
+  int runs = 5;
+};
+
+void setup_cli(CLI::App& app, CliOptions& options);
+
+}  // namespace gpt2
