@@ -90,7 +90,9 @@ int run_app(const CliOptions& o) {
   const Tokenizer tok = Tokenizer::load(o.model_dir, model.config.vocab_size);
   double load_ms = ms_since(t);
 
+  t = clock::now();
   std::vector<int> prompt = prompt_tokens(o, tok, model.config.vocab_size);
+  const double tokenize_ms = ms_since(t);
   const bool empty_prompt = prompt.empty();
   if (empty_prompt) prompt.push_back(model.config.eos_token_id);  // start from <|endoftext|>
   const int window = o.ctx_size > 0 && o.ctx_size < model.config.n_positions ? o.ctx_size : model.config.n_positions;
@@ -106,10 +108,10 @@ int run_app(const CliOptions& o) {
 
   const bool sampled = o.temperature > 0.0f;
   const uint64_t seed = o.seed ? *o.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
-  if (sampled) note(o, "seed " + std::to_string(seed));
+  if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
   const GenerationOptions gen = generation_options(o, model.config, seed);
 
-  if (o.benchmark) return run_benchmark(*backend, prompt, model.config, gen, o, load_ms);
+  if (o.benchmark) return run_benchmark(*backend, {o.model_dir, model.config, prompt, load_ms, tokenize_ms}, o);
 
   StreamDecoder stream(tok);
   bool output_open = true;

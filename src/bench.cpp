@@ -1,12 +1,192 @@
 #include "bench.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
 #include "error.h"
+#include "report.h"
 
 namespace gpt2 {
+namespace {
 
-int run_benchmark(Backend&, const std::vector<int>&, const GPT2Config&, const GenerationOptions&,
-                  const CliOptions&, double) {
-  throw Error("--benchmark is not implemented yet");
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+double stddev(const std::vector<double>& v) {
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return v.empty() ? 0 : std::sqrt(s / double(v.size()));
+}
+
+// Nearest-rank percentile of sorted values.
+double percentile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t rank = size_t(std::ceil(q / 100.0 * double(sorted.size())));
+  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+double total_s(const GenerationResult& r) { return (r.prefill_ms + r.decode_ms) / 1000.0; }
+
+struct Mode {
+  const char* name;
+  const char* label;  // as the classic demonstration prints it
+  bool use_cache;
+  std::vector<GenerationResult> runs;
+  ModeSummary summary;
+};
+
+nlohmann::json mode_json(const Mode& m, const BackendInfo& info) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const GenerationResult& r : m.runs)
+    runs.push_back({{"total_s", total_s(r)},
+                    {"prefill_ms", r.prefill_ms},
+                    {"decode_ms", r.decode_ms},
+                    {"decode_tokens_per_s", r.decode_tokens_per_s()},
+                    {"token_ms", r.token_ms},
+                    {"generated_ids", r.generated}});
+  const ModeSummary& s = m.summary;
+  return {{"name", m.name},
+          {"kv_cache", m.use_cache},
+          {"kv_cache_bytes", info.kv_bytes},
+          {"weight_bytes", info.weight_bytes},
+          {"activation_bytes", info.activation_bytes},
+          {"peak_memory_bytes", info.peak_device_bytes ? info.peak_device_bytes : peak_host_bytes()},
+          {"runs", runs},
+          {"summary",
+           {{"total_s_mean", s.total_s_mean}, {"total_s_std", s.total_s_std},
+            {"prefill_ms_mean", s.prefill_ms_mean}, {"prefill_ms_std", s.prefill_ms_std},
+            {"decode_tokens_per_s_mean", s.decode_tps_mean}, {"decode_tokens_per_s_std", s.decode_tps_std},
+            {"p50_ms", s.p50_ms}, {"p90_ms", s.p90_ms}, {"p99_ms", s.p99_ms},
+            {"first_10pct_ms", s.first_10pct_ms}, {"last_10pct_ms", s.last_10pct_ms}}}};
+}
+
+std::string table(const std::vector<Mode>& modes, const BackendInfo& info) {
+  std::string out =
+      "| mode     | prefill ms      | decode tokens/s   | p50 ms  | p90 ms  | p99 ms  | first 10% ms | last 10% ms | KV cache   | peak memory |\n"
+      "|----------|-----------------|-------------------|---------|---------|---------|--------------|-------------|------------|-------------|\n";
+  char buf[512];
+  for (const Mode& m : modes) {
+    const ModeSummary& s = m.summary;
+    std::snprintf(buf, sizeof buf,
+                  "| %-8s | %7.2f ± %-5.2f | %8.1f ± %-6.1f | %7.3f | %7.3f | %7.3f | %12.3f | %11.3f | %10s | %11s |\n",
+                  m.name, s.prefill_ms_mean, s.prefill_ms_std, s.decode_tps_mean, s.decode_tps_std, s.p50_ms,
+                  s.p90_ms, s.p99_ms, s.first_10pct_ms, s.last_10pct_ms, format_bytes(info.kv_bytes).c_str(),
+                  format_bytes(info.peak_device_bytes ? info.peak_device_bytes : peak_host_bytes()).c_str());
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace
+
+ModeSummary summarize(const std::vector<GenerationResult>& runs) {
+  ModeSummary s;
+  std::vector<double> totals, prefills, tps, latencies, first, last;
+  for (const GenerationResult& r : runs) {
+    totals.push_back(total_s(r));
+    prefills.push_back(r.prefill_ms);
+    tps.push_back(r.decode_tokens_per_s());
+    const std::vector<double> decode(r.token_ms.begin() + (r.token_ms.empty() ? 0 : 1), r.token_ms.end());
+    latencies.insert(latencies.end(), decode.begin(), decode.end());
+    const size_t tenth = std::max<size_t>(1, decode.size() / 10);
+    if (!decode.empty()) {
+      first.push_back(mean(std::vector<double>(decode.begin(), decode.begin() + long(tenth))));
+      last.push_back(mean(std::vector<double>(decode.end() - long(tenth), decode.end())));
+    }
+  }
+  std::sort(latencies.begin(), latencies.end());
+  s.total_s_mean = mean(totals);
+  s.total_s_std = stddev(totals);
+  s.prefill_ms_mean = mean(prefills);
+  s.prefill_ms_std = stddev(prefills);
+  s.decode_tps_mean = mean(tps);
+  s.decode_tps_std = stddev(tps);
+  s.p50_ms = percentile(latencies, 50);
+  s.p90_ms = percentile(latencies, 90);
+  s.p99_ms = percentile(latencies, 99);
+  s.first_10pct_ms = mean(first);
+  s.last_10pct_ms = mean(last);
+  return s;
+}
+
+int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o) {
+  GenerationOptions gen;
+  gen.max_new_tokens = o.max_new_tokens;
+  gen.ignore_eos = true;                  // every run generates exactly max_new_tokens
+  gen.sampling.temperature = 0;           // greedy: both modes must produce the same tokens
+  gen.context_shift = o.context_shift;
+  gen.eos_id = setup.config.eos_token_id;
+  const int window = std::min(backend.kv_capacity(), setup.config.n_positions);
+  const int needed = int(setup.prompt.size()) + o.max_new_tokens - 1;
+  if (!o.context_shift && needed > window)
+    throw Error("--benchmark: a " + std::to_string(setup.prompt.size()) + "-token prompt and " +
+                std::to_string(o.max_new_tokens) + " new tokens do not fit the " + std::to_string(window) +
+                "-token context; lower --max-new-tokens or add --context-shift");
+  if (o.max_new_tokens < 1) throw Error("--benchmark needs --max-new-tokens >= 1");
+
+  const BackendInfo& info = backend.info();
+  std::vector<Mode> modes = {{"cache", "with KV caching", true, {}, {}},
+                             {"no-cache", "without KV caching", false, {}, {}}};
+  for (Mode& m : modes) {
+    gen.use_cache = m.use_cache;
+    if (!o.quiet) std::cerr << "gpt2-gen: benchmark " << m.name << ": warm-up + " << o.runs << " runs\n";
+    generate(backend, setup.prompt, setup.config.n_positions, gen, nullptr);  // warm-up, discarded
+    for (int i = 0; i < o.runs; ++i)
+      m.runs.push_back(generate(backend, setup.prompt, setup.config.n_positions, gen, nullptr));
+    m.summary = summarize(m.runs);
+  }
+  const bool identical = modes[0].runs.front().generated == modes[1].runs.front().generated;
+  const double speedup = modes[1].summary.total_s_mean / modes[0].summary.total_s_mean;
+
+  char buf[512];
+  std::string out;
+  std::snprintf(buf, sizeof buf,
+                "gpt2-gen benchmark: %s (%s), %s, model %s (%.0fM parameters)\n"
+                "prompt %zu tokens, %d new tokens, greedy, EOS ignored, %d runs per mode after a warm-up\n"
+                "load %.1f ms and tokenization %.3f ms, excluded from the times below\n\n",
+                info.device.c_str(), info.device_name.c_str(), compute_dtype_name(info.dtype),
+                setup.model_dir.c_str(), double(setup.config.n_params()) / 1e6, setup.prompt.size(),
+                o.max_new_tokens, o.runs, setup.load_ms, setup.tokenize_ms);
+  out += buf;
+  for (const Mode& m : modes) {
+    std::snprintf(buf, sizeof buf, "%s: %.3f +- %.3f seconds\n", m.label, m.summary.total_s_mean, m.summary.total_s_std);
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, "speed-up from the KV cache: %.2fx; same tokens in both modes: %s\n\n", speedup,
+                identical ? "yes" : "NO");
+  out += buf + table(modes, info);
+
+  nlohmann::json j = {{"schema", "gpt2-gen-benchmark/1"},
+                      {"tool", "gpt2-gen"},
+                      {"device", info.device},
+                      {"device_name", info.device_name},
+                      {"dtype", compute_dtype_name(info.dtype)},
+                      {"model", setup.model_dir},
+                      {"n_params", setup.config.n_params()},
+                      {"prompt_ids", setup.prompt},
+                      {"max_new_tokens", o.max_new_tokens},
+                      {"runs", o.runs},
+                      {"load_ms", setup.load_ms},
+                      {"tokenize_ms", setup.tokenize_ms},
+                      {"speedup", speedup},
+                      {"tokens_identical", identical},
+                      {"modes", {mode_json(modes[0], info), mode_json(modes[1], info)}}};
+  if (o.json && o.json_file.empty()) {
+    std::cerr << out;  // stdout carries the JSON
+    std::fwrite(dump_json(j).data(), 1, dump_json(j).size(), stdout);
+    std::fputc('\n', stdout);
+  } else {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    if (o.json) write_file_atomically(o.json_file, dump_json(j, 1) + "\n");
+  }
+  std::fflush(stdout);
+  return identical ? 0 : 1;
 }
 
 }  // namespace gpt2

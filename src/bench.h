@@ -1,6 +1,12 @@
-// --benchmark: the same generation with the K/V cache and with --no-cache, timed.
+// --benchmark: the classic KV-cache demonstration done properly. The same prompt, settings,
+// device and dtype run with the cache and with --no-cache, one warm-up and then `runs` timed
+// runs each, greedy and ignoring <|endoftext|> so every run generates exactly
+// --max-new-tokens. Model load and tokenization are timed separately and excluded.
 #pragma once
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "backend.h"
 #include "cli.h"
@@ -9,7 +15,26 @@
 
 namespace gpt2 {
 
-int run_benchmark(Backend& backend, const std::vector<int>& prompt, const GPT2Config& config,
-                  const GenerationOptions& generation, const CliOptions& options, double load_ms);
+struct BenchSetup {
+  std::string model_dir;
+  GPT2Config config;
+  std::vector<int> prompt;
+  double load_ms = 0;
+  double tokenize_ms = 0;
+};
+
+// Runs both modes, prints the summary and table to stdout, writes the JSON (schema
+// "gpt2-gen-benchmark/1", see README) to --json FILE or stdout. Returns the exit code.
+int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& options);
+
+// Summary statistics of one mode's runs (exposed for tests).
+struct ModeSummary {
+  double total_s_mean = 0, total_s_std = 0;      // std: population, like numpy.std
+  double prefill_ms_mean = 0, prefill_ms_std = 0;
+  double decode_tps_mean = 0, decode_tps_std = 0;
+  double p50_ms = 0, p90_ms = 0, p99_ms = 0;      // per-token decode latency, all runs pooled
+  double first_10pct_ms = 0, last_10pct_ms = 0;   // mean latency of the first/last tenth of decode tokens
+};
+ModeSummary summarize(const std::vector<GenerationResult>& runs);
 
 }  // namespace gpt2

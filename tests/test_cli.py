@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""gpt2-gen's command line, end to end on the tiny golden model (CPU): the goldens through
+the CLI, every flag's validation, bad files, and the process-level behaviour (closed
+stdout, Ctrl-C, stdin). Each bad input must give one clear `error:` line and a non-zero exit."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BIN = os.path.join(os.environ.get("GPT2_BINARY_DIR", "build"), "gpt2-gen")
+SHARED = os.environ.get("GPT2_SHARED_DIR", "../shared")
+TINY = os.path.join(os.environ.get("GPT2_TEST_MODELS", "build/test-models"), "tiny-fp32")
+GOLDEN = json.load(open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json")))
+
+
+def run(*args, stdin=subprocess.DEVNULL, timeout=120):
+    return subprocess.run([BIN, *args], stdin=stdin, capture_output=True, timeout=timeout)
+
+
+def ids(values):
+    return ",".join(str(v) for v in values)
+
+
+class CliTest(unittest.TestCase):
+    def assert_error(self, proc, needle):
+        err = proc.stderr.decode("utf-8", "replace")
+        self.assertNotEqual(proc.returncode, 0, f"expected failure; stderr: {err}")
+        self.assertIn(needle, err)
+        self.assertNotIn("terminate called", err)
+        self.assertNotIn("Traceback", err)
+        self.assertLess(proc.returncode, 128, "killed by a signal")
+
+    def generate_json(self, *args):
+        proc = run("-m", TINY, "--json", *args)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        return json.loads(proc.stdout)
+
+
+class Goldens(CliTest):
+    def test_greedy_continuations_with_and_without_cache(self):
+        for case in GOLDEN["greedy"]:
+            for cache_flag in ([], ["--no-cache"]):
+                out = self.generate_json("--prompt-ids", ids(case["prompt"]), "-n", "60", "--temperature", "0",
+                                         "--ignore-eos", *cache_flag)
+                self.assertEqual(out["generated_ids"], case["new_tokens"], cache_flag)
+                self.assertEqual(out["prompt_ids"], case["prompt"])
+                self.assertEqual(out["finish_reason"], "length")
+                self.assertEqual(out["stats"]["kv_cache"], not cache_flag)
+
+    def test_json_has_the_documented_fields(self):
+        out = self.generate_json("--prompt-ids", "464", "-n", "5", "--temperature", "0")
+        for key in ("prompt_ids", "generated_ids", "text", "finish_reason", "stats"):
+            self.assertIn(key, out)
+        for key in ("device", "dtype", "kv_cache", "load_ms", "prefill_ms", "decode_ms", "decode_tokens_per_s",
+                    "kv_cache_bytes"):
+            self.assertIn(key, out["stats"])
+        self.assertEqual(out["stats"]["device"], "cpu")
+        self.assertEqual(out["stats"]["dtype"], "fp32")
+        # K and V, 2 layers, 128 slots, 128 channels, fp32
+        self.assertEqual(out["stats"]["kv_cache_bytes"], 2 * 2 * 128 * 128 * 4)
+
+    def test_tokenize(self):
+        proc = run("-m", TINY, "--tokenize", "-p", "What is KV caching?")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.decode().strip(), "[2061, 318, 509, 53, 40918, 30]")
+
+    def test_text_prompt_equals_its_ids(self):
+        a = self.generate_json("-p", "What is KV caching?", "-n", "8", "--temperature", "0")
+        b = self.generate_json("--prompt-ids", "2061,318,509,53,40918,30", "-n", "8", "--temperature", "0")
+        self.assertEqual(a["generated_ids"], b["generated_ids"])
+        self.assertEqual(a["prompt_ids"], [2061, 318, 509, 53, 40918, 30])
+
+    def test_streamed_text_is_prompt_plus_generated_text(self):
+        out = self.generate_json("-p", "Hello", "-n", "10", "--temperature", "0")
+        proc = run("-m", TINY, "-p", "Hello", "-n", "10", "--temperature", "0")
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(proc.stdout.decode("utf-8", "replace"), "Hello" + out["text"] + "\n")
+        self.assertIn("tokens/s", proc.stderr.decode())
+
+    def test_empty_prompt_starts_from_end_of_text(self):
+        out = self.generate_json("-p", "", "-n", "3", "--temperature", "0")
+        self.assertEqual(out["prompt_ids"], [50256])
+
+    def test_seed_reproduces_and_is_reported(self):
+        a = self.generate_json("-p", "Hi", "-n", "20", "--seed", "5", "--top-k", "0", "--temperature", "1.5")
+        b = self.generate_json("-p", "Hi", "-n", "20", "--seed", "5", "--top-k", "0", "--temperature", "1.5")
+        self.assertEqual(a["generated_ids"], b["generated_ids"])
+        self.assertEqual(a["stats"]["seed"], 5)
+        proc = run("-m", TINY, "-p", "Hi", "-n", "2")
+        self.assertRegex(proc.stderr.decode(), r"seed \d+")
+
+    def test_max_new_tokens_zero(self):
+        out = self.generate_json("-p", "Hi", "-n", "0")
+        self.assertEqual(out["generated_ids"], [])
+
+    def test_stops_at_the_context_and_says_so(self):
+        out = self.generate_json("--prompt-ids", ids([464] * 120), "-n", "50", "--temperature", "0", "--ignore-eos")
+        self.assertEqual(out["finish_reason"], "context")
+        self.assertEqual(len(out["generated_ids"]), 128 - 120 + 1)
+
+    def test_context_shift_cache_and_no_cache_agree(self):
+        args = ("--prompt-ids", "464", "-n", "300", "--temperature", "0", "--ignore-eos", "--context-shift")
+        a = self.generate_json(*args)
+        b = self.generate_json(*args, "--no-cache")
+        self.assertEqual(len(a["generated_ids"]), 300)
+        self.assertEqual(a["generated_ids"], b["generated_ids"])
+
+    def test_json_file_is_written(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "out.json")
+            proc = run("-m", TINY, "-p", "Hi", "-n", "3", "--json", path)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(len(json.load(open(path))["generated_ids"]), 3)
+            self.assertEqual(os.listdir(d), ["out.json"])
+
+
+class BadInput(CliTest):
+    def test_flag_values(self):
+        cases = [
+            (["-n", "-1"], "max-new-tokens"),
+            (["--temperature", "-0.5"], "temperature"),
+            (["--top-k", "-3"], "top-k"),
+            (["--top-p", "0"], "top-p"),
+            (["--top-p", "1.5"], "top-p"),
+            (["--top-p", "abc"], "top-p"),
+            (["--device", "tpu"], "device"),
+            (["--dtype", "int8"], "dtype"),
+            (["--ctx-size", "-1"], "ctx-size"),
+            (["--ctx-size", "4096"], "ctx-size"),
+            (["--runs", "0"], "runs"),
+            (["--no-such-flag"], "no-such-flag"),
+            (["-p", "a", "--prompt-ids", "1"], "excludes"),
+        ]
+        for args, needle in cases:
+            with self.subTest(args=args):
+                self.assert_error(run("-m", TINY, *args), needle)
+
+    def test_missing_model_directory_says_how_to_convert(self):
+        self.assert_error(run("-m", "/nonexistent/model", "-p", "x"), "convert_weights.py")
+
+    def test_prompt_ids(self):
+        self.assert_error(run("-m", TINY, "--prompt-ids", "1,50257"), "outside the vocabulary")
+        self.assert_error(run("-m", TINY, "--prompt-ids", "1,-2"), "outside the vocabulary")
+        self.assert_error(run("-m", TINY, "--prompt-ids", "1,,2"), "not a token id")
+        self.assert_error(run("-m", TINY, "--prompt-ids", "1;2"), "not a token id")
+        self.assert_error(run("-m", TINY, "--prompt-ids", "99999999999999999999"), "not a token id")
+
+    def test_prompt_longer_than_the_context(self):
+        self.assert_error(run("-m", TINY, "--prompt-ids", ids([464] * 129)), "shorten the prompt")
+        self.assert_error(run("-m", TINY, "-p", "hello " * 200), "shorten the prompt")
+
+    def test_prompt_file_missing_or_directory(self):
+        self.assert_error(run("-m", TINY, "-f", "/nonexistent/prompt.txt"), "prompt-file")
+        self.assert_error(run("-m", TINY, "-f", tempfile.gettempdir()), "is a directory")
+
+    def test_device_cuda_without_a_gpu(self):
+        proc = run("-m", TINY, "--device", "cuda", "-p", "x", "-n", "1")
+        if proc.returncode == 0:
+            self.skipTest("a CUDA device is present")
+        self.assert_error(proc, "no usable CUDA device")
+
+    def test_unwritable_json_file(self):
+        self.assert_error(run("-m", TINY, "-p", "x", "-n", "1", "--json", "/nonexistent/dir/out.json"),
+                          "cannot write")
+
+    def test_damaged_model_files(self):
+        with tempfile.TemporaryDirectory() as d:
+            bad = os.path.join(d, "m")
+            shutil.copytree(TINY, bad)
+            weights = os.path.join(bad, "model.safetensors")
+            data = open(weights, "rb").read()
+            open(weights, "wb").write(data[: len(data) // 3])
+            self.assert_error(run("-m", bad, "-p", "x"), "truncated")
+            open(weights, "wb").write(data[:8] + b"#" + data[9:])
+            self.assert_error(run("-m", bad, "-p", "x"), "model.safetensors")
+            open(weights, "wb").write(data)
+            config = json.load(open(os.path.join(bad, "config.json")))
+            config["n_embd"] = 64
+            json.dump(config, open(os.path.join(bad, "config.json"), "w"))
+            self.assert_error(run("-m", bad, "-p", "x"), "has shape")
+            os.remove(os.path.join(bad, "config.json"))
+            self.assert_error(run("-m", bad, "-p", "x"), "config.json")
+
+
+class Process(CliTest):
+    LONG = ("-m", TINY, "-p", "Hi", "-n", "100000", "--ignore-eos", "--context-shift")
+
+    def test_stdin_prompt_and_closed_stdin(self):
+        proc = subprocess.run([BIN, "-m", TINY, "-f", "-", "-n", "2", "--json"], input=b"What is KV caching?",
+                              capture_output=True, timeout=60)
+        self.assertEqual(json.loads(proc.stdout)["prompt_ids"], [2061, 318, 509, 53, 40918, 30])
+        proc = run("-m", TINY, "-f", "-", "-n", "2", "--json", stdin=subprocess.DEVNULL)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(json.loads(proc.stdout)["prompt_ids"], [50256])
+
+    def test_closed_stdout_exits_quietly(self):
+        # gpt2-gen ... | head -c 10
+        proc = subprocess.Popen([BIN, *self.LONG], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.read(10)
+        proc.stdout.close()
+        _, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn(b"error", err)
+        self.assertNotIn(b"Broken pipe", err)
+
+    def test_ctrl_c_stops_prints_the_summary_and_exits_130(self):
+        proc = subprocess.Popen([BIN, *self.LONG], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.read(20)  # generation is under way
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertIn(b'finish reason "interrupted"', err)
+
+
+if __name__ == "__main__":
+    unittest.main()

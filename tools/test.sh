@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test gpt2-gen has on this machine: installs dependencies, builds (with CUDA when
+# nvcc is present; the `gpu` tests skip without a device), runs CTest, then the CPU build under
+# AddressSanitizer + UndefinedBehaviorSanitizer with the whole suite again, then the fuzzers
+# for a bounded time each. Usage: tools/test.sh [--quick]   (--quick: the first stage only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+tools/setup.sh
+
+echo "== build and test (build/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+[ "${1:-}" = "--quick" ] && exit 0
+
+echo "== ASan + UBSan build and test (build-asan/, CPU only)"
+cmake -S . -B build-asan -DGPT2_CUDA=OFF -DGPT2_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+if [ -x tools/fuzz.sh ]; then
+  echo "== fuzzers"
+  tools/fuzz.sh
+fi
+echo "== all tests passed"
