@@ -27,8 +27,18 @@ class Tokenizer {
   ~Tokenizer();
 
   // Text -> ids. With parse_special, each "<|endoftext|>" in the text becomes 50256;
-  // without, it is encoded as ordinary text. Invalid UTF-8 is encoded byte for byte (GPT-2's
-  // byte-level BPE covers every byte), see README.
+  // without, it is encoded as ordinary text.
+  //
+  // Any bytes encode, and decode(encode(text)) == text byte for byte, always. Valid UTF-8
+  // gets exactly tiktoken's (OpenAI's) ids. Invalid UTF-8 is not an error and is not
+  // replaced: GPT-2's byte-level BPE has a token for every byte, so it is encoded as is.
+  // For splitting, each byte that is not part of a well-formed UTF-8 character (a stray
+  // continuation byte, a truncated or overlong sequence, an encoded surrogate, 0xF5..0xFF)
+  // counts as one character of the "other" class, the class of punctuation: the ids are
+  // those of Python's regex module splitting text.decode("utf-8", "surrogateescape") with
+  // GPT-2's pattern, then tiktoken's BPE on each piece's original bytes. NUL and other
+  // control characters are ordinary "other" characters. Callers that want to warn about
+  // invalid UTF-8 can check with gpt2::is_valid_utf8 (unicode.h).
   std::vector<int> encode(std::string_view text, bool parse_special = true) const;
 
   // Ids -> the bytes they stand for (may end inside a UTF-8 character). Ids outside the
@@ -44,13 +54,18 @@ class Tokenizer {
 };
 
 // Turns a stream of ids into text that only ever breaks between whole UTF-8 characters: a
-// partial character is held back until the token completing it arrives.
+// partial character is held back until the token completing it arrives. Everything it
+// returns is valid UTF-8: a byte sequence that can no longer become a character is replaced
+// by U+FFFD, one per maximal invalid subpart (Unicode's recommendation, as Python's
+// bytes.decode("utf-8", "replace") does), so the concatenated output of push() and finish()
+// equals that decode of all the tokens' bytes.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer) : tok_(tokenizer) {}
-  // The text that became complete with this token (possibly empty).
+  // The text that became complete with this token (possibly empty). Throws gpt2::Error for
+  // an id outside the vocabulary.
   std::string push(int id);
-  // Whatever is still held back at the end, each invalid byte replaced by U+FFFD.
+  // Whatever is still held back at the end (a cut-short character becomes U+FFFD).
   std::string finish();
 
  private:
