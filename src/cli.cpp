@@ -34,7 +34,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after <|endoftext|>");
   app.add_flag("--context-shift", o.context_shift,
                "When the context is full, keep its last half and go on (default: stop)");
-  app.add_option("--temp,--temperature", o.temperature, "Sampling temperature; 0 = greedy")
+  app.add_option("--temperature,--temp", o.temperature, "Sampling temperature; 0 = greedy")
       ->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
   app.add_option("--top-k", o.top_k, "Keep the k most likely tokens; 0 = off")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

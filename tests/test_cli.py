@@ -14,7 +14,14 @@ import unittest
 BIN = os.path.join(os.environ.get("GPT2_BINARY_DIR", "build"), "gpt2-gen")
 SHARED = os.environ.get("GPT2_SHARED_DIR", "../shared")
 TINY = os.path.join(os.environ.get("GPT2_TEST_MODELS", "build/test-models"), "tiny-fp32")
-GOLDEN = json.load(open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json")))
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+GOLDEN = read_json(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"))
 
 
 def run(*args, stdin=subprocess.DEVNULL, timeout=120):
@@ -114,7 +121,7 @@ class Goldens(CliTest):
             path = os.path.join(d, "out.json")
             proc = run("-m", TINY, "-p", "Hi", "-n", "3", "--json", path)
             self.assertEqual(proc.returncode, 0, proc.stderr)
-            self.assertEqual(len(json.load(open(path))["generated_ids"]), 3)
+            self.assertEqual(len(read_json(path)["generated_ids"]), 3)
             self.assertEqual(os.listdir(d), ["out.json"])
 
 
@@ -172,15 +179,21 @@ class BadInput(CliTest):
             bad = os.path.join(d, "m")
             shutil.copytree(TINY, bad)
             weights = os.path.join(bad, "model.safetensors")
-            data = open(weights, "rb").read()
-            open(weights, "wb").write(data[: len(data) // 3])
+            with open(weights, "rb") as f:
+                data = f.read()
+
+            def write(path, payload):
+                with open(path, "wb") as f:
+                    f.write(payload)
+
+            write(weights, data[: len(data) // 3])
             self.assert_error(run("-m", bad, "-p", "x"), "truncated")
-            open(weights, "wb").write(data[:8] + b"#" + data[9:])
+            write(weights, data[:8] + b"#" + data[9:])
             self.assert_error(run("-m", bad, "-p", "x"), "model.safetensors")
-            open(weights, "wb").write(data)
-            config = json.load(open(os.path.join(bad, "config.json")))
+            write(weights, data)
+            config = read_json(os.path.join(bad, "config.json"))
             config["n_embd"] = 64
-            json.dump(config, open(os.path.join(bad, "config.json"), "w"))
+            write(os.path.join(bad, "config.json"), json.dumps(config).encode())
             self.assert_error(run("-m", bad, "-p", "x"), "has shape")
             os.remove(os.path.join(bad, "config.json"))
             self.assert_error(run("-m", bad, "-p", "x"), "config.json")

@@ -13,8 +13,12 @@ namespace {
 
 class Generation : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { model_ = new Model(load_model(test::tiny_model("fp32"))); }
-  static void TearDownTestSuite() { delete model_; }
+  // Loaded once, inside a test body, so that a load failure fails the test (a failure in
+  // SetUpTestSuite would only mark the tests skipped).
+  void SetUp() override {
+    static const Model model = load_model(test::tiny_model("fp32"));
+    model_ = &model;
+  }
 
   GenerationResult run(GenerationOptions opt, std::vector<int> prompt, int ctx_size = 0) {
     BackendOptions b;
@@ -30,9 +34,8 @@ class Generation : public ::testing::Test {
     o.sampling.temperature = 0;
     return o;
   }
-  static Model* model_;
+  const Model* model_ = nullptr;
 };
-Model* Generation::model_ = nullptr;
 
 const std::vector<int> kPrompt = {2061, 318, 509, 53, 40918, 30};
 

@@ -13,8 +13,10 @@ std::string env_or(const char* name, const std::string& fallback) {
   return v && *v ? v : fallback;
 }
 
-std::string shared_dir() { return env_or("GPT2_SHARED_DIR", "../shared"); }
-std::string test_models_dir() { return env_or("GPT2_TEST_MODELS", "build/test-models"); }
+// The build bakes in where the reference data and the fixture's models are; the environment
+// overrides that (tools/gpu_check.sh runs the binaries on another machine).
+std::string shared_dir() { return env_or("GPT2_SHARED_DIR", GPT2_DEFAULT_SHARED_DIR); }
+std::string test_models_dir() { return env_or("GPT2_TEST_MODELS", GPT2_DEFAULT_TEST_MODELS); }
 std::string tiny_model(const std::string& dtype) { return test_models_dir() + "/tiny-" + dtype; }
 
 std::string read_file(const std::string& path) {
