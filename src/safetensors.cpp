@@ -161,6 +161,9 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const 
     for (const json& d : e["shape"]) {
       uint64_t dim;
       if (!as_u64(d, &dim)) fail(source, where + "shape entry " + d.dump() + " is not a non-negative integer");
+      // Checked on its own: next to a zero dimension the product below stays 0, and a
+      // dimension above 2^63 - 1 would become negative in the int64 shape.
+      if (dim > uint64_t(INT64_MAX)) fail(source, where + "shape entry " + d.dump() + " exceeds 2^63 - 1");
       if (!mul_ok(numel, dim, &numel)) fail(source, where + "the shape's element count overflows 64 bits");
       t.shape.push_back(int64_t(dim));
     }
