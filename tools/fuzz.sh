@@ -94,10 +94,13 @@ for t in "${targets[@]}"; do
       "$dir/log" | head -20 || true
     sed -n '/ERROR\|runtime error:/,/SUMMARY/p' "$dir/log" | grep -E '^ +#[0-9]+ ' |
       grep -vE 'fuzzer::|__sanitizer|libc\.so|__libc_start|_start ' | head -15 || true
+    found=0
     for a in "$artifacts/$t"/*; do
       [ "$(basename "$a")" = log ] && continue
+      found=1
       echo "   reproducer: $a   (re-run: $build/tests/fuzz/$t $a)"
     done
+    [ "$found" = 0 ] && { echo "   no reproducer was written; the end of the log:"; tail -15 "$dir/log" | sed 's/^/   | /'; }
     echo "   full log: $artifacts/$t/log"
   fi
 done
