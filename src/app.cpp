@@ -15,6 +15,7 @@
 #include "prompt.h"
 #include "report.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 namespace gpt2 {
 namespace {
@@ -69,7 +70,7 @@ void note(const CliOptions& o, const std::string& text) {
 int run_tokenize(const CliOptions& o) {
   const GPT2Config cfg = load_config(model_config_path(o.model_dir));
   const Tokenizer tok = Tokenizer::load(o.model_dir, cfg.vocab_size);
-  const std::vector<int> ids = prompt_tokens(o, tok, cfg.vocab_size);
+  const std::vector<int> ids = prompt_tokens(o, read_prompt_text(o), tok, cfg.vocab_size);
   std::string out = "[";
   for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
   write_stdout(out + "]\n");
@@ -90,8 +91,11 @@ int run_app(const CliOptions& o) {
   const Tokenizer tok = Tokenizer::load(o.model_dir, model.config.vocab_size);
   double load_ms = ms_since(t);
 
+  const std::string text = o.prompt_ids ? "" : read_prompt_text(o);
+  if (!is_valid_utf8(text))
+    note(o, "warning: the prompt is not valid UTF-8; its bytes are encoded as they are (see README)");
   t = clock::now();
-  std::vector<int> prompt = prompt_tokens(o, tok, model.config.vocab_size);
+  std::vector<int> prompt = prompt_tokens(o, text, tok, model.config.vocab_size);
   const double tokenize_ms = ms_since(t);
   const bool empty_prompt = prompt.empty();
   if (empty_prompt) prompt.push_back(model.config.eos_token_id);  // start from <|endoftext|>

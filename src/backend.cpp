@@ -29,7 +29,7 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   const bool cuda_ok = options.device != Device::Cpu && cuda_device_usable(&why_not_cuda);
 #else
   const bool cuda_ok = false;
-  why_not_cuda = "this gpt2-gen was built without CUDA (rebuild on a machine with the CUDA Toolkit)";
+  why_not_cuda = "this gpt2-gen was built without CUDA; rebuild where the CUDA Toolkit is installed";
 #endif
   if (options.device == Device::Cuda && !cuda_ok)
     throw Error("--device cuda: no usable CUDA device: " + why_not_cuda + "; use --device cpu");
@@ -42,9 +42,9 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
 #endif
   if (note) {
     note->clear();
-    if (options.device == Device::Auto) *note = "no usable CUDA device (" + why_not_cuda + "); running on the CPU";
+    if (options.device == Device::Auto) *note = "note: running on the CPU: no usable CUDA device: " + why_not_cuda;
     if (options.dtype_set && options.dtype != ComputeDType::F32)
-      *note += std::string(note->empty() ? "" : "; ") + "the CPU backend computes in fp32, --dtype " +
+      *note += std::string(note->empty() ? "note: " : "; ") + "the CPU backend computes in fp32, --dtype " +
                compute_dtype_name(options.dtype) + " applies to CUDA only";
   }
   return make_cpu_backend(model, options);

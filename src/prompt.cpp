@@ -52,9 +52,10 @@ std::string read_prompt_text(const CliOptions& o) {
   return ss.str();
 }
 
-std::vector<int> prompt_tokens(const CliOptions& o, const Tokenizer& tokenizer, int vocab_size) {
+std::vector<int> prompt_tokens(const CliOptions& o, const std::string& text, const Tokenizer& tokenizer,
+                               int vocab_size) {
   if (o.prompt_ids) return parse_prompt_ids(*o.prompt_ids, vocab_size);
-  return tokenizer.encode(read_prompt_text(o), !o.no_special);
+  return tokenizer.encode(text, !o.no_special);
 }
 
 }  // namespace gpt2

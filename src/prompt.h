@@ -15,7 +15,8 @@ std::vector<int> parse_prompt_ids(const std::string& text, int vocab_size);
 // The prompt text from -p, -f FILE or -f - (stdin); empty when none was given.
 std::string read_prompt_text(const CliOptions& options);
 
-// The prompt's token ids from whichever source the options name (none: empty).
-std::vector<int> prompt_tokens(const CliOptions& options, const Tokenizer& tokenizer, int vocab_size);
+// The prompt's token ids: --prompt-ids when given, else `text` (from read_prompt_text) encoded.
+std::vector<int> prompt_tokens(const CliOptions& options, const std::string& text, const Tokenizer& tokenizer,
+                               int vocab_size);
 
 }  // namespace gpt2

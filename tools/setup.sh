@@ -4,7 +4,7 @@
 set -euo pipefail
 
 debian_packages=(cmake g++ make libcli11-dev nlohmann-json3-dev libgtest-dev libpcre2-dev clang libclang-rt-dev)
-python_packages=(numpy safetensors tokenizers tiktoken matplotlib)
+python_packages=(numpy safetensors tokenizers tiktoken matplotlib huggingface_hub)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c "import numpy, safetensors, tokenizers, tiktoken, matplotlib" 2>/dev/null; then
+if ! python3 -c "import numpy, safetensors, tokenizers, tiktoken, matplotlib, huggingface_hub" 2>/dev/null; then
   echo "setup: installing Python packages: ${python_packages[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 fi
