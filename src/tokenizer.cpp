@@ -154,8 +154,8 @@ class TokenIndex {
       if (s.tag == uint32_t(h >> 32) && (*tokens_)[size_t(s.id)] == bytes) return s.id;
     }
   }
-  int find(std::string_view bytes) const {
-    const uint64_t h = hash_bytes(bytes);
+  int find(std::string_view bytes) const { return find(bytes, hash_bytes(bytes)); }
+  int find(std::string_view bytes, uint64_t h) const {
     for (size_t i = h & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.id < 0) return -1;
@@ -209,6 +209,39 @@ class PairTable {
   };
   std::vector<Slot> slots_;
   size_t mask_ = 0;
+};
+
+// Remembers the BPE result of each piece within one encode() call: text repeats its words,
+// and BPE is the costly step for pieces that are not whole tokens (CJK runs, identifiers).
+// Direct-mapped (a colliding piece replaces the older one) and keyed by views into the text
+// being encoded, so it lives only as long as that call, needs no locking, and costs nothing
+// until the first piece needs BPE.
+class PieceCache {
+ public:
+  // Appends the cached ids of `piece` to `out`; false if it is not cached.
+  bool append_cached(std::string_view piece, uint64_t hash, std::vector<int>& out) const {
+    if (slots_.empty()) return false;
+    const Slot& s = slots_[slot_of(hash)];
+    if (s.hash != hash || s.piece != piece) return false;
+    out.insert(out.end(), ids_.begin() + s.ids_begin, ids_.begin() + s.ids_begin + s.ids_count);
+    return true;
+  }
+  void store(std::string_view piece, uint64_t hash, const int* ids, size_t count) {
+    if (slots_.empty()) slots_.resize(kSlots);
+    slots_[slot_of(hash)] = Slot{hash, piece, ids_.size(), count};
+    ids_.insert(ids_.end(), ids, ids + count);
+  }
+
+ private:
+  static constexpr size_t kSlots = 4096;
+  static size_t slot_of(uint64_t hash) { return size_t(hash >> 20) & (kSlots - 1); }
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view piece;
+    size_t ids_begin = 0, ids_count = 0;
+  };
+  std::vector<Slot> slots_;
+  std::vector<int> ids_;  // every stored result, back to back
 };
 
 // ---------------------------------------------------------------------------------------
@@ -327,7 +360,7 @@ std::string read_whole_file(const std::string& path) {
 
 constexpr int kNotMergeable = -2;  // a vocab entry that BPE never produces (e.g. <|endoftext|>)
 constexpr int kByteToken = -1;     // one of the 256 single-byte tokens
-constexpr size_t kSmallPiece = 64;
+constexpr size_t kSmallPiece = 32;
 
 }  // namespace
 
@@ -352,7 +385,7 @@ struct Tokenizer::Impl {
   void build_pair_table();
 
   void encode_ordinary(std::string_view text, std::vector<int>& out) const;
-  void encode_piece(std::string_view piece, std::vector<int>& out) const;
+  void encode_piece(std::string_view piece, PieceCache& cache, std::vector<int>& out) const;
   void bpe_small(std::string_view piece, std::vector<int>& out) const;
   void bpe_large(std::string_view piece, std::vector<int>& out) const;
   PairTable::Merge merge_of(int left, int right) const { return merges.find(left, right); }
@@ -452,20 +485,25 @@ void Tokenizer::Impl::build_pair_table() {
 }
 
 void Tokenizer::Impl::encode_ordinary(std::string_view text, std::vector<int>& out) const {
-  for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, out); });
+  PieceCache cache;
+  for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, cache, out); });
 }
 
-void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int>& out) const {
+void Tokenizer::Impl::encode_piece(std::string_view piece, PieceCache& cache, std::vector<int>& out) const {
+  const uint64_t hash = hash_bytes(piece);
   // Most pieces are whole tokens; tiktoken takes the same shortcut, so it changes nothing.
-  const int whole = index.find(piece);
+  const int whole = index.find(piece, hash);
   if (whole >= 0 && merge_rank[size_t(whole)] != kNotMergeable) {
     out.push_back(whole);
     return;
   }
+  if (cache.append_cached(piece, hash, out)) return;
+  const size_t first = out.size();
   if (piece.size() <= kSmallPiece)
     bpe_small(piece, out);
   else
     bpe_large(piece, out);
+  cache.store(piece, hash, out.data() + first, out.size() - first);
 }
 
 // BPE for short pieces: parts in an array, each step scans for the best pair (quadratic, but
@@ -502,14 +540,14 @@ void Tokenizer::Impl::bpe_small(std::string_view piece, std::vector<int>& out) c
 void Tokenizer::Impl::bpe_large(std::string_view piece, std::vector<int>& out) const {
   const size_t n = piece.size();
   constexpr size_t kNone = SIZE_MAX;
-  std::vector<int> id(n);  // part starting at byte i (meaningful while alive[i])
-  std::vector<size_t> prev(n), next(n);
-  std::vector<char> alive(n, 1);
-  for (size_t i = 0; i < n; ++i) {
-    id[i] = byte_token[uint8_t(piece[i])];
-    prev[i] = i == 0 ? kNone : i - 1;
-    next[i] = i + 1 < n ? i + 1 : kNone;
-  }
+  struct Part {
+    int id;       // the token this part is now
+    bool alive;   // false once merged into the part on its left
+    size_t prev, next;
+  };
+  std::vector<Part> parts(n);  // indexed by the part's first byte
+  for (size_t i = 0; i < n; ++i)
+    parts[i] = Part{byte_token[uint8_t(piece[i])], true, i == 0 ? kNone : i - 1, i + 1 < n ? i + 1 : kNone};
 
   struct Candidate {
     int rank;
@@ -518,11 +556,13 @@ void Tokenizer::Impl::bpe_large(std::string_view piece, std::vector<int>& out) c
     bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
   };
   std::vector<Candidate> heap;
+  heap.reserve(n);
   auto push_candidate = [&](size_t left) {
-    const size_t right = next[left];
-    const PairTable::Merge m = merge_of(id[left], id[right]);
+    const Part& l = parts[left];
+    const Part& r = parts[l.next];
+    const PairTable::Merge m = merge_of(l.id, r.id);
     if (m.rank == kNoMerge) return;
-    heap.push_back({m.rank, left, id[left], id[right], m.token});
+    heap.push_back({m.rank, left, l.id, r.id, m.token});
     std::push_heap(heap.begin(), heap.end(), std::greater<>());
   };
   for (size_t i = 0; i + 1 < n; ++i) push_candidate(i);
@@ -531,18 +571,19 @@ void Tokenizer::Impl::bpe_large(std::string_view piece, std::vector<int>& out) c
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
     const Candidate c = heap.back();
     heap.pop_back();
-    const size_t right = next[c.left];
+    Part& left = parts[c.left];
     // A part's id determines its length, so unchanged ids mean an unchanged pair.
-    if (!alive[c.left] || id[c.left] != c.left_id || right == kNone || id[right] != c.right_id) continue;
+    if (!left.alive || left.id != c.left_id || left.next == kNone || parts[left.next].id != c.right_id) continue;
 
-    id[c.left] = c.merged;
-    alive[right] = 0;
-    next[c.left] = next[right];
-    if (next[right] != kNone) prev[next[right]] = c.left;
-    if (prev[c.left] != kNone) push_candidate(prev[c.left]);
-    if (next[c.left] != kNone) push_candidate(c.left);
+    Part& right = parts[left.next];
+    left.id = c.merged;
+    right.alive = false;
+    left.next = right.next;
+    if (right.next != kNone) parts[right.next].prev = c.left;
+    if (left.prev != kNone) push_candidate(left.prev);
+    if (left.next != kNone) push_candidate(c.left);
   }
-  for (size_t i = 0; i != kNone; i = next[i]) out.push_back(id[i]);
+  for (size_t i = 0; i != kNone; i = parts[i].next) out.push_back(parts[i].id);
 }
 
 // ---------------------------------------------------------------------------------------
