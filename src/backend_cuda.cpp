@@ -1,7 +1,678 @@
-// Placeholder until the CUDA backend lands (issue 4).
+// The CUDA backend: the host driver of kernels/. It owns the device memory (one allocation,
+// planned up front), the cuBLAS handle, one stream and the captured decode graphs, and calls
+// the kernel launchers of kernels/kernels.h only (no kernels here).
+//
+// Two paths through the same weights and K/V rings:
+//   rows   (prefill, --no-cache, the re-run after a context shift; n tokens at once):
+//          embedding -> per layer: LayerNorm(+pending bias) -> cuBLAS qkv -> bias + K/V append
+//          -> tiled causal attention -> cuBLAS proj accumulated into x -> LayerNorm(+bias) ->
+//          cuBLAS fc -> bias + gelu -> cuBLAS proj accumulated into x; then the last row only:
+//          LayerNorm(+bias) fused into the LM-head matrix-vector product.
+//   decode (one token against the cache): embedding -> per layer 4 fused matrix-vector kernels
+//          (LayerNorm+qkv+bias+K/V append, proj+bias+residual, LayerNorm+fc+bias+gelu,
+//          proj+bias+residual) and the split attention -> LayerNorm+LM head -> argmax or
+//          sampling. The whole step, with the copy of its StepParams in and of the token id
+//          out, is captured once as a CUDA graph and replayed for every token.
+// forward(n == 1) only records the step; sample() (which knows the sampling mode) replays the
+// graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
+// kernels without the graph, =rows runs decode steps through the rows path (for bisecting).
 #include "backend_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cuda_check.h"
 #include "error.h"
+#include "half.h"
+#include "kernels.h"
+#include "model.h"
+
 namespace gpt2 {
-bool cuda_device_usable(std::string* why) { if (why) *why = "the CUDA backend is not implemented yet"; return false; }
-std::unique_ptr<Backend> make_cuda_backend(const Model&, const BackendOptions&) { throw Error("CUDA backend not implemented yet"); }
+
+namespace {
+
+std::string describe_cuda_error(cudaError_t e) {
+  switch (e) {
+    case cudaErrorNoDevice: return "no CUDA device found (cudaErrorNoDevice)";
+    case cudaErrorInsufficientDriver:
+      return "no NVIDIA driver, or one older than this CUDA runtime (cudaErrorInsufficientDriver)";
+    default: return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  }
+}
+
+}  // namespace
+
+bool cuda_device_usable(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    if (why) *why = describe_cuda_error(e);
+    return false;
+  }
+  if (n <= 0) {
+    if (why) *why = "no CUDA device found";
+    return false;
+  }
+  std::string reason;
+  if (!cuda::kernels_loadable(&reason)) {
+    cudaDeviceProp prop{};
+    std::string dev = "device 0";
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+      dev = std::string(prop.name) + " (compute capability " + std::to_string(prop.major) + "." +
+            std::to_string(prop.minor) + "; rebuild with -DCMAKE_CUDA_ARCHITECTURES=" + std::to_string(prop.major) +
+            std::to_string(prop.minor) + ")";
+    cudaGetLastError();
+    if (why) *why = "this build's CUDA kernels cannot run on " + dev + ": " + reason;
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+using cuda::GemvEpilogue;
+using cuda::GemvParams;
+using cuda::StepParams;
+
+template <typename T> constexpr DType stored_as();
+template <> constexpr DType stored_as<float>() { return DType::F32; }
+template <> constexpr DType stored_as<__half>() { return DType::F16; }
+template <> constexpr DType stored_as<__nv_bfloat16>() { return DType::BF16; }
+
+template <typename T> constexpr ComputeDType compute_dtype();
+template <> constexpr ComputeDType compute_dtype<float>() { return ComputeDType::F32; }
+template <> constexpr ComputeDType compute_dtype<__half>() { return ComputeDType::F16; }
+template <> constexpr ComputeDType compute_dtype<__nv_bfloat16>() { return ComputeDType::BF16; }
+
+// Host-side rounding of fp32 to T's bit pattern (round to nearest even, bit-exact with the
+// device conversions: src/half.h).
+inline void store_as(float v, float* dst) { *dst = v; }
+inline void store_as(float v, __half* dst) {
+  const uint16_t b = float_to_fp16(v);
+  std::memcpy(static_cast<void*>(dst), &b, 2);
+}
+inline void store_as(float v, __nv_bfloat16* dst) {
+  const uint16_t b = float_to_bf16(v);
+  std::memcpy(static_cast<void*>(dst), &b, 2);
+}
+
+// Index of the first NaN / Inf in raw stored elements, or -1.
+long first_non_finite(const uint8_t* data, long n, DType d) {
+  long bad = LONG_MAX;
+#pragma omp parallel for reduction(min : bad) schedule(static)
+  for (long i = 0; i < n; ++i) {
+    bool nf;
+    if (d == DType::F32) {
+      uint32_t u;
+      std::memcpy(&u, data + 4 * i, 4);
+      nf = (u & 0x7f800000u) == 0x7f800000u;
+    } else {
+      uint16_t u;
+      std::memcpy(&u, data + 2 * i, 2);
+      nf = d == DType::F16 ? (u & 0x7c00u) == 0x7c00u : (u & 0x7f80u) == 0x7f80u;
+    }
+    if (nf && i < bad) bad = i;
+  }
+  return bad == LONG_MAX ? -1 : bad;
+}
+
+[[noreturn]] void refuse_non_finite(const TensorView& t, const std::string& source, long index, const char* what) {
+  throw Error(source + ": tensor \"" + t.name + "\" " + what + " at element " + std::to_string(index) +
+              " (corrupted or badly converted weights)");
+}
+
+// One device allocation for everything, planned before anything is allocated.
+class Plan {
+ public:
+  template <typename P>
+  void add(P** target, size_t count, size_t* category) {
+    const size_t bytes = (count * sizeof(P) + 255) / 256 * 256;
+    const size_t offset = total_;
+    binds_.push_back([target, offset](char* base) { *target = reinterpret_cast<P*>(base + offset); });
+    total_ += bytes;
+    if (category) *category += bytes;
+  }
+  void add_bytes(void** target, size_t bytes, size_t* category) {
+    const size_t rounded = (bytes + 255) / 256 * 256;
+    const size_t offset = total_;
+    binds_.push_back([target, offset](char* base) { *target = base + offset; });
+    total_ += rounded;
+    if (category) *category += rounded;
+  }
+  void bind(char* base) const {
+    for (const auto& b : binds_) b(base);
+  }
+  size_t total() const { return total_; }
+
+ private:
+  std::vector<std::function<void(char*)>> binds_;
+  size_t total_ = 0;
+};
+
+enum class DecodeMode { Graph, Eager, Rows };
+
+DecodeMode decode_mode_from_env() {
+  const char* v = std::getenv("GPT2_CUDA_DECODE");
+  if (!v || !*v || std::strcmp(v, "graph") == 0) return DecodeMode::Graph;
+  if (std::strcmp(v, "eager") == 0) return DecodeMode::Eager;
+  if (std::strcmp(v, "rows") == 0) return DecodeMode::Rows;
+  throw Error(std::string("GPT2_CUDA_DECODE=") + v + " is not one of graph, eager, rows");
+}
+
+template <typename T>
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const Model& m, const BackendOptions& o) : cfg_(m.config) {
+    try {
+      init(m, o);
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~CudaBackend() override { release(); }
+
+  void forward(const int* ids, int n, int pos, const KvRing& ring) override {
+    if (n < 1 || n > max_T_ || pos < 0 || pos + n > capacity_ || pos + n > cfg_.n_positions)
+      throw Error("internal: forward() of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
+                  " does not fit the context");
+    if (ring.capacity != capacity_ || ring.start < 0 || ring.start >= capacity_)
+      throw Error("internal: forward() with a K/V ring of capacity " + std::to_string(ring.capacity) + ", start " +
+                  std::to_string(ring.start) + " (the backend's holds " + std::to_string(capacity_) + ")");
+    for (int i = 0; i < n; ++i)
+      if (ids[i] < 0 || ids[i] >= V_)
+        throw Error("token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " + std::to_string(V_) + ")");
+    if (pending_) run_pending(true);  // a decode step that was never sampled: run it first
+    if (n == 1 && mode_ != DecodeMode::Rows) {
+      wait_inflight();
+      step_host_->token = ids[0];
+      step_host_->pos = pos;
+      step_host_->ring = ring;
+      pending_ = true;  // runs in sample() or read_logits()
+      return;
+    }
+    wait_inflight();  // ids_host_ may still be read by an earlier copy
+    std::memcpy(ids_host_, ids, size_t(n) * sizeof(int));
+    CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    enqueue_rows(n, pos, ring);
+    inflight_ = true;
+  }
+
+  int sample(const SamplingParams& params, double u) override {
+    const bool greedy = params.greedy();
+    // No wait here: in-flight work never reads step_host_ (its only readers, the copies below
+    // and in run_pending, are waited for before this returns).
+    step_host_->temperature = params.temperature;
+    step_host_->top_k = params.top_k;
+    step_host_->top_p = params.top_p;
+    step_host_->u = float(u);
+    if (pending_) {
+      run_pending(greedy);
+    } else {
+      CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+      enqueue_sampler(greedy);
+      CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      inflight_ = false;
+    }
+    const int token = *token_host_;
+    if (token < 0 || token >= V_) throw Error("internal: the CUDA sampler returned token " + std::to_string(token));
+    return token;
+  }
+
+  void read_logits(float* out) override {
+    if (pending_) run_pending(true);
+    CUDA_CHECK(cudaMemcpyAsync(out, logits_, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    inflight_ = false;
+  }
+
+  const BackendInfo& info() const override { return info_; }
+  int kv_capacity() const override { return capacity_; }
+
+ private:
+  struct Layer {
+    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;        // (C)
+    float *qkv_b, *proj_b, *fc_b, *fcproj_b;     // (3C), (C), (H), (C)
+    T *qkv_w, *proj_w, *fc_w, *fcproj_w;         // (3C, C), (C, C), (H, C), (C, H)
+    T *k, *v;                                    // (capacity, C) each: the K/V ring
+  };
+
+  void init(const Model& m, const BackendOptions& o) {
+    C_ = cfg_.n_embd;
+    H_ = cfg_.n_inner;
+    NH_ = cfg_.n_head;
+    HS_ = cfg_.head_dim();
+    V_ = cfg_.vocab_size;
+    L_ = cfg_.n_layer;
+    capacity_ = o.kv_capacity > 0 ? o.kv_capacity : cfg_.n_positions;
+    max_T_ = o.max_tokens_per_forward > 0 ? o.max_tokens_per_forward : capacity_;
+    if (max_T_ > capacity_) max_T_ = capacity_;
+    mode_ = decode_mode_from_env();
+
+    if (HS_ != cuda::kHeadDim)
+      throw Error("the CUDA backend supports head_dim 64 only (every GPT-2 size); this model has n_embd " +
+                  std::to_string(C_) + " / n_head " + std::to_string(NH_) + " = " + std::to_string(HS_) +
+                  "; use --device cpu");
+    if (C_ % 8 != 0 || H_ % 8 != 0 || H_ > cuda::kGemvMaxIC || C_ > cuda::kGemvMaxIC)
+      throw Error("the CUDA backend needs n_embd and n_inner to be multiples of 8 and at most " +
+                  std::to_string(cuda::kGemvMaxIC) + " (got " + std::to_string(C_) + ", " + std::to_string(H_) +
+                  "); use --device cpu");
+
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaFree(nullptr));  // create the context now, so the memory baseline below includes it
+    cudaDeviceProp prop{};
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    size_t free0 = 0, total0 = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
+
+    // ---- the allocation plan ------------------------------------------------------------
+    const size_t C = C_, H = H_, V = V_, P = cfg_.n_positions, cap = capacity_, mT = max_T_;
+    size_t weights = 0, kv = 0, other = 0;
+    Plan plan;
+    plan.add(&wte_, V * C, &weights);
+    plan.add(&wpe_, P * C, &weights);
+    plan.add(&lnf_w_, C, &weights);
+    plan.add(&lnf_b_, C, &weights);
+    layers_.resize(size_t(L_));
+    for (Layer& l : layers_) {
+      plan.add(&l.ln1_w, C, &weights);
+      plan.add(&l.ln1_b, C, &weights);
+      plan.add(&l.ln2_w, C, &weights);
+      plan.add(&l.ln2_b, C, &weights);
+      plan.add(&l.qkv_b, 3 * C, &weights);
+      plan.add(&l.proj_b, C, &weights);
+      plan.add(&l.fc_b, H, &weights);
+      plan.add(&l.fcproj_b, C, &weights);
+      plan.add(&l.qkv_w, 3 * C * C, &weights);
+      plan.add(&l.proj_w, C * C, &weights);
+      plan.add(&l.fc_w, H * C, &weights);
+      plan.add(&l.fcproj_w, C * H, &weights);
+    }
+    for (Layer& l : layers_) {
+      plan.add(&l.k, cap * C, &kv);
+      plan.add(&l.v, cap * C, &kv);
+    }
+    plan.add(&x_, mT * C, &other);        // (T, C) fp32 residual stream
+    plan.add(&ln_, mT * C, &other);       // (T, C)
+    plan.add(&qkv_, mT * 3 * C, &other);  // (T, 3C)
+    plan.add(&att_, mT * C, &other);      // (T, C)
+    plan.add(&fc_, mT * H, &other);       // (T, H)
+    plan.add(&ids_dev_, mT, &other);      // (T)
+    plan.add(&xd_, C, &other);            // decode: (C) fp32 residual stream
+    plan.add(&qd_, C, &other);            // (C) query
+    plan.add(&attd_, C, &other);          // (C) attention output
+    plan.add(&hd_, H, &other);            // (H) gelu output
+    plan.add(&partials_, cuda::attention_decode_partials(NH_, capacity_), &other);
+    plan.add(&counters_, size_t(NH_), &other);
+    plan.add(&step_dev_, 1, &other);
+    plan.add(&token_dev_, 1, &other);
+    plan.add(&logits_, V, &other);  // (V) fp32
+    plan.add(&sw_.keys_in, V, &other);
+    plan.add(&sw_.keys_out, V, &other);
+    plan.add(&sw_.ids_in, V, &other);
+    plan.add(&sw_.ids_out, V, &other);
+    sw_.temp_bytes = cuda::sampler_temp_bytes(V_);
+    plan.add_bytes(&sw_.temp, sw_.temp_bytes, &other);
+    cublas_ws_bytes_ = size_t(32) << 20;  // cuBLAS workspace: no allocation inside cuBLAS calls
+    plan.add_bytes(&cublas_ws_, cublas_ws_bytes_, &other);
+
+    const size_t need = plan.total();
+    auto oom = [&](size_t free_b, size_t total_b) {
+      return Error("out of GPU memory: asked for " + std::to_string(need) + " bytes (weights " +
+                   std::to_string(weights) + ", K/V ring " + std::to_string(kv) + ", activations and workspaces " +
+                   std::to_string(other) + "), " + std::to_string(free_b) + " free of " + std::to_string(total_b) +
+                   " on " + prop.name + "; try a smaller --ctx-size or --dtype fp16");
+    };
+    if (need > free0) throw oom(free0, total0);
+    const cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&arena_), need);
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      arena_ = nullptr;
+      size_t f = 0, t = 0;
+      cudaMemGetInfo(&f, &t);
+      throw oom(f, t);
+    }
+    CUDA_CHECK(e);
+    plan.bind(arena_);
+
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&step_host_), sizeof(StepParams), cudaHostAllocDefault));
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&token_host_), sizeof(int), cudaHostAllocDefault));
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&ids_host_), mT * sizeof(int), cudaHostAllocDefault));
+    *step_host_ = StepParams{};
+    *token_host_ = 0;
+
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&cublas_));
+    CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_));
+    // fp32: CUBLAS_DEFAULT_MATH never uses TF32 (only CUBLAS_TF32_TENSOR_OP_MATH or a *_FAST_TF32
+    // compute type would), so the products match the CPU reference to fp32 rounding.
+    CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+
+    // ---- weights, in T (matrices, embeddings) and fp32 (LayerNorm parameters, biases) -----
+    const std::string& src = m.file.source();
+    upload(wte_, *m.wte, src);
+    upload(wpe_, *m.wpe, src);
+    upload(lnf_w_, *m.ln_f_w, src);
+    upload(lnf_b_, *m.ln_f_b, src);
+    for (int i = 0; i < L_; ++i) {
+      const LayerTensors& t = m.layers[size_t(i)];
+      Layer& l = layers_[size_t(i)];
+      upload(l.ln1_w, *t.ln_1_w, src);
+      upload(l.ln1_b, *t.ln_1_b, src);
+      upload(l.ln2_w, *t.ln_2_w, src);
+      upload(l.ln2_b, *t.ln_2_b, src);
+      upload(l.qkv_b, *t.qkv_b, src);
+      upload(l.proj_b, *t.proj_b, src);
+      upload(l.fc_b, *t.fc_b, src);
+      upload(l.fcproj_b, *t.fc_proj_b, src);
+      upload(l.qkv_w, *t.qkv_w, src);
+      upload(l.proj_w, *t.proj_w, src);
+      upload(l.fc_w, *t.fc_w, src);
+      upload(l.fcproj_w, *t.fc_proj_w, src);
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies may still be in flight on the legacy stream
+
+    // ---- state, warm-up, graphs ---------------------------------------------------------
+    CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(NH_) * sizeof(unsigned int), stream_));
+    cuda::sampler_init(sw_, V_, stream_);
+    // Warm-up: every kernel and cuBLAS runs once here (module loading, cuBLAS heuristics), so
+    // neither the first token nor the graph capture pays for it.
+    *step_host_ = StepParams{};
+    step_host_->ring = KvRing{capacity_, 0};
+    step_host_->temperature = 1.0f;
+    step_host_->u = 0.5f;
+    CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+    ids_host_[0] = 0;
+    CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    enqueue_rows(1, 0, KvRing{capacity_, 0});
+    if (mode_ != DecodeMode::Rows) enqueue_decode();
+    enqueue_sampler(true);
+    enqueue_sampler(false);
+    for (Layer& l : layers_) {  // start from clean rings
+      CUDA_CHECK(cudaMemsetAsync(l.k, 0, cap * C * sizeof(T), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.v, 0, cap * C * sizeof(T), stream_));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (mode_ == DecodeMode::Graph) {
+      graphs_[0] = capture(true);
+      graphs_[1] = capture(false);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+    size_t free1 = 0, total1 = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free1, &total1));
+    info_.device = "cuda";
+    info_.device_name = prop.name;
+    info_.dtype = compute_dtype<T>();
+    info_.weight_bytes = weights;
+    info_.kv_bytes = kv;
+    info_.activation_bytes = other;
+    // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
+    // CUDA context itself is excluded. Nothing is allocated after this point.
+    info_.peak_device_bytes = free0 > free1 ? free0 - free1 : need;
+  }
+
+  // Uploads one weight tensor into T or fp32 device memory, refusing NaN / Inf (and values that
+  // overflow T). Stored dtype == T: the bytes go as they are.
+  template <typename D>
+  void upload(D* dst, const TensorView& t, const std::string& source) {
+    const long n = long(t.numel);
+    if (t.dtype == stored_as<D>()) {
+      const long bad = first_non_finite(t.data, n, t.dtype);
+      if (bad >= 0) refuse_non_finite(t, source, bad, "holds NaN or Inf");
+      CUDA_CHECK(cudaMemcpy(dst, t.data, t.nbytes, cudaMemcpyHostToDevice));
+      return;
+    }
+    std::vector<float> f(static_cast<size_t>(n));
+    t.to_float(f.data());
+    std::vector<D> conv(static_cast<size_t>(n));
+    long bad = LONG_MAX;
+#pragma omp parallel for reduction(min : bad) schedule(static)
+    for (long i = 0; i < n; ++i) {
+      store_as(f[size_t(i)], &conv[size_t(i)]);
+      if (i < bad && !std::isfinite(f[size_t(i)])) bad = i;
+    }
+    if (bad != LONG_MAX) refuse_non_finite(t, source, bad, "holds NaN or Inf");
+    const long overflow = first_non_finite(reinterpret_cast<const uint8_t*>(conv.data()), n, stored_as<D>());
+    if (overflow >= 0)
+      refuse_non_finite(t, source, overflow, (std::string("overflows ") + compute_dtype_name(compute_dtype<T>()) +
+                                              " (use --dtype fp32 or bf16)").c_str());
+    CUDA_CHECK(cudaMemcpy(dst, conv.data(), size_t(n) * sizeof(D), cudaMemcpyHostToDevice));
+  }
+
+  // The rows path: n tokens at positions [pos, pos + n); token ids already in ids_dev_.
+  void enqueue_rows(int n, int pos, const KvRing& ring) {
+    const int C = C_, H = H_;
+    const float eps = cfg_.layer_norm_epsilon;
+    cuda::embedding_forward<T>(x_, ids_dev_, n, pos, wte_, wpe_, C, stream_);  // x (n, C)
+    for (int i = 0; i < L_; ++i) {
+      const Layer& l = layers_[size_t(i)];
+      const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fcproj_b;
+      cuda::layernorm_forward<T>(ln_, x_, pending_bias, l.ln1_w, l.ln1_b, n, C, eps, stream_);  // ln (n, C)
+      cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                           // qkv (n, 3C)
+      cuda::qkv_bias_kv_append<T>(qkv_, l.qkv_b, l.k, l.v, n, pos, ring, C, stream_);
+      cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, stream_);        // att (n, C)
+      cuda::matmul_accumulate<T>(cublas_, x_, att_, l.proj_w, n, C, C);                          // x += att W^T
+      cuda::layernorm_forward<T>(ln_, x_, l.proj_b, l.ln2_w, l.ln2_b, n, C, eps, stream_);     // x += b; ln
+      cuda::matmul_store<T>(cublas_, fc_, ln_, l.fc_w, n, C, H);                                 // fc (n, H)
+      cuda::bias_gelu_forward<T>(fc_, l.fc_b, n, H, stream_);
+      cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fcproj_w, n, H, C);                         // x += fc W^T
+    }
+    // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.
+    GemvParams<T> head;
+    head.w = wte_;
+    head.IC = C;
+    head.OC = V_;
+    head.in = x_ + size_t(n - 1) * C;
+    head.ln_w = lnf_w_;
+    head.ln_b = lnf_b_;
+    head.ln_pre_bias = layers_.back().fcproj_b;
+    head.eps = eps;
+    head.out = logits_;
+    head.epilogue = GemvEpilogue::Store;
+    cuda::gemv<T>(head, stream_);
+  }
+
+  // The decode step: reads token, position and ring from step_dev_ (graph-replayable).
+  void enqueue_decode() {
+    const int C = C_, H = H_;
+    const float eps = cfg_.layer_norm_epsilon;
+    cuda::embedding_step<T>(xd_, step_dev_, wte_, wpe_, C, stream_);  // xd (C)
+    for (const Layer& l : layers_) {
+      GemvParams<T> qkv;  // LayerNorm + qkv + bias + K/V append: q (C) -> qd
+      qkv.w = l.qkv_w;
+      qkv.IC = C;
+      qkv.OC = 3 * C;
+      qkv.in = xd_;
+      qkv.ln_w = l.ln1_w;
+      qkv.ln_b = l.ln1_b;
+      qkv.eps = eps;
+      qkv.bias = l.qkv_b;
+      qkv.out = qd_;
+      qkv.epilogue = GemvEpilogue::Qkv;
+      qkv.k_ring = l.k;
+      qkv.v_ring = l.v;
+      qkv.step = step_dev_;
+      qkv.C = C;
+      cuda::gemv<T>(qkv, stream_);
+      cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, capacity_,
+                                stream_);  // attd (C)
+      GemvParams<T> proj;  // xd += attd W^T + b
+      proj.w = l.proj_w;
+      proj.IC = C;
+      proj.OC = C;
+      proj.in = attd_;
+      proj.bias = l.proj_b;
+      proj.out = xd_;
+      proj.epilogue = GemvEpilogue::Residual;
+      cuda::gemv<T>(proj, stream_);
+      GemvParams<T> fc;  // hd = gelu(LayerNorm(xd) W^T + b)
+      fc.w = l.fc_w;
+      fc.IC = C;
+      fc.OC = H;
+      fc.in = xd_;
+      fc.ln_w = l.ln2_w;
+      fc.ln_b = l.ln2_b;
+      fc.eps = eps;
+      fc.bias = l.fc_b;
+      fc.out = hd_;
+      fc.epilogue = GemvEpilogue::Gelu;
+      cuda::gemv<T>(fc, stream_);
+      GemvParams<T> fcproj;  // xd += hd W^T + b
+      fcproj.w = l.fcproj_w;
+      fcproj.IC = H;
+      fcproj.OC = C;
+      fcproj.in = hd_;
+      fcproj.bias = l.fcproj_b;
+      fcproj.out = xd_;
+      fcproj.epilogue = GemvEpilogue::Residual;
+      cuda::gemv<T>(fcproj, stream_);
+    }
+    GemvParams<T> head;  // logits = LayerNorm_f(xd) wte^T
+    head.w = wte_;
+    head.IC = C;
+    head.OC = V_;
+    head.in = xd_;
+    head.ln_w = lnf_w_;
+    head.ln_b = lnf_b_;
+    head.eps = eps;
+    head.out = logits_;
+    head.epilogue = GemvEpilogue::Store;
+    cuda::gemv<T>(head, stream_);
+  }
+
+  void enqueue_sampler(bool greedy) {
+    if (greedy)
+      cuda::argmax(logits_, V_, token_dev_, stream_);
+    else
+      cuda::sample_top_k_top_p(logits_, V_, step_dev_, sw_, token_dev_, stream_);
+  }
+
+  // The decode step + sampler, its StepParams copied in first and the token copied out last.
+  cudaGraphExec_t capture(bool greedy) {
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+    try {
+      CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+      enqueue_decode();
+      enqueue_sampler(greedy);
+      CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_CHECK(inst);
+    CUDA_CHECK(cudaGraphUpload(exec, stream_));
+    return exec;
+  }
+
+  // Runs the recorded decode step and the sampler; waits for the token.
+  void run_pending(bool greedy) {
+    pending_ = false;
+    if (mode_ == DecodeMode::Graph) {
+      CUDA_CHECK(cudaGraphLaunch(graphs_[greedy ? 0 : 1], stream_));
+    } else {
+      CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+      enqueue_decode();
+      enqueue_sampler(greedy);
+      CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    inflight_ = false;
+  }
+
+  void wait_inflight() {
+    if (!inflight_) return;
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    inflight_ = false;
+  }
+
+  void release() noexcept {
+    if (stream_) cudaStreamSynchronize(stream_);
+    for (cudaGraphExec_t& g : graphs_)
+      if (g) {
+        cudaGraphExecDestroy(g);
+        g = nullptr;
+      }
+    if (cublas_) cublasDestroy(cublas_);
+    cublas_ = nullptr;
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+    if (arena_) cudaFree(arena_);
+    arena_ = nullptr;
+    if (step_host_) cudaFreeHost(step_host_);
+    if (token_host_) cudaFreeHost(token_host_);
+    if (ids_host_) cudaFreeHost(ids_host_);
+    step_host_ = nullptr;
+    token_host_ = nullptr;
+    ids_host_ = nullptr;
+    cudaGetLastError();
+  }
+
+  GPT2Config cfg_;
+  int C_ = 0, H_ = 0, NH_ = 0, HS_ = 0, V_ = 0, L_ = 0;
+  int capacity_ = 0, max_T_ = 0;
+  DecodeMode mode_ = DecodeMode::Graph;
+  BackendInfo info_;
+
+  char* arena_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_ws_ = nullptr;
+  size_t cublas_ws_bytes_ = 0;
+  cudaGraphExec_t graphs_[2] = {nullptr, nullptr};  // [0] greedy, [1] sampling
+
+  // weights
+  T *wte_ = nullptr, *wpe_ = nullptr;  // (V, C), (P, C)
+  float *lnf_w_ = nullptr, *lnf_b_ = nullptr;
+  std::vector<Layer> layers_;
+  // rows path activations, sized for max_T_
+  float* x_ = nullptr;  // (T, C) fp32
+  T *ln_ = nullptr, *qkv_ = nullptr, *att_ = nullptr, *fc_ = nullptr;
+  int* ids_dev_ = nullptr;
+  // decode step
+  float *xd_ = nullptr, *qd_ = nullptr, *attd_ = nullptr, *hd_ = nullptr;
+  float* partials_ = nullptr;
+  unsigned int* counters_ = nullptr;
+  StepParams* step_dev_ = nullptr;
+  // logits and sampling
+  float* logits_ = nullptr;  // (V)
+  int* token_dev_ = nullptr;
+  cuda::SamplerWorkspace sw_;
+  // pinned host staging
+  StepParams* step_host_ = nullptr;
+  int* token_host_ = nullptr;
+  int* ids_host_ = nullptr;
+
+  bool pending_ = false;   // forward(n == 1) recorded a decode step that has not run yet
+  bool inflight_ = false;  // work enqueued that nobody has waited for
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
+  switch (options.dtype) {
+    case ComputeDType::F32: return std::make_unique<CudaBackend<float>>(model, options);
+    case ComputeDType::F16: return std::make_unique<CudaBackend<__half>>(model, options);
+    case ComputeDType::BF16: return std::make_unique<CudaBackend<__nv_bfloat16>>(model, options);
+  }
+  throw Error("internal: unknown compute dtype");
+}
+
 }  // namespace gpt2

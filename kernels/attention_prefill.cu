@@ -1,0 +1,214 @@
+// Causal self-attention for a block of n tokens (prompt prefill, --no-cache steps, the
+// re-run after a context shift), reading keys and values through the K/V ring.
+//
+// For query t (position p = pos + t) and head h, with HS = 64 and s over positions [0, p]:
+//   out[t, h] = sum_s softmax_s(q[t,h] . K[slot(s),h] / sqrt(HS)) V[slot(s),h]
+// computed flash-attention style: the keys are visited in tiles of BC = 64 and each query row
+// keeps a running max m, running sum l and unnormalised output o (online softmax):
+//   m' = max(m, max_j S_j);  l' = l e^(m - m') + sum_j e^(S_j - m');  o' = o e^(m - m') + sum_j e^(S_j - m') V_j
+// so no n x n matrix ever exists; out = o / l at the end.
+//
+// Thread layout: grid (ceil(n / 64), NH); one block of 256 threads per (64-query tile, head).
+// Thread (ty = tid / 16, tx = tid % 16) owns query rows ty*4 + i (i < 4) and, in each tile,
+// key columns tx + 16 j (j < 4) of S and output columns tx + 16 j of O: a 4x4 register tile
+// for both products. Row statistics are reduced over the 16 lanes that share ty (xor
+// shuffles 8, 4, 2, 1 stay inside each half-warp). Shared memory (fp32, 67,840 bytes, dynamic):
+//   Qs[d][r] (HS x 68), Ks[d][c] (HS x 65), Vs[c][d] (64 x 64), Ps[c][r] (64 x 68)
+// The padding keeps the transposed stores and the strided reads free of bank conflicts, and
+// the rows of Qs and Ps 16-byte aligned for float4 reads.
+#include "device_common.cuh"
+#include "kernels.h"
+
+namespace gpt2::cuda {
+namespace {
+
+constexpr int HS = kHeadDim;  // 64
+constexpr int BR = 64;        // queries per block
+constexpr int BC = 64;        // keys per tile
+constexpr int kThreads = 256;
+constexpr int QS_STRIDE = BR + 4;
+constexpr int KS_STRIDE = BC + 1;
+constexpr int VS_STRIDE = HS;
+constexpr int PS_STRIDE = BR + 4;
+constexpr int QS_FLOATS = HS * QS_STRIDE;
+constexpr int KS_FLOATS = HS * KS_STRIDE;
+constexpr int VS_FLOATS = BC * VS_STRIDE;
+constexpr int PS_FLOATS = BC * PS_STRIDE;
+constexpr size_t kSmemBytes = size_t(QS_FLOATS + KS_FLOATS + VS_FLOATS + PS_FLOATS) * sizeof(float);
+static_assert(HS == 64 && BR == 64 && BC == 64 && kThreads == 256, "the 16 x 16 thread grid covers 64 x 64 tiles");
+static_assert(QS_FLOATS % 4 == 0 && (QS_FLOATS + KS_FLOATS) % 4 == 0 && (QS_FLOATS + KS_FLOATS + VS_FLOATS) % 4 == 0,
+              "every shared array starts 16-byte aligned");
+static_assert(QS_STRIDE % 4 == 0 && PS_STRIDE % 4 == 0, "float4 reads of Qs and Ps rows");
+
+// CUDA kernels -------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    attention_prefill_kernel(T* __restrict__ out, const T* __restrict__ qkv, const T* __restrict__ k_ring,
+                             const T* __restrict__ v_ring, int n, int pos, KvRing ring, int C, float scale) {
+  extern __shared__ float4 smem4[];
+  float* Qs = reinterpret_cast<float*>(smem4);  // (HS, QS_STRIDE): Qs[d][r]
+  float* Ks = Qs + QS_FLOATS;                    // (HS, KS_STRIDE): Ks[d][c]
+  float* Vs = Ks + KS_FLOATS;                    // (BC, VS_STRIDE): Vs[c][d]
+  float* Ps = Vs + VS_FLOATS;                    // (BC, PS_STRIDE): Ps[c][r]
+
+  const int q0 = blockIdx.x * BR;  // first query (token index) of this block
+  const int h = blockIdx.y;
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const size_t C3 = size_t(3) * C;
+
+  // The query tile, transposed; rows past n are zero (never written out).
+  for (int idx = tid; idx < BR * HS; idx += kThreads) {
+    const int r = idx / HS, d = idx % HS, t = q0 + r;
+    Qs[d * QS_STRIDE + r] = t < n ? to_f32(qkv[size_t(t) * C3 + size_t(h) * HS + d]) : 0.0f;
+  }
+
+  float o[4][4], m[4], l[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[i][j] = 0.0f;
+  }
+
+  // Keys [0, n_keys) are visible to at least one query row of this block. Every row sees key 0,
+  // so after the first tile each row's running max is finite.
+  const int n_keys = min(pos + q0 + BR, pos + n);
+  for (int k0 = 0; k0 < n_keys; k0 += BC) {
+    __syncthreads();  // the previous tile's readers of Ks / Vs / Ps are done (and Qs is stored)
+    for (int idx = tid; idx < BC * HS; idx += kThreads) {
+      const int c = idx / HS, d = idx % HS, s = k0 + c;
+      float kv = 0.0f, vv = 0.0f;
+      if (s < n_keys) {
+        const size_t off = size_t(ring.slot(s)) * C + size_t(h) * HS + d;
+        kv = to_f32(k_ring[off]);
+        vv = to_f32(v_ring[off]);
+      }
+      Ks[d * KS_STRIDE + c] = kv;
+      Vs[c * VS_STRIDE + d] = vv;
+    }
+    __syncthreads();
+
+    // S = Q K^T for this thread's 4 x 4 tile.
+    float sc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sc[i][j] = 0.0f;
+#pragma unroll 8
+    for (int d = 0; d < HS; ++d) {
+      const float4 qv = *reinterpret_cast<const float4*>(&Qs[d * QS_STRIDE + ty * 4]);
+      const float qa[4] = {qv.x, qv.y, qv.z, qv.w};
+      float ka[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) ka[j] = Ks[d * KS_STRIDE + tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) sc[i][j] += qa[i] * ka[j];
+    }
+
+    // Mask, scale, online softmax update.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int p = pos + q0 + ty * 4 + i;  // this row's position: it sees keys s <= p
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int s = k0 + tx + 16 * j;
+        const float v = (s <= p && s < n_keys) ? sc[i][j] * scale : -INFINITY;
+        sc[i][j] = v;
+        tile_max = fmaxf(tile_max, v);
+      }
+#pragma unroll
+      for (int off = 8; off > 0; off >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, off));
+      const float m_new = fmaxf(m[i], tile_max);
+      const bool none = m_new == -INFINITY;  // no visible key yet (cannot happen; kept NaN-safe)
+      const float alpha = none ? 1.0f : expf(m[i] - m_new);
+      float row_sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float pj = none ? 0.0f : expf(sc[i][j] - m_new);
+        sc[i][j] = pj;
+        row_sum += pj;
+      }
+#pragma unroll
+      for (int off = 8; off > 0; off >>= 1) row_sum += __shfl_xor_sync(0xffffffffu, row_sum, off);
+      l[i] = l[i] * alpha + row_sum;
+      m[i] = m_new;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) o[i][j] *= alpha;
+    }
+
+    // P to shared memory, transposed (Ps[c][r]) for float4 reads of 4 rows.
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * PS_STRIDE + ty * 4 + i] = sc[i][j];
+    __syncthreads();
+
+    // O += P V for this thread's rows and output columns tx + 16 j.
+#pragma unroll 8
+    for (int c = 0; c < BC; ++c) {
+      const float4 pv = *reinterpret_cast<const float4*>(&Ps[c * PS_STRIDE + ty * 4]);
+      const float pa[4] = {pv.x, pv.y, pv.z, pv.w};
+      float va[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) va[j] = Vs[c * VS_STRIDE + tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) o[i][j] += pa[i] * va[j];
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int t = q0 + ty * 4 + i;
+    if (t < n) {
+      const float inv = 1.0f / l[i];
+      T* orow = out + size_t(t) * C + size_t(h) * HS;  // (HS)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) orow[tx + 16 * j] = from_f32<T>(o[i][j] * inv);
+    }
+  }
+}
+
+template <typename T>
+void ensure_smem_attribute() {
+  static bool done = false;  // once per instantiation (the attribute is per function, per device)
+  if (done) return;
+  CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  int(kSmemBytes)));
+  done = true;
+}
+
+}  // namespace
+
+// kernel launchers ---------------------------------------------------------------------------
+
+template <typename T>
+void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, int n, int pos, const KvRing& ring,
+                       int n_head, int head_dim, cudaStream_t stream) {
+  if (head_dim != HS)
+    throw Error("attention_prefill: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
+  if (n < 1 || pos < 0 || pos + n > ring.capacity)
+    throw Error("attention_prefill: " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
+                " do not fit a ring of " + std::to_string(ring.capacity));
+  ensure_smem_attribute<T>();
+  const dim3 grid(ceil_div(n, BR), n_head);
+  attention_prefill_kernel<T><<<grid, kThreads, kSmemBytes, stream>>>(out, qkv, k_ring, v_ring, n, pos, ring,
+                                                                      n_head * HS, 1.0f / sqrtf(float(HS)));
+  CUDA_CHECK_LAUNCH();
+}
+
+#define GPT2_INSTANTIATE(T)                                                                            \
+  template void attention_prefill<T>(T*, const T*, const T*, const T*, int, int, const KvRing&, int, int, \
+                                     cudaStream_t);
+GPT2_INSTANTIATE(float)
+GPT2_INSTANTIATE(__half)
+GPT2_INSTANTIATE(__nv_bfloat16)
+#undef GPT2_INSTANTIATE
+
+}  // namespace gpt2::cuda

@@ -1,0 +1,56 @@
+// Token + position embedding: the first op of the forward pass.
+//
+//   x[t, c] = wte[id_t, c] + wpe[p_t, c]        x (n, C) fp32; wte (V, C), wpe (P, C) in T
+//
+// Thread layout: one block per token row, 256 threads striding over the C channels
+// (coalesced reads of both table rows). For the decode step the token and its position come
+// from the device-side StepParams, so the launch can be replayed from a CUDA graph.
+#include "device_common.cuh"
+#include "kernels.h"
+
+namespace gpt2::cuda {
+namespace {
+
+// CUDA kernels -------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void embedding_kernel(float* __restrict__ x, const int* __restrict__ ids, int pos,
+                                 const StepParams* __restrict__ step, const T* __restrict__ wte,
+                                 const T* __restrict__ wpe, int C) {
+  const int t = blockIdx.x;
+  const int id = step ? step->token : ids[t];
+  const int p = step ? step->pos : pos + t;
+  const T* te = wte + size_t(id) * C;  // (C)
+  const T* pe = wpe + size_t(p) * C;   // (C)
+  float* xo = x + size_t(t) * C;       // (C)
+  for (int c = threadIdx.x; c < C; c += blockDim.x) xo[c] = to_f32(te[c]) + to_f32(pe[c]);
+}
+
+constexpr int kThreads = 256;
+
+}  // namespace
+
+// kernel launchers ---------------------------------------------------------------------------
+
+template <typename T>
+void embedding_forward(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
+                       cudaStream_t stream) {
+  embedding_kernel<T><<<n, kThreads, 0, stream>>>(x, ids, pos, nullptr, wte, wpe, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, cudaStream_t stream) {
+  embedding_kernel<T><<<1, kThreads, 0, stream>>>(x, nullptr, 0, step, wte, wpe, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+#define GPT2_INSTANTIATE(T)                                                                              \
+  template void embedding_forward<T>(float*, const int*, int, int, const T*, const T*, int, cudaStream_t); \
+  template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, cudaStream_t);
+GPT2_INSTANTIATE(float)
+GPT2_INSTANTIATE(__half)
+GPT2_INSTANTIATE(__nv_bfloat16)
+#undef GPT2_INSTANTIATE
+
+}  // namespace gpt2::cuda

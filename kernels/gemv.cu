@@ -1,0 +1,205 @@
+// The decode step's matrix-vector products, with everything around them fused in.
+//
+//   a = in                                  or  a = LayerNorm(in + ln_pre_bias; ln_w, ln_b)
+//   y[o] = sum_i W[o, i] a[i]               W (OC, IC) in T, a and y fp32
+//   Store:    out[o]  = y[o] + bias[o]
+//   Residual: out[o] += y[o] + bias[o]     (x += proj(att) + b: residual add fused)
+//   Gelu:     out[o]  = gelu_new(y[o] + bias[o])
+//   Qkv:      v = y[o] + bias[o]; the query (o < C) to out, the key and value straight into the
+//             K/V ring at slot step->ring.slot(step->pos)   (K/V append fused)
+//
+// One token reads every weight once, so the step is bound by memory bandwidth: the kernel
+// streams W with 16-byte loads and keeps several of them in flight per lane, and the weights
+// of a warp's first rows are requested before the input is staged (they do not depend on the
+// previous kernel), hiding the LayerNorm's latency behind the first loads.
+//
+// Thread layout: 128 threads (4 warps) per block; each warp owns R = 2 rows at a time, its 32
+// lanes striding over the row in 16-byte chunks, then a warp-shuffle sum; the grid (at most
+// 4 resident blocks per multiprocessor) strides over the rows. The input vector (IC fp32) is staged in
+// shared memory once per block; with LayerNorm the block computes the row's fp32 mean and
+// variance itself (two passes, like cpu::layernorm), so no separate LayerNorm kernel runs.
+#include "device_common.cuh"
+#include "kernels.h"
+
+namespace gpt2::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int R = 2;   // rows per warp at a time
+constexpr int PF = 4;  // 16-byte chunks per lane and row requested before the input is staged
+constexpr int kBlocksPerSm = 4;  // resident blocks per multiprocessor at <= 128 registers
+
+__device__ __forceinline__ uint4 load_weights(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+
+// sum_e w[e] * a[e] over one 16-byte chunk of W; a is 16-byte aligned shared memory.
+template <typename T>
+__device__ __forceinline__ float dot_chunk(const uint4& wv, const float* a) {
+  constexpr int N = Vec16<T>::N;
+  float w[N];
+  unpack16(wv, w, T());
+  float s = 0.0f;
+#pragma unroll
+  for (int e = 0; e < N; e += 4) {
+    const float4 av = *reinterpret_cast<const float4*>(a + e);
+    s += w[e] * av.x;
+    s += w[e + 1] * av.y;
+    s += w[e + 2] * av.z;
+    s += w[e + 3] * av.w;
+  }
+  return s;
+}
+
+template <typename T, GemvEpilogue EPI>
+__device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float y) {
+  const float v = y + (p.bias ? p.bias[o] : 0.0f);
+  if constexpr (EPI == GemvEpilogue::Store) {
+    p.out[o] = v;
+  } else if constexpr (EPI == GemvEpilogue::Residual) {
+    p.out[o] += v;
+  } else if constexpr (EPI == GemvEpilogue::Gelu) {
+    p.out[o] = gelu_new(v);
+  } else {  // Qkv
+    if (o < p.C) {
+      p.out[o] = v;
+    } else {
+      const size_t slot = size_t(p.step->ring.slot(p.step->pos));
+      if (o < 2 * p.C)
+        p.k_ring[slot * p.C + (o - p.C)] = from_f32<T>(v);
+      else
+        p.v_ring[slot * p.C + (o - 2 * p.C)] = from_f32<T>(v);
+    }
+  }
+}
+
+// CUDA kernels -------------------------------------------------------------------------------
+
+template <typename T, bool LN, GemvEpilogue EPI>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const GemvParams<T> p) {
+  constexpr int VEC = Vec16<T>::N;
+  extern __shared__ float4 smem4[];
+  float* a = reinterpret_cast<float*>(smem4);  // (IC) the input vector, fp32
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int IC = p.IC, OC = p.OC;
+  const int n_chunks = IC / VEC;
+  const int o_first = (blockIdx.x * kWarps + warp) * R;  // this warp's first row group
+  const int o_stride = gridDim.x * kWarps * R;
+
+  // 1. Request the first row group's first chunks now: weights do not depend on the input.
+  uint4 pre[R][PF];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int q = 0; q < PF; ++q) {
+      const int k = lane + q * 32, o = o_first + r;
+      pre[r][q] = (o < OC && k < n_chunks) ? load_weights(p.w + size_t(o) * IC + size_t(k) * VEC)
+                                           : make_uint4(0u, 0u, 0u, 0u);
+    }
+
+  // 2. Stage the input (LayerNorm'd if asked) in shared memory.
+  if constexpr (LN) {
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < IC; i += kThreads) {
+      const float v = p.in[i] + (p.ln_pre_bias ? p.ln_pre_bias[i] : 0.0f);
+      a[i] = v;
+      sum += v;
+    }
+    const float mean = block_sum(sum) / float(IC);
+    float sq = 0.0f;
+    for (int i = threadIdx.x; i < IC; i += kThreads) {  // each thread re-reads its own a[i]
+      const float d = a[i] - mean;
+      sq += d * d;
+    }
+    const float var = block_sum(sq) / float(IC);
+    const float rstd = 1.0f / sqrtf(var + p.eps);
+    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * p.ln_w[i] + p.ln_b[i];
+  } else {
+    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = p.in[i];
+  }
+  __syncthreads();
+
+  // 3. Rows: o_first, o_first + o_stride, ... (warp-uniform loop: full-mask shuffles are safe).
+  for (int o = o_first; o < OC; o += o_stride) {
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    int k = lane;
+    if (o == o_first) {
+#pragma unroll
+      for (int q = 0; q < PF; ++q) {
+        const int kk = lane + q * 32;
+        if (kk < n_chunks)
+#pragma unroll
+          for (int r = 0; r < R; ++r) acc[r] += dot_chunk<T>(pre[r][q], a + size_t(kk) * VEC);
+      }
+      k = lane + PF * 32;
+    }
+#pragma unroll 2
+    for (; k < n_chunks; k += 32) {
+      uint4 wv[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        wv[r] = (o + r < OC) ? load_weights(p.w + size_t(o + r) * IC + size_t(k) * VEC) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r] += dot_chunk<T>(wv[r], a + size_t(k) * VEC);
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float y = warp_sum(acc[r]);
+      if (lane == r && o + r < OC) epilogue<T, EPI>(p, o + r, y);
+    }
+  }
+}
+
+int sm_count() {
+  static int n = 0;
+  if (n == 0) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return n;
+}
+
+template <typename T, bool LN>
+void launch(const GemvParams<T>& p, int blocks, size_t smem, cudaStream_t stream) {
+  switch (p.epilogue) {
+    case GemvEpilogue::Store: gemv_kernel<T, LN, GemvEpilogue::Store><<<blocks, kThreads, smem, stream>>>(p); break;
+    case GemvEpilogue::Residual:
+      gemv_kernel<T, LN, GemvEpilogue::Residual><<<blocks, kThreads, smem, stream>>>(p);
+      break;
+    case GemvEpilogue::Gelu: gemv_kernel<T, LN, GemvEpilogue::Gelu><<<blocks, kThreads, smem, stream>>>(p); break;
+    case GemvEpilogue::Qkv: gemv_kernel<T, LN, GemvEpilogue::Qkv><<<blocks, kThreads, smem, stream>>>(p); break;
+  }
+}
+
+}  // namespace
+
+// kernel launchers ---------------------------------------------------------------------------
+
+template <typename T>
+void gemv(const GemvParams<T>& p, cudaStream_t stream) {
+  constexpr int VEC = Vec16<T>::N;
+  if (p.IC <= 0 || p.OC <= 0 || p.IC % VEC != 0 || p.IC > kGemvMaxIC)
+    throw Error("gemv: IC " + std::to_string(p.IC) + " must be a positive multiple of " + std::to_string(VEC) +
+                " and at most " + std::to_string(kGemvMaxIC));
+  if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.k_ring || !p.v_ring || !p.step))
+    throw Error("gemv: the Qkv epilogue needs OC == 3C, both rings and the step");
+  if (p.ln_w && !p.ln_b) throw Error("gemv: LayerNorm input needs ln_w and ln_b");
+  const int row_groups = ceil_div(p.OC, kWarps * R);
+  const int max_blocks = sm_count() * kBlocksPerSm;
+  const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
+  const size_t smem = size_t(p.IC) * sizeof(float);  // <= 48 KB: no attribute needed
+  if (p.ln_w)
+    launch<T, true>(p, blocks, smem, stream);
+  else
+    launch<T, false>(p, blocks, smem, stream);
+  CUDA_CHECK_LAUNCH();
+}
+
+template void gemv<float>(const GemvParams<float>&, cudaStream_t);
+template void gemv<__half>(const GemvParams<__half>&, cudaStream_t);
+template void gemv<__nv_bfloat16>(const GemvParams<__nv_bfloat16>&, cudaStream_t);
+
+}  // namespace gpt2::cuda

@@ -1,0 +1,150 @@
+// Host launchers of gpt2-gen's CUDA kernels (one .cu file per operation in kernels/; the
+// __global__ kernels are private to their file). Every launcher enqueues on `stream`, checks
+// the launch (file:line in the error) and never synchronizes, so a sequence of launches can be
+// captured in a CUDA graph.
+//
+// Shapes: n tokens (rows), C = n_embd, H = n_inner, NH heads of HS = C / NH, V vocabulary.
+// T is the compute dtype: float, __half or __nv_bfloat16 (weights, the K/V rings and the
+// activations that feed cuBLAS). The residual stream x, LayerNorm parameters, biases, logits
+// and every statistic or accumulator are fp32.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+
+#include "kv_ring.h"
+
+namespace gpt2::cuda {
+
+// What one decode step (and the sampler) read from device memory, so that a captured graph
+// can be replayed for every token: the host updates it with one copy before each replay.
+struct StepParams {
+  int token = 0;          // the decode step's input token id
+  int pos = 0;            // its context position: it attends over positions [0, pos]
+  KvRing ring;            // where context positions live in the K/V rings
+  float temperature = 0;  // sampling (sampler.h's rule); <= 0 is greedy
+  int top_k = 0;
+  float top_p = 1;
+  float u = 0;            // the uniform draw, as float (sample_token uses float(u))
+};
+
+// Largest IC the fused matrix-vector kernel stages in shared memory (48 KB of fp32).
+constexpr int kGemvMaxIC = 12288;
+// The only head size the attention kernels are built for (every GPT-2 size has 64).
+constexpr int kHeadDim = 64;
+
+// True when this build's kernels can run on the current device; else `why` says why.
+bool kernels_loadable(std::string* why);
+
+// ---- embedding.cu ------------------------------------------------------------------------
+// x (n, C) = wte[ids[t]] + wpe[pos + t]; ids (n) in device memory.
+template <typename T>
+void embedding_forward(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
+                       cudaStream_t stream);
+// x (C) = wte[step->token] + wpe[step->pos] (the decode step; reads the step from the device).
+template <typename T>
+void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, cudaStream_t stream);
+
+// ---- layernorm.cu ------------------------------------------------------------------------
+// For each row t of x (n, C): if resid_bias, x[t] += resid_bias (written back: the pending bias
+// of the previous projection, whose product cuBLAS accumulated into x); then
+// out[t] = (x[t] - mean) / sqrt(var + eps) * w + b with fp32 statistics.
+template <typename T>
+void layernorm_forward(T* out, float* x, const float* resid_bias, const float* w, const float* b, int n, int C,
+                       float eps, cudaStream_t stream);
+
+// ---- gelu.cu -----------------------------------------------------------------------------
+// x (n, H) = gelu_new(x + bias); bias (H) or null.
+template <typename T>
+void bias_gelu_forward(T* x, const float* bias, int n, int H, cudaStream_t stream);
+
+// ---- kv_append.cu ------------------------------------------------------------------------
+// qkv (n, 3C) += bias (3C, or null: no bias) for the queries (in place), and the keys and
+// values (+ bias) of token t are written to k_ring / v_ring (capacity, C) at
+// ring.slot(pos + t).
+template <typename T>
+void qkv_bias_kv_append(T* qkv, const float* bias, T* k_ring, T* v_ring, int n, int pos, const KvRing& ring,
+                        int C, cudaStream_t stream);
+
+// ---- attention_prefill.cu ----------------------------------------------------------------
+// Causal attention of n queries at positions [pos, pos + n) over the keys/values of positions
+// [0, pos + n) in the rings (already appended). qkv (n, 3C) supplies the queries; out (n, C).
+// Flash-attention style: tiles of 64 queries x 64 keys, online softmax, no n x n matrix.
+template <typename T>
+void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, int n, int pos, const KvRing& ring,
+                       int n_head, int head_dim, cudaStream_t stream);
+
+// ---- attention_decode.cu -----------------------------------------------------------------
+// One query q (C, fp32) at position step->pos over positions [0, step->pos] of the rings,
+// split into chunks of 64 keys across blocks (flash-decoding) and combined exactly with the
+// log-sum-exp rule by the last block of each head. out (C, fp32).
+// partials: attention_decode_partials(n_head, capacity) floats; counters: n_head unsigned ints,
+// zero before the first launch (each launch leaves them zero again).
+size_t attention_decode_partials(int n_head, int capacity);
+template <typename T>
+void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
+                      float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
+                      cudaStream_t stream);
+
+// ---- gemv.cu: the decode step's fused matrix-vector products --------------------------------
+// y (OC) = W (OC, IC) . a (IC) with a = `in` (fp32) or a = LayerNorm(in + ln_pre_bias) when
+// ln_w is set, then one epilogue:
+//   Store:    out[o] = y + bias[o]
+//   Residual: out[o] += y + bias[o]                (the residual stream)
+//   Gelu:     out[o] = gelu_new(y + bias[o])
+//   Qkv:      v = y + bias[o]; o < C: out[o] = v (the query); else the key / value goes to
+//             k_ring / v_ring at slot step->ring.slot(step->pos)
+// (bias may be null). Requires IC a multiple of 16 / sizeof(T) and IC <= kGemvMaxIC.
+enum class GemvEpilogue { Store, Residual, Gelu, Qkv };
+
+template <typename T>
+struct GemvParams {
+  const T* w = nullptr;  // (OC, IC)
+  int IC = 0, OC = 0;
+  const float* in = nullptr;  // (IC)
+  const float* ln_w = nullptr, *ln_b = nullptr, *ln_pre_bias = nullptr;  // (IC) each
+  float eps = 1e-5f;
+  const float* bias = nullptr;  // (OC)
+  float* out = nullptr;         // (OC), or the query (C) for Qkv
+  GemvEpilogue epilogue = GemvEpilogue::Store;
+  T* k_ring = nullptr;          // Qkv: (capacity, C) each
+  T* v_ring = nullptr;
+  const StepParams* step = nullptr;
+  int C = 0;
+};
+template <typename T>
+void gemv(const GemvParams<T>& p, cudaStream_t stream);
+
+// ---- matmul.cu: cuBLAS, fp32 accumulation ---------------------------------------------------
+// out (n, OC) = x (n, IC) . w^T, w (OC, IC) row-major; out in T.
+template <typename T>
+void matmul_store(cublasHandle_t handle, T* out, const T* x, const T* w, int n, int IC, int OC);
+// out (n, OC) += x (n, IC) . w^T with out fp32 (the residual stream: cuBLAS beta = 1).
+template <typename T>
+void matmul_accumulate(cublasHandle_t handle, float* out, const T* x, const T* w, int n, int IC, int OC);
+
+// ---- sampling.cu -------------------------------------------------------------------------
+// Greedy: *out = argmax logits (V), the lowest id among equal maxima.
+void argmax(const float* logits, int V, int* out, cudaStream_t stream);
+
+// Temperature / top-k / top-p sampling by sampler.h's rule, parameters read from `step`
+// (temperature > 0): sorts (logit, id) pairs descending with a stable radix sort (ties: lower
+// id first), then one block computes the kept prefix and inverts the CDF at u.
+struct SamplerWorkspace {
+  float* keys_in = nullptr;   // (V)
+  float* keys_out = nullptr;  // (V)
+  int* ids_in = nullptr;      // (V): 0..V-1, filled once by sampler_init
+  int* ids_out = nullptr;     // (V)
+  void* temp = nullptr;       // sampler_temp_bytes(V)
+  size_t temp_bytes = 0;
+};
+size_t sampler_temp_bytes(int V);
+void sampler_init(const SamplerWorkspace& ws, int V, cudaStream_t stream);
+void sample_top_k_top_p(const float* logits, int V, const StepParams* step, const SamplerWorkspace& ws, int* out,
+                        cudaStream_t stream);
+
+}  // namespace gpt2::cuda

@@ -1,0 +1,315 @@
+// The CUDA backend as a whole, on the tiny golden GPT-2 (../shared/golden/tiny-gpt2, converted
+// by the tiny_models fixture): against Hugging Face's float64 logits and greedy continuations,
+// against itself (cache vs --no-cache over three contexts with --context-shift, the three
+// decode modes), and against the CPU backend. Label `gpu`: skips where no device is usable,
+// except the tests of what happens without one, which run everywhere.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "backend.h"
+#include "backend_cpu.h"
+#include "backend_cuda.h"
+#include "error.h"
+#include "generator.h"
+#include "golden.h"
+#include "gpu_test_util.h"
+#include "model.h"
+#include "test_support.h"
+
+namespace gpt2 {
+namespace {
+
+using test::max_rel_error;
+using test::tiny_golden;
+
+std::unique_ptr<Backend> cuda_backend(const Model& m, ComputeDType dtype, int capacity = 0) {
+  BackendOptions o;
+  o.device = Device::Cuda;
+  o.dtype_set = true;
+  o.dtype = dtype;
+  o.kv_capacity = capacity;
+  return make_cuda_backend(m, o);
+}
+
+std::vector<float> logits_of(Backend& b, int V) {
+  std::vector<float> v(static_cast<size_t>(V));
+  b.read_logits(v.data());
+  return v;
+}
+
+// fp32 must reproduce float64 logits to 1e-4 (relative to max |ref|); fp16 to 2e-2; bf16 keeps
+// 3 fewer mantissa bits than fp16 in every activation and weight, so it gets 5e-2.
+double tolerance(ComputeDType d) { return d == ComputeDType::F32 ? 1e-4 : d == ComputeDType::F16 ? 2e-2 : 5e-2; }
+
+struct Variant {
+  std::string stored;  // the model file's dtype (tiny-<stored>)
+  ComputeDType dtype;  // the backend's compute dtype
+};
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.stored << " weights, " << compute_dtype_name(v.dtype); }
+std::string variant_name(const ::testing::TestParamInfo<Variant>& info) {
+  return "stored_" + info.param.stored + "_compute_" + compute_dtype_name(info.param.dtype);
+}
+
+class CudaGolden : public ::testing::TestWithParam<Variant> {
+ protected:
+  void SetUp() override {
+    GPT2_SKIP_WITHOUT_GPU();
+    model_ = std::make_unique<Model>(load_model(test::tiny_model(GetParam().stored)));
+    backend_ = cuda_backend(*model_, GetParam().dtype);
+  }
+  int V() const { return model_->config.vocab_size; }
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Backend> backend_;
+};
+
+TEST_P(CudaGolden, LastLogitsOfEverySequence) {
+  const KvRing ring{backend_->kv_capacity(), 0};
+  for (const auto& seq : tiny_golden().sequences) {
+    backend_->forward(seq.ids.data(), int(seq.ids.size()), 0, ring);
+    const auto got = logits_of(*backend_, V());
+    const double err = max_rel_error(got.data(), seq.logits_last.data(), got.size());
+    EXPECT_LE(err, tolerance(GetParam().dtype)) << seq.name;
+    std::printf("[%s] %s last logits: max|d|/max|ref| = %.3g\n", variant_name({GetParam(), 0}).c_str(),
+                seq.name.c_str(), err);
+  }
+}
+
+// Every position, recomputing each prefix (the rows path, as --no-cache does) and one token at
+// a time against the cache (the decode graph) with the ring starting 3 slots before its end.
+TEST_P(CudaGolden, SubsetLogitsAtEveryPositionWithAndWithoutCache) {
+  const auto& g = tiny_golden();
+  const size_t S = g.subset.size();
+  const int cap = backend_->kv_capacity();
+  for (const auto& seq : g.sequences) {
+    auto check_row = [&](int t, const char* mode) {
+      const auto full = logits_of(*backend_, V());
+      std::vector<float> got(S);
+      for (size_t j = 0; j < S; ++j) got[j] = full[size_t(g.subset[j])];
+      EXPECT_LE(max_rel_error(got.data(), seq.logits_subset.data() + size_t(t) * S, S), tolerance(GetParam().dtype))
+          << seq.name << " " << mode << " position " << t;
+    };
+    for (int t = 0; t < int(seq.ids.size()); ++t) {
+      backend_->forward(seq.ids.data(), t + 1, 0, KvRing{cap, 0});
+      check_row(t, "no-cache");
+    }
+    const KvRing wrapped{cap, cap - 3};
+    for (int t = 0; t < int(seq.ids.size()); ++t) {
+      backend_->forward(&seq.ids[size_t(t)], 1, t, wrapped);
+      check_row(t, "cached");
+    }
+  }
+}
+
+// Greedy continuations. fp32: token for token, with and without the cache. Half precision:
+// teacher-forced along the golden path, the device's argmax must be the golden token at every
+// step where the reference top-2 margin (from the CPU fp32 backend, which matches the golden to
+// 1e-4) exceeds the logits tolerance; and free generation must agree up to the first step
+// where it does not.
+TEST_P(CudaGolden, GreedyContinuations) {
+  const ComputeDType dtype = GetParam().dtype;
+  const auto& goldens = tiny_golden().greedy;
+  if (dtype == ComputeDType::F32) {
+    for (bool cache : {true, false}) {
+      GenerationOptions opt;
+      opt.use_cache = cache;
+      opt.ignore_eos = true;
+      opt.sampling.temperature = 0;
+      for (const auto& g : goldens) {
+        opt.max_new_tokens = int(g.new_tokens.size());
+        const GenerationResult r = generate(*backend_, g.prompt, model_->config.n_positions, opt, nullptr);
+        EXPECT_EQ(r.generated, g.new_tokens) << (cache ? "cache" : "no-cache");
+      }
+    }
+    return;
+  }
+  const Model ref_model = load_model(test::tiny_model("fp32"));
+  auto cpu = make_cpu_backend(ref_model, BackendOptions{});
+  const int cap = backend_->kv_capacity();
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  for (const auto& g : goldens) {
+    std::vector<int> path = g.prompt;
+    path.insert(path.end(), g.new_tokens.begin(), g.new_tokens.end());
+    const int P = int(g.prompt.size());
+    int first_close = int(g.new_tokens.size());  // first step with a margin within tolerance
+    int checked = 0;
+    for (int j = 0; j < int(g.new_tokens.size()); ++j) {
+      // Context: path[0, P + j); predict path[P + j].
+      if (j == 0) {
+        backend_->forward(path.data(), P, 0, KvRing{cap, 0});
+        cpu->forward(path.data(), P, 0, KvRing{cpu->kv_capacity(), 0});
+      } else {
+        backend_->forward(&path[size_t(P + j - 1)], 1, P + j - 1, KvRing{cap, 0});
+        cpu->forward(&path[size_t(P + j - 1)], 1, P + j - 1, KvRing{cpu->kv_capacity(), 0});
+      }
+      const auto ref = logits_of(*cpu, V());
+      std::vector<float> sorted = ref;
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+      float max_abs = 0;
+      for (float v : ref) max_abs = std::max(max_abs, std::fabs(v));
+      const bool clear = sorted[0] - sorted[1] > tolerance(dtype) * max_abs;
+      if (!clear && j < first_close) first_close = j;
+      const int got = backend_->sample(greedy, 0.0);
+      if (clear) {
+        ++checked;
+        EXPECT_EQ(got, g.new_tokens[size_t(j)]) << "step " << j << " (margin " << sorted[0] - sorted[1] << ")";
+      }
+    }
+    GenerationOptions opt;
+    opt.ignore_eos = true;
+    opt.sampling.temperature = 0;
+    opt.max_new_tokens = int(g.new_tokens.size());
+    const GenerationResult r = generate(*backend_, g.prompt, model_->config.n_positions, opt, nullptr);
+    for (int j = 0; j < first_close; ++j) EXPECT_EQ(r.generated[size_t(j)], g.new_tokens[size_t(j)]) << "free step " << j;
+    std::printf("[%s] greedy: %d of %zu steps had a clear margin; free generation compared for %d\n",
+                variant_name({GetParam(), 0}).c_str(), checked, g.new_tokens.size(), first_close);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaGolden,
+                         ::testing::Values(Variant{"fp32", ComputeDType::F32}, Variant{"fp32", ComputeDType::F16},
+                                           Variant{"fp16", ComputeDType::F16}, Variant{"bf16", ComputeDType::BF16}),
+                         variant_name);
+
+class CudaGeneration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GPT2_SKIP_WITHOUT_GPU();
+    model_ = std::make_unique<Model>(load_model(test::tiny_model("fp32")));
+  }
+  GenerationResult run(Backend& b, const std::vector<int>& prompt, int n, bool cache, bool shift, float temperature,
+                       uint64_t seed = 7) {
+    GenerationOptions opt;
+    opt.max_new_tokens = n;
+    opt.use_cache = cache;
+    opt.context_shift = shift;
+    opt.ignore_eos = true;
+    opt.sampling.temperature = temperature;
+    opt.seed = seed;
+    return generate(b, prompt, model_->config.n_positions, opt, nullptr);
+  }
+  std::unique_ptr<Model> model_;
+  const std::vector<int> prompt_ = {2061, 318, 509, 53, 40918, 30};
+};
+
+// 3x the context (n_positions 128) with --context-shift: the cache (decode graph, shifts re-run
+// through the rows path into a wrapped ring) and --no-cache (the rows path over the window
+// every step) give the same tokens.
+TEST_F(CudaGeneration, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
+  auto b = cuda_backend(*model_, ComputeDType::F32);
+  const int n = 3 * model_->config.n_positions;
+  const auto cached = run(*b, prompt_, n, true, true, 0.0f);
+  const auto uncached = run(*b, prompt_, n, false, true, 0.0f);
+  ASSERT_EQ(int(cached.generated.size()), n);
+  EXPECT_GE(cached.context_shifts, 2);
+  EXPECT_EQ(cached.generated, uncached.generated);
+}
+
+// A small ring (--ctx-size 40) and sampling: shifts every 20 tokens, the sampling graph.
+TEST_F(CudaGeneration, SmallRingSampledCacheAndNoCacheAgree) {
+  auto b = cuda_backend(*model_, ComputeDType::F32, 40);
+  const auto cached = run(*b, prompt_, 100, true, true, 0.8f, 11);
+  const auto uncached = run(*b, prompt_, 100, false, true, 0.8f, 11);
+  EXPECT_EQ(cached.generated, uncached.generated);
+}
+
+// The same seed gives the same tokens on the CPU and on the GPU (fp32), greedy and sampled.
+TEST_F(CudaGeneration, AgreesWithTheCpuBackend) {
+  auto gpu = cuda_backend(*model_, ComputeDType::F32);
+  auto cpu = make_cpu_backend(*model_, BackendOptions{});
+  for (float temperature : {0.0f, 0.8f}) {
+    const auto a = run(*gpu, prompt_, 40, true, false, temperature, 5);
+    const auto c = run(*cpu, prompt_, 40, true, false, temperature, 5);
+    EXPECT_EQ(a.generated, c.generated) << "temperature " << temperature;
+  }
+}
+
+// GPT2_CUDA_DECODE=graph | eager | rows: the same decode step three ways, the same tokens.
+TEST_F(CudaGeneration, DecodeModesAgree) {
+  struct EnvGuard {
+    ~EnvGuard() { unsetenv("GPT2_CUDA_DECODE"); }
+  } guard;
+  std::vector<std::vector<int>> outs;
+  for (const char* mode : {"graph", "eager", "rows"}) {
+    setenv("GPT2_CUDA_DECODE", mode, 1);
+    auto b = cuda_backend(*model_, ComputeDType::F32);
+    outs.push_back(run(*b, prompt_, 30, true, false, 0.0f).generated);
+  }
+  EXPECT_EQ(outs[0], outs[1]) << "graph vs eager";
+  EXPECT_EQ(outs[0], outs[2]) << "graph vs rows";
+}
+
+// read_logits() after a decode step that was never sampled, and forward() twice in a row.
+TEST_F(CudaGeneration, UnsampledStepsStillRun) {
+  auto b = cuda_backend(*model_, ComputeDType::F32);
+  auto cpu = make_cpu_backend(*model_, BackendOptions{});
+  const int V = model_->config.vocab_size;
+  const KvRing ring{b->kv_capacity(), 5};
+  const KvRing cring{cpu->kv_capacity(), 5};
+  b->forward(prompt_.data(), 3, 0, ring);
+  cpu->forward(prompt_.data(), 3, 0, cring);
+  for (int t = 3; t < 6; ++t) {
+    b->forward(&prompt_[size_t(t)], 1, t, ring);
+    cpu->forward(&prompt_[size_t(t)], 1, t, cring);
+  }
+  const auto got = logits_of(*b, V), want = logits_of(*cpu, V);
+  EXPECT_LE(max_rel_error(got.data(), want.data(), got.size()), 1e-5);
+}
+
+TEST_F(CudaGeneration, InfoReportsTheDeviceAndItsMemory) {
+  auto b = cuda_backend(*model_, ComputeDType::F16);
+  const BackendInfo& i = b->info();
+  const GPT2Config& c = model_->config;
+  EXPECT_EQ(i.device, "cuda");
+  EXPECT_FALSE(i.device_name.empty());
+  EXPECT_EQ(i.dtype, ComputeDType::F16);
+  EXPECT_GE(i.kv_bytes, size_t(2) * c.n_layer * c.n_positions * c.n_embd * 2);
+  EXPECT_LT(i.kv_bytes, size_t(2) * c.n_layer * c.n_positions * c.n_embd * 2 + size_t(2) * c.n_layer * 256);
+  EXPECT_GE(i.weight_bytes, size_t(c.n_params()) * 2);
+  EXPECT_GE(i.peak_device_bytes, i.weight_bytes + i.kv_bytes);
+  std::printf("tiny fp16: weights %zu B, kv %zu B, activations %zu B, peak %zu B on %s\n", i.weight_bytes, i.kv_bytes,
+              i.activation_bytes, i.peak_device_bytes, i.device_name.c_str());
+}
+
+TEST_F(CudaGeneration, BadInputsAreRefused) {
+  auto b = cuda_backend(*model_, ComputeDType::F32);
+  const int bad = model_->config.vocab_size;
+  EXPECT_THROW(b->forward(&bad, 1, 0, KvRing{b->kv_capacity(), 0}), Error);
+  const int ok = 5;
+  EXPECT_THROW(b->forward(&ok, 1, b->kv_capacity(), KvRing{b->kv_capacity(), 0}), Error);
+  EXPECT_THROW(b->forward(&ok, 1, 0, KvRing{b->kv_capacity() + 1, 0}), Error);
+}
+
+// Without a device (CI): --device cuda is a clear error and --device auto falls back with a
+// note. These run on every machine; with a device, auto picks CUDA.
+TEST(CudaAvailability, DeviceCudaWithoutADeviceIsAClearErrorAndAutoFallsBack) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  std::string why;
+  const bool usable = cuda_device_usable(&why);
+  BackendOptions o;
+  std::string note;
+  if (!usable) {
+    EXPECT_FALSE(why.empty());
+    o.device = Device::Cuda;
+    try {
+      make_backend(model, o, &note);
+      ADD_FAILURE() << "--device cuda without a device did not throw";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("no usable CUDA device"), std::string::npos) << e.what();
+    }
+    o.device = Device::Auto;
+    auto b = make_backend(model, o, &note);
+    EXPECT_EQ(b->info().device, "cpu");
+    EXPECT_NE(note.find("running on the CPU"), std::string::npos) << note;
+  } else {
+    o.device = Device::Auto;
+    auto b = make_backend(model, o, &note);
+    EXPECT_EQ(b->info().device, "cuda");
+    EXPECT_EQ(b->info().dtype, ComputeDType::F16);  // the CUDA default
+  }
+}
+
+}  // namespace
+}  // namespace gpt2

@@ -1,0 +1,575 @@
+// Every CUDA kernel launcher against the fp32 CPU reference (src/cpu_ops.h, src/sampler.h) on
+// random inputs of several sizes, odd ones included, in fp32, fp16 and bf16. Inputs are rounded
+// to the dtype first, so the CPU reference sees exactly what the GPU reads; outputs are poisoned
+// (NaN) before each run, so an element the kernel never wrote fails. Measure: normalized MSE
+// sum (gpu - cpu)^2 / sum cpu^2 <= 1e-10 in fp32 and <= 5e-4 in fp16 / bf16; NaN fails.
+// Label `gpu`: every test skips where no CUDA device is usable.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "cpu_ops.h"
+#include "gpu_test_util.h"
+#include "kernels.h"
+#include "sampler.h"
+
+namespace gpt2 {
+namespace {
+
+using namespace gpt2::test;
+namespace k = gpt2::cuda;
+
+constexpr int kV = 50257;
+
+std::vector<int> lengths() {
+  if (quick()) return {1, 2, 63, 64, 65, 130};
+  return {1, 2, 63, 64, 65, 1023, 1024};
+}
+
+template <typename T>
+class Kernels : public ::testing::Test {
+ protected:
+  void SetUp() override { GPT2_SKIP_WITHOUT_GPU(); }
+  std::mt19937 rng{1234};
+};
+using DTypes = ::testing::Types<float, __half, __nv_bfloat16>;
+class DTypeNames {
+ public:
+  template <typename T>
+  static std::string GetName(int) { return dtype_label<T>(); }
+};
+TYPED_TEST_SUITE(Kernels, DTypes, DTypeNames);
+
+#define EXPECT_NMSE(got, want, what)                                                          \
+  do {                                                                                        \
+    const double e_ = nmse(got, want);                                                        \
+    EXPECT_LE(e_, nmse_tolerance<TypeParam>()) << what << " (" << dtype_label<TypeParam>() << ")"; \
+  } while (0)
+
+// ---- embedding -----------------------------------------------------------------------------
+
+TYPED_TEST(Kernels, Embedding) {
+  using T = TypeParam;
+  const int C = 768, P = 1024;
+  const auto wte = rounded<T>(random_vector(size_t(kV) * C, this->rng, 0.1f));
+  const auto wpe = rounded<T>(random_vector(size_t(P) * C, this->rng, 0.05f));
+  DeviceBuffer<T> d_wte(wte.size()), d_wpe(wpe.size());
+  d_wte.upload(wte);
+  d_wpe.upload(wpe);
+  std::uniform_int_distribution<int> tok(0, kV - 1);
+  for (int n : lengths()) {
+    const int pos = n <= P / 2 ? 7 : P - n;
+    std::vector<int> ids(static_cast<size_t>(n));
+    for (int& i : ids) i = tok(this->rng);
+    ids[0] = kV - 1;  // the last row of the table
+    DeviceBuffer<int> d_ids(static_cast<size_t>(n));
+    CUDA_CHECK(cudaMemcpy(d_ids.get(), ids.data(), size_t(n) * sizeof(int), cudaMemcpyHostToDevice));
+    DeviceBuffer<float> d_x(size_t(n) * C);
+    d_x.poison();
+    k::embedding_forward<T>(d_x.get(), d_ids.get(), n, pos, d_wte.get(), d_wpe.get(), C, nullptr);
+    std::vector<float> want(size_t(n) * C);
+    cpu::embedding(want.data(), ids.data(), n, pos, wte.data(), wpe.data(), C);
+    EXPECT_NMSE(d_x.download(), want, "embedding n=" << n);
+  }
+  // The decode step's variant reads the token and position from the device.
+  k::StepParams step;
+  step.token = 50256;
+  step.pos = P - 1;
+  DeviceBuffer<k::StepParams> d_step(1);
+  CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+  DeviceBuffer<float> d_x(C);
+  d_x.poison();
+  k::embedding_step<T>(d_x.get(), d_step.get(), d_wte.get(), d_wpe.get(), C, nullptr);
+  std::vector<float> want(C);
+  cpu::embedding(want.data(), &step.token, 1, step.pos, wte.data(), wpe.data(), C);
+  EXPECT_NMSE(d_x.download(), want, "embedding_step");
+}
+
+// ---- layernorm -----------------------------------------------------------------------------
+
+TYPED_TEST(Kernels, LayerNormWithAndWithoutPendingBias) {
+  using T = TypeParam;
+  for (int C : {768, 100}) {
+    const auto w = random_vector(size_t(C), this->rng, 0.2f, 1.0f);
+    const auto b = random_vector(size_t(C), this->rng, 0.1f);
+    const auto rb = random_vector(size_t(C), this->rng, 0.5f);
+    DeviceBuffer<float> d_w(C), d_b(C), d_rb(C);
+    d_w.upload(w);
+    d_b.upload(b);
+    d_rb.upload(rb);
+    for (int n : lengths()) {
+      for (bool with_bias : {false, true}) {
+        const auto x = random_vector(size_t(n) * C, this->rng, 2.0f, 0.3f);
+        DeviceBuffer<float> d_x(x.size());
+        d_x.upload(x);
+        DeviceBuffer<T> d_out(x.size());
+        d_out.poison();
+        k::layernorm_forward<T>(d_out.get(), d_x.get(), with_bias ? d_rb.get() : nullptr, d_w.get(), d_b.get(), n, C,
+                                1e-5f, nullptr);
+        std::vector<float> xr = x;
+        if (with_bias)
+          for (int t = 0; t < n; ++t) cpu::residual_add(xr.data() + size_t(t) * C, rb.data(), C);
+        std::vector<float> want(x.size());
+        cpu::layernorm(want.data(), xr.data(), w.data(), b.data(), n, C, 1e-5f);
+        EXPECT_NMSE(d_out.download(), want, "layernorm out C=" << C << " n=" << n << " bias=" << with_bias);
+        const double ex = nmse(d_x.download(), xr);
+        EXPECT_LE(ex, 1e-12) << "layernorm x written back, C=" << C << " n=" << n;
+      }
+    }
+  }
+}
+
+// ---- bias + gelu ---------------------------------------------------------------------------
+
+TYPED_TEST(Kernels, BiasGelu) {
+  using T = TypeParam;
+  const int H = 3072;
+  const auto bias = random_vector(H, this->rng, 0.5f);
+  DeviceBuffer<float> d_bias(H);
+  d_bias.upload(bias);
+  for (int n : {1, 2, 65, quick() ? 130 : 1024}) {
+    const auto x = rounded<T>(random_vector(size_t(n) * H, this->rng, 3.0f));
+    DeviceBuffer<T> d_x(x.size());
+    d_x.upload(x);
+    k::bias_gelu_forward<T>(d_x.get(), d_bias.get(), n, H, nullptr);
+    std::vector<float> want = x;
+    for (int t = 0; t < n; ++t) cpu::residual_add(want.data() + size_t(t) * H, bias.data(), H);
+    cpu::gelu_new(want.data(), long(want.size()));
+    EXPECT_NMSE(d_x.download(), want, "bias_gelu n=" << n);
+  }
+  // Without a bias it is cpu::gelu_new exactly.
+  const auto x = rounded<T>(random_vector(4099, this->rng, 3.0f));
+  DeviceBuffer<T> d_x(x.size());
+  d_x.upload(x);
+  k::bias_gelu_forward<T>(d_x.get(), nullptr, 1, int(x.size()), nullptr);
+  std::vector<float> want = x;
+  cpu::gelu_new(want.data(), long(want.size()));
+  EXPECT_NMSE(d_x.download(), want, "gelu without bias");
+}
+
+// ---- qkv bias + K/V append ---------------------------------------------------------------
+
+TYPED_TEST(Kernels, QkvBiasAndKvAppendIntoAWrappingRing) {
+  using T = TypeParam;
+  const int C = 768, cap = 1024;
+  const auto bias = random_vector(size_t(3) * C, this->rng, 0.3f);
+  DeviceBuffer<float> d_bias(bias.size());
+  d_bias.upload(bias);
+  struct Case { int n, pos, start; };
+  std::vector<Case> cases = {{1, 0, 0}, {2, 5, 1023}, {63, 0, 1000}, {64, 100, 980}, {65, 0, 1000}, {130, 900, 0}};
+  if (!quick()) {
+    cases.push_back({1023, 0, 1});
+    cases.push_back({1024, 0, 517});
+  }
+  for (const Case& c : cases) {
+    const KvRing ring{cap, c.start};
+    const auto qkv = rounded<T>(random_vector(size_t(c.n) * 3 * C, this->rng));
+    DeviceBuffer<T> d_qkv(qkv.size()), d_k(size_t(cap) * C), d_v(size_t(cap) * C);
+    d_qkv.upload(qkv);
+    d_k.poison();
+    d_v.poison();
+    k::qkv_bias_kv_append<T>(d_qkv.get(), d_bias.get(), d_k.get(), d_v.get(), c.n, c.pos, ring, C, nullptr);
+    // Reference: bias added in fp32, then cpu::kv_append.
+    std::vector<float> ref = qkv;
+    for (int t = 0; t < c.n; ++t) cpu::residual_add(ref.data() + size_t(t) * 3 * C, bias.data(), 3 * C);
+    std::vector<float> kr(size_t(cap) * C, NAN), vr(size_t(cap) * C, NAN);
+    cpu::kv_append(kr.data(), vr.data(), ref.data(), c.n, c.pos, ring, C);
+    const auto got_qkv = d_qkv.download(), got_k = d_k.download(), got_v = d_v.download();
+    std::vector<float> gq, wq, gk, wk, gv, wv;
+    for (int t = 0; t < c.n; ++t)
+      for (int j = 0; j < C; ++j) {
+        gq.push_back(got_qkv[size_t(t) * 3 * C + j]);
+        wq.push_back(ref[size_t(t) * 3 * C + j]);
+      }
+    int written = 0;
+    for (int s = 0; s < cap; ++s) {
+      const bool want_written = !std::isnan(kr[size_t(s) * C]);
+      const bool is_written = !std::isnan(got_k[size_t(s) * C]);
+      EXPECT_EQ(is_written, want_written) << "slot " << s << " n=" << c.n << " pos=" << c.pos << " start=" << c.start;
+      if (!want_written) continue;
+      ++written;
+      for (int j = 0; j < C; ++j) {
+        gk.push_back(got_k[size_t(s) * C + j]);
+        wk.push_back(kr[size_t(s) * C + j]);
+        gv.push_back(got_v[size_t(s) * C + j]);
+        wv.push_back(vr[size_t(s) * C + j]);
+      }
+    }
+    EXPECT_EQ(written, c.n);
+    EXPECT_NMSE(gq, wq, "q + bias n=" << c.n);
+    EXPECT_NMSE(gk, wk, "K ring n=" << c.n << " start=" << c.start);
+    EXPECT_NMSE(gv, wv, "V ring n=" << c.n << " start=" << c.start);
+  }
+}
+
+// ---- attention -----------------------------------------------------------------------------
+
+// Random q (in qkv), and K/V for positions [0, pos + n) in the ring (other slots poisoned).
+template <typename T>
+struct AttentionData {
+  std::vector<float> qkv, k, v;
+  AttentionData(std::mt19937& rng, int n, int pos, const KvRing& ring, int C) {
+    qkv = rounded<T>(random_vector(size_t(n) * 3 * C, rng, 1.0f));
+    k.assign(size_t(ring.capacity) * C, NAN);
+    v.assign(size_t(ring.capacity) * C, NAN);
+    const auto kk = rounded<T>(random_vector(size_t(pos + n) * C, rng, 1.0f));
+    const auto vv = rounded<T>(random_vector(size_t(pos + n) * C, rng, 1.0f));
+    for (int p = 0; p < pos + n; ++p)
+      for (int j = 0; j < C; ++j) {
+        k[size_t(ring.slot(p)) * C + j] = kk[size_t(p) * C + j];
+        v[size_t(ring.slot(p)) * C + j] = vv[size_t(p) * C + j];
+      }
+  }
+};
+
+TYPED_TEST(Kernels, AttentionPrefillCausalOverAWrappingRing) {
+  using T = TypeParam;
+  struct Case { int n, pos, start, cap, NH; };
+  std::vector<Case> cases;
+  for (int n : lengths()) cases.push_back({n, 0, n % 3 == 0 ? 0 : 1024 - n / 2 - 1, 1024, 12});
+  cases.push_back({65, 100, 1000, 1024, 12});  // a chunk after earlier positions, wrapping
+  cases.push_back({1, 500, 900, 1024, 12});    // one query with a long history
+  cases.push_back({37, 60, 90, 128, 2});       // the tiny model's shape
+  for (const Case& c : cases) {
+    const int C = c.NH * 64;
+    const KvRing ring{c.cap, c.start};
+    AttentionData<T> d(this->rng, c.n, c.pos, ring, C);
+    DeviceBuffer<T> d_qkv(d.qkv.size()), d_k(d.k.size()), d_v(d.v.size()), d_out(size_t(c.n) * C);
+    d_qkv.upload(d.qkv);
+    d_k.upload(d.k);
+    d_v.upload(d.v);
+    d_out.poison();
+    k::attention_prefill<T>(d_out.get(), d_qkv.get(), d_k.get(), d_v.get(), c.n, c.pos, ring, c.NH, 64, nullptr);
+    std::vector<float> want(size_t(c.n) * C);
+    cpu::attention(want.data(), d.qkv.data(), d.k.data(), d.v.data(), c.n, c.pos, ring, c.NH, 64);
+    EXPECT_NMSE(d_out.download(), want, "attention_prefill n=" << c.n << " pos=" << c.pos << " start=" << c.start);
+  }
+}
+
+TYPED_TEST(Kernels, AttentionDecodeSplitAndCombined) {
+  using T = TypeParam;
+  const int NH = 12, C = NH * 64;
+  struct Case { int len, start, cap; };
+  std::vector<Case> cases;
+  for (int len : lengths()) cases.push_back({len, 1000, 1024});
+  cases.push_back({100, 37, 100});   // capacity not a multiple of the chunk, full, wrapping
+  cases.push_back({129, 0, 1024});
+  for (const Case& c : cases) {
+    const KvRing ring{c.cap, c.start};
+    const int pos = c.len - 1;
+    AttentionData<T> d(this->rng, 1, pos, ring, C);
+    DeviceBuffer<T> d_k(d.k.size()), d_v(d.v.size());
+    d_k.upload(d.k);
+    d_v.upload(d.v);
+    DeviceBuffer<float> d_partials(k::attention_decode_partials(NH, c.cap));
+    DeviceBuffer<unsigned int> d_counters(NH);
+    CUDA_CHECK(cudaMemset(d_counters.get(), 0, NH * sizeof(unsigned int)));
+    k::StepParams step;
+    step.pos = pos;
+    step.ring = ring;
+    DeviceBuffer<k::StepParams> d_step(1);
+    CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+    // Twice with different queries: the arrival counters must be back at zero after a launch.
+    for (int round = 0; round < 2; ++round) {
+      std::vector<float> qkv = rounded<T>(random_vector(size_t(3) * C, this->rng));
+      std::vector<float> q(qkv.begin(), qkv.begin() + C);
+      DeviceBuffer<float> d_q(C), d_out(C);
+      d_q.upload(q);
+      d_out.poison();
+      k::attention_decode<T>(d_out.get(), d_q.get(), d_k.get(), d_v.get(), d_step.get(), d_partials.get(),
+                             d_counters.get(), NH, 64, c.cap, nullptr);
+      std::vector<float> want(C);
+      cpu::attention(want.data(), qkv.data(), d.k.data(), d.v.data(), 1, pos, ring, NH, 64);
+      EXPECT_NMSE(d_out.download(), want, "attention_decode len=" << c.len << " start=" << c.start << " round " << round);
+      std::vector<unsigned int> counters(NH);
+      CUDA_CHECK(cudaMemcpy(counters.data(), d_counters.get(), NH * sizeof(unsigned int), cudaMemcpyDeviceToHost));
+      for (unsigned int v : counters) EXPECT_EQ(v, 0u) << "arrival counter not reset, len=" << c.len;
+    }
+  }
+}
+
+// ---- fused matrix-vector products ----------------------------------------------------------
+
+template <typename T>
+void check_gemv(std::mt19937& rng, int IC, int OC, bool ln, k::GemvEpilogue epi, bool pre_bias, bool bias) {
+  SCOPED_TRACE("gemv IC=" + std::to_string(IC) + " OC=" + std::to_string(OC) + " ln=" + std::to_string(ln) +
+               " epilogue=" + std::to_string(int(epi)) + " " + dtype_label<T>());
+  const auto w = rounded<T>(random_vector(size_t(OC) * IC, rng, 0.05f));
+  const auto in = random_vector(size_t(IC), rng, 1.5f, 0.2f);
+  const auto ln_w = random_vector(size_t(IC), rng, 0.2f, 1.0f), ln_b = random_vector(size_t(IC), rng, 0.1f);
+  const auto pb = random_vector(size_t(IC), rng, 0.3f);
+  const auto b = random_vector(size_t(OC), rng, 0.2f);
+  const auto out0 = random_vector(size_t(OC), rng, 1.0f);  // Residual: the stream before
+  DeviceBuffer<T> d_w(w.size());
+  DeviceBuffer<float> d_in(IC), d_lnw(IC), d_lnb(IC), d_pb(IC), d_b(OC), d_out(OC);
+  d_w.upload(w);
+  d_in.upload(in);
+  d_lnw.upload(ln_w);
+  d_lnb.upload(ln_b);
+  d_pb.upload(pb);
+  d_b.upload(b);
+  if (epi == k::GemvEpilogue::Residual) d_out.upload(out0); else d_out.poison();
+
+  // Qkv: C = OC / 3, a ring of 300 slots starting at 250, the step at position 77.
+  const int C = OC / 3, cap = 300;
+  const KvRing ring{cap, 250};
+  k::StepParams step;
+  step.pos = 77;
+  step.ring = ring;
+  DeviceBuffer<k::StepParams> d_step(1);
+  CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+  const bool qkv = epi == k::GemvEpilogue::Qkv;
+  DeviceBuffer<T> d_k(qkv ? size_t(cap) * C : 1), d_v(qkv ? size_t(cap) * C : 1);
+  d_k.poison();
+  d_v.poison();
+
+  k::GemvParams<T> p;
+  p.w = d_w.get();
+  p.IC = IC;
+  p.OC = OC;
+  p.in = d_in.get();
+  if (ln) {
+    p.ln_w = d_lnw.get();
+    p.ln_b = d_lnb.get();
+    p.ln_pre_bias = pre_bias ? d_pb.get() : nullptr;
+  }
+  p.bias = bias ? d_b.get() : nullptr;
+  p.out = d_out.get();
+  p.epilogue = epi;
+  if (qkv) {
+    p.k_ring = d_k.get();
+    p.v_ring = d_v.get();
+    p.step = d_step.get();
+    p.C = C;
+  }
+  k::gemv<T>(p, nullptr);
+
+  // Reference.
+  std::vector<float> a = in;
+  if (ln) {
+    if (pre_bias) cpu::residual_add(a.data(), pb.data(), IC);
+    std::vector<float> normed(IC);
+    cpu::layernorm(normed.data(), a.data(), ln_w.data(), ln_b.data(), 1, IC, 1e-5f);
+    a = normed;
+  }
+  std::vector<float> y(OC);
+  cpu::matmul(y.data(), a.data(), w.data(), bias ? b.data() : nullptr, 1, IC, OC);
+  const auto got = d_out.download();
+  switch (epi) {
+    case k::GemvEpilogue::Store: EXPECT_LE(nmse(got, y), nmse_tolerance<T>()); break;
+    case k::GemvEpilogue::Residual: {
+      std::vector<float> want = out0;
+      cpu::residual_add(want.data(), y.data(), OC);
+      EXPECT_LE(nmse(got, want), nmse_tolerance<T>());
+      break;
+    }
+    case k::GemvEpilogue::Gelu: {
+      cpu::gelu_new(y.data(), OC);
+      EXPECT_LE(nmse(got, y), nmse_tolerance<T>());
+      break;
+    }
+    case k::GemvEpilogue::Qkv: {
+      const std::vector<float> gq(got.begin(), got.begin() + C), wq(y.begin(), y.begin() + C);
+      EXPECT_LE(nmse(gq, wq), nmse_tolerance<T>()) << "q";
+      const auto gk = d_k.download(), gv = d_v.download();
+      const size_t slot = size_t(ring.slot(step.pos));
+      const std::vector<float> ks(gk.begin() + slot * C, gk.begin() + (slot + 1) * C);
+      const std::vector<float> vs(gv.begin() + slot * C, gv.begin() + (slot + 1) * C);
+      const std::vector<float> wk(y.begin() + C, y.begin() + 2 * C), wv(y.begin() + 2 * C, y.end());
+      EXPECT_LE(nmse(ks, wk), nmse_tolerance<T>()) << "k at slot " << slot;
+      EXPECT_LE(nmse(vs, wv), nmse_tolerance<T>()) << "v at slot " << slot;
+      size_t written = 0;
+      for (size_t i = 0; i < gk.size(); ++i) written += !std::isnan(gk[i]);
+      EXPECT_EQ(written, size_t(C)) << "only the step's slot is written";
+      break;
+    }
+  }
+}
+
+TYPED_TEST(Kernels, GemvLmHeadWithFinalLayerNorm) {
+  check_gemv<TypeParam>(this->rng, 768, kV, true, k::GemvEpilogue::Store, true, false);
+  check_gemv<TypeParam>(this->rng, 128, kV, true, k::GemvEpilogue::Store, false, false);
+}
+TYPED_TEST(Kernels, GemvQkvWithLayerNormAndKvAppend) {
+  check_gemv<TypeParam>(this->rng, 768, 3 * 768, true, k::GemvEpilogue::Qkv, false, true);
+  check_gemv<TypeParam>(this->rng, 128, 3 * 128, true, k::GemvEpilogue::Qkv, false, true);
+}
+TYPED_TEST(Kernels, GemvProjectionsWithResidual) {
+  check_gemv<TypeParam>(this->rng, 768, 768, false, k::GemvEpilogue::Residual, false, true);
+  check_gemv<TypeParam>(this->rng, 3072, 768, false, k::GemvEpilogue::Residual, false, true);
+  check_gemv<TypeParam>(this->rng, 512, 128, false, k::GemvEpilogue::Residual, false, true);
+}
+TYPED_TEST(Kernels, GemvFcWithLayerNormAndGelu) {
+  check_gemv<TypeParam>(this->rng, 768, 3072, true, k::GemvEpilogue::Gelu, false, true);
+}
+TYPED_TEST(Kernels, GemvOddRowCounts) {
+  for (int OC : {1, 2, 7, 9, 63, 65, 1023})
+    check_gemv<TypeParam>(this->rng, 64, OC, OC % 2 == 1, k::GemvEpilogue::Store, false, OC % 3 == 0);
+  check_gemv<TypeParam>(this->rng, 8 * 1024 + 8, 5, false, k::GemvEpilogue::Store, false, true);
+}
+
+// ---- cuBLAS matmuls ----------------------------------------------------------------------
+
+TYPED_TEST(Kernels, MatmulStoreAndAccumulate) {
+  using T = TypeParam;
+  cublasHandle_t h = nullptr;
+  CUBLAS_CHECK(cublasCreate(&h));
+  CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+  struct Shape { int IC, OC; };
+  for (const Shape s : {Shape{768, 2304}, Shape{3072, 768}, Shape{128, 50257}}) {
+    for (int n : {1, 2, 65, quick() ? 130 : 1024}) {
+      if (s.OC == 50257 && n > 65) continue;
+      const auto x = rounded<T>(random_vector(size_t(n) * s.IC, this->rng));
+      const auto w = rounded<T>(random_vector(size_t(s.OC) * s.IC, this->rng, 0.05f));
+      DeviceBuffer<T> d_x(x.size()), d_w(w.size()), d_out(size_t(n) * s.OC);
+      d_x.upload(x);
+      d_w.upload(w);
+      d_out.poison();
+      k::matmul_store<T>(h, d_out.get(), d_x.get(), d_w.get(), n, s.IC, s.OC);
+      std::vector<float> want(size_t(n) * s.OC);
+      cpu::matmul(want.data(), x.data(), w.data(), nullptr, n, s.IC, s.OC);
+      EXPECT_NMSE(d_out.download(), want, "matmul_store n=" << n << " IC=" << s.IC << " OC=" << s.OC);
+
+      const auto acc0 = random_vector(size_t(n) * s.OC, this->rng);
+      DeviceBuffer<float> d_acc(acc0.size());
+      d_acc.upload(acc0);
+      k::matmul_accumulate<T>(h, d_acc.get(), d_x.get(), d_w.get(), n, s.IC, s.OC);
+      std::vector<float> want_acc = acc0;
+      cpu::residual_add(want_acc.data(), want.data(), long(want.size()));
+      EXPECT_NMSE(d_acc.download(), want_acc, "matmul_accumulate n=" << n << " IC=" << s.IC << " OC=" << s.OC);
+    }
+  }
+  cublasDestroy(h);
+}
+
+// ---- sampling (dtype-independent: run once, under the fp32 instantiation) -----------------
+
+class Sampling : public ::testing::Test {
+ protected:
+  void SetUp() override { GPT2_SKIP_WITHOUT_GPU(); }
+  std::mt19937 rng{99};
+};
+
+TEST_F(Sampling, ArgmaxMatchesTheCpuRuleExactlyWithTies) {
+  DeviceBuffer<float> d_logits(kV);
+  DeviceBuffer<int> d_out(1);
+  auto run = [&](const std::vector<float>& z, int V, const std::string& what) {
+    d_logits.upload(z);
+    CUDA_CHECK(cudaMemset(d_out.get(), 0xFF, sizeof(int)));
+    k::argmax(d_logits.get(), V, d_out.get(), nullptr);
+    int got = -1;
+    CUDA_CHECK(cudaMemcpy(&got, d_out.get(), sizeof(int), cudaMemcpyDeviceToHost));
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    EXPECT_EQ(got, sample_token(z.data(), V, greedy, 0.0)) << what;
+  };
+  for (int trial = 0; trial < 20; ++trial) {
+    auto z = random_vector(kV, rng, 3.0f);
+    if (trial % 4 == 1) {  // planted ties of the maximum
+      const float m = *std::max_element(z.begin(), z.end()) + 1.0f;
+      for (int id : {40000, 12345, 50256, 12346}) z[size_t(id)] = m;
+    }
+    if (trial % 4 == 2) z[kV - 1] = 100.0f;  // the maximum at the last id
+    if (trial % 4 == 3)
+      for (float& v : z) v = std::round(v);  // many ties everywhere
+    run(z, kV, "trial " + std::to_string(trial));
+  }
+  run(std::vector<float>(kV, 0.25f), kV, "all equal");
+  run(std::vector<float>(kV, -INFINITY), kV, "all -inf");
+  std::vector<float> small = {1.0f, 3.0f, 3.0f};
+  run(small, 3, "V=3");
+}
+
+// In double precision: how close does any cumulative sum of this case come to the thresholds
+// (top_p * total, u * kept total)? The float CPU rule and the GPU may disagree only there.
+double boundary_gap(const std::vector<float>& z, int V, const SamplingParams& sp, double u) {
+  std::vector<int> ids(static_cast<size_t>(V));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return z[size_t(a)] > z[size_t(b)]; });
+  const int n = sp.top_k > 0 && sp.top_k < V ? sp.top_k : V;
+  std::vector<double> p(static_cast<size_t>(n));
+  double total = 0;
+  for (int i = 0; i < n; ++i) total += p[size_t(i)] = std::exp((double(z[size_t(ids[size_t(i)])]) - z[size_t(ids[0])]) / sp.temperature);
+  double gap = INFINITY, before = 0;
+  int kept = n;
+  for (int i = 0; i < n; ++i) {
+    if (sp.top_p < 1.0f) gap = std::min(gap, std::fabs(before - double(sp.top_p) * total) / total);
+    if (i >= 1 && sp.top_p < 1.0f && before >= double(sp.top_p) * total && kept == n) kept = i;
+    before += p[size_t(i)];
+  }
+  double kept_total = 0;
+  for (int i = 0; i < kept; ++i) kept_total += p[size_t(i)];
+  double acc = 0;
+  for (int i = 0; i < kept; ++i) {
+    acc += p[size_t(i)];
+    gap = std::min(gap, std::fabs(acc - u * kept_total) / kept_total);
+  }
+  return gap;
+}
+
+TEST_F(Sampling, TemperatureTopKTopPMatchTheCpuRule) {
+  DeviceBuffer<float> d_logits(kV);
+  DeviceBuffer<int> d_out(1);
+  DeviceBuffer<k::StepParams> d_step(1);
+  k::SamplerWorkspace ws;
+  DeviceBuffer<float> keys_in(kV), keys_out(kV);
+  DeviceBuffer<int> ids_in(kV), ids_out(kV);
+  ws.keys_in = keys_in.get();
+  ws.keys_out = keys_out.get();
+  ws.ids_in = ids_in.get();
+  ws.ids_out = ids_out.get();
+  ws.temp_bytes = k::sampler_temp_bytes(kV);
+  DeviceBuffer<char> temp(ws.temp_bytes);
+  ws.temp = temp.get();
+  k::sampler_init(ws, kV, nullptr);
+
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  int cases = 0, mismatches = 0, unexplained = 0;
+  const int draws = quick() ? 3 : 12;
+  for (int trial = 0; trial < 6; ++trial) {
+    auto z = random_vector(kV, rng, trial < 3 ? 2.0f : 4.0f);
+    if (trial == 2 || trial == 5)
+      for (float& v : z) v = std::round(v * 2.0f) / 2.0f;  // heavy ties
+    if (trial == 4) z[777] = -0.0f, z[778] = 0.0f;          // signed zeros compare equal
+    d_logits.upload(z);
+    for (float temperature : {0.5f, 1.0f, 1.7f})
+      for (int top_k : {0, 1, 40, kV})
+        for (float top_p : {1.0f, 0.95f, 0.5f}) {
+          for (int d = 0; d < draws; ++d) {
+            const double u = unif(rng);
+            SamplingParams sp;
+            sp.temperature = temperature;
+            sp.top_k = top_k;
+            sp.top_p = top_p;
+            k::StepParams step;
+            step.temperature = temperature;
+            step.top_k = top_k;
+            step.top_p = top_p;
+            step.u = float(u);
+            CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+            CUDA_CHECK(cudaMemset(d_out.get(), 0xFF, sizeof(int)));
+            k::sample_top_k_top_p(d_logits.get(), kV, d_step.get(), ws, d_out.get(), nullptr);
+            int got = -1;
+            CUDA_CHECK(cudaMemcpy(&got, d_out.get(), sizeof(int), cudaMemcpyDeviceToHost));
+            const int want = sample_token(z.data(), kV, sp, u);
+            ++cases;
+            if (got != want) {
+              ++mismatches;
+              const double gap = boundary_gap(z, kV, sp, double(float(u)));
+              if (gap > 1e-4) {
+                ++unexplained;
+                ADD_FAILURE() << "trial " << trial << " T=" << temperature << " k=" << top_k << " p=" << top_p
+                              << " u=" << u << ": gpu " << got << " cpu " << want << " (gap " << gap << ")";
+              }
+            }
+          }
+        }
+  }
+  EXPECT_EQ(unexplained, 0);
+  EXPECT_LE(mismatches, cases / 50) << mismatches << " of " << cases << " draws differ (all at rounding boundaries)";
+  std::printf("sampling: %d draws, %d at rounding boundaries differ\n", cases, mismatches);
+}
+
+}  // namespace
+}  // namespace gpt2
