@@ -63,7 +63,8 @@ GPT2Config parse_config(std::string_view json_text, const std::string& source) {
 
   if (j.contains("layer_norm_epsilon")) {
     const json& e = j["layer_norm_epsilon"];
-    if (!e.is_number() || !(e.get<double>() > 0.0) || e.get<double>() > 1.0)
+    // Checked again as a float: a tiny positive double (1e-50) would round to an epsilon of 0.
+    if (!e.is_number() || !(e.get<double>() > 0.0) || e.get<double>() > 1.0 || !(e.get<float>() > 0.0f))
       fail(source, "\"layer_norm_epsilon\" must be a number in (0, 1], got " + e.dump());
     c.layer_norm_epsilon = e.get<float>();
   }
