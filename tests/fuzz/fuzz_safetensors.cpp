@@ -43,16 +43,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // The views must lie inside the data buffer and agree with their dtype and shape.
     size_t total = 0;
     for (const gpt2::TensorView& t : f.tensors()) {
-      // Dimensions read as unsigned: the parser accepts, as the reference implementation
-      // does, a dimension above 2^63 - 1 next to a zero one (zero elements), which the int64
-      // shape then holds as a negative number (tests/test_safetensors.cpp expects [0, 2^63]
-      // to parse; corpus regress-shape-dim-above-int64-max).
-      uint64_t numel = 1;
-      for (int64_t d : t.shape) numel *= uint64_t(d);  // wraps only if a zero follows: checked below
-      if (t.numel < 0 || uint64_t(t.numel) != numel) violated("numel differs from the product of the shape");
-      if (t.numel > 0)
-        for (int64_t d : t.shape)
-          if (d <= 0) violated("non-positive dimension in a tensor with elements");
+      // No dimension may be negative: [0, 2^63] once parsed with the huge dimension stored
+      // as a negative int64 (corpus regress-shape-dim-above-int64-max).
+      int64_t numel = 1;
+      for (int64_t d : t.shape) {
+        if (d < 0) violated("negative dimension in a parsed shape");
+        if (d != 0 && numel > INT64_MAX / d) numel = -1;  // overflow: the parser must have refused
+        else if (numel >= 0) numel *= d;
+      }
+      if (t.numel != numel) violated("numel differs from the product of the shape");
       if (t.nbytes != size_t(t.numel) * gpt2::dtype_size(t.dtype)) violated("nbytes != numel * dtype size");
       if (t.nbytes > 0 && (t.data < data + 8 || t.data + t.nbytes > data + size))
         violated("tensor data outside the image");
