@@ -388,8 +388,9 @@ void check_gemv(std::mt19937& rng, int IC, int OC, bool ln, k::GemvEpilogue epi,
 }
 
 TYPED_TEST(Kernels, GemvLmHeadWithFinalLayerNorm) {
-  check_gemv<TypeParam>(this->rng, 768, kV, true, k::GemvEpilogue::Store, true, false);
-  check_gemv<TypeParam>(this->rng, 128, kV, true, k::GemvEpilogue::Store, false, false);
+  const int V = quick() ? 5003 : kV;  // quick: under compute-sanitizer
+  check_gemv<TypeParam>(this->rng, 768, V, true, k::GemvEpilogue::Store, true, false);
+  check_gemv<TypeParam>(this->rng, 128, V, true, k::GemvEpilogue::Store, false, false);
 }
 TYPED_TEST(Kernels, GemvQkvWithLayerNormAndKvAppend) {
   check_gemv<TypeParam>(this->rng, 768, 3 * 768, true, k::GemvEpilogue::Qkv, false, true);
@@ -526,7 +527,7 @@ TEST_F(Sampling, TemperatureTopKTopPMatchTheCpuRule) {
 
   std::uniform_real_distribution<double> unif(0.0, 1.0);
   int cases = 0, mismatches = 0, unexplained = 0;
-  const int draws = quick() ? 3 : 12;
+  const int draws = quick() ? 2 : 8;
   for (int trial = 0; trial < 6; ++trial) {
     auto z = random_vector(kV, rng, trial < 3 ? 2.0f : 4.0f);
     if (trial == 2 || trial == 5)

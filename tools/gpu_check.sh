@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# The one GPU check: runs THERE, on a GPU machine (one H100 / H200, CUDA 13, python3 with numpy,
+# safetensors, torch and transformers; no Debian packages, no network), in one call of at most
+# five minutes, on the build made here by tools/gpu_bundle.sh and carried in .gpu/:
+#   1. the libraries the binaries need, nvidia-smi
+#   2. the `gpu` tests (kernels against the CPU reference; the whole model against the goldens)
+#   3. gpt2-gen vs Hugging Face on a seeded random GPT-2 124M (fp32 and fp16): last-position
+#      logits and greedy tokens (tools/hf_compare.py)
+#   4. the benchmark: 124M fp16, "What is KV caching?" ids, 1000 new tokens, greedy, ignore EOS,
+#      with and without the cache; then gpt2-gen --benchmark if this build has it
+#   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled), racecheck
+#      on the attention / matrix-vector / argmax kernel tests, initcheck on a generation
+# Every step is time-boxed (timeout) inside a global budget (GPU_CHECK_BUDGET_S, default 285 s);
+# a step that no longer fits is reported SKIP. Progress lines carry timestamps; full logs go to
+# /tmp/gpu_check_logs and, when $OUT is set, to $OUT (gpu_check.log, summary.txt, logs.tgz and
+# the JSON reports). Ends with one summary table; exit status 1 if any step failed.
+#
+# GPU_CHECK_DRY=1: the plumbing only, on a machine without a GPU (skips nvidia-smi and the
+# sanitizers; the tests skip; the HF step compares the CPU backend with the tiny golden; the
+# benchmark runs the tiny model on the CPU for 20 tokens).
+# Usage (device tool): run(command="bash tools/gpu_check.sh", carry=[".gpu"], timeout_s=420)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+G=$ROOT/.gpu
+BUDGET=${GPU_CHECK_BUDGET_S:-285}
+DRY=${GPU_CHECK_DRY:-0}
+START=$(date +%s)
+LOGDIR=${GPU_CHECK_LOGS:-/tmp/gpu_check_logs}
+WORK=${GPU_CHECK_WORK:-/tmp/gpu_check_work}
+PROMPT_IDS=2061,318,509,53,40918,30
+rm -rf "$LOGDIR" && mkdir -p "$LOGDIR" "$WORK"
+exec > >(tee -a "$LOGDIR/gpu_check.log") 2>&1
+
+NAMES=() RESULTS=() INFOS=()
+FAILED=0
+elapsed() { echo $(( $(date +%s) - START )); }
+remaining() { echo $(( BUDGET - $(elapsed) )); }
+say() { printf '[%s +%3ss] %s\n' "$(date +%H:%M:%S)" "$(elapsed)" "$*"; }
+record() {  # NAME RESULT INFO
+  NAMES+=("$1"); RESULTS+=("$2"); INFOS+=("$3")
+  [ "$2" = FAIL ] && FAILED=1
+  say "$1: $2 ${3:+- $3}"
+}
+# run_boxed MAX_S MIN_S LOG cmd...: runs cmd under timeout min(MAX_S, remaining - 5) with its
+# output in LOG (and the last lines echoed); returns its status, 124 on timeout, 125 if the
+# budget left is under MIN_S (not run).
+run_boxed() {
+  local max=$1 min=$2 log=$3; shift 3
+  local left; left=$(( $(remaining) - 5 ))
+  if [ "$left" -lt "$min" ]; then echo "not run: ${left}s left of the budget" >"$log"; return 125; fi
+  local box=$(( max < left ? max : left ))
+  say "  \$ $* (timeout ${box}s, log $(basename "$log"))"
+  timeout -k 5 "$box" "$@" >"$log" 2>&1
+  local rc=$?
+  tail -n 4 "$log" | sed 's/^/    | /'
+  return $rc
+}
+gtest_counts() {  # LOG -> "passed failed skipped"
+  local p f s
+  p=$(grep -oE '\[  PASSED  \] [0-9]+' "$1" | grep -oE '[0-9]+$' | tail -1)
+  f=$(grep -oE '\[  FAILED  \] [0-9]+ test' "$1" | grep -oE '[0-9]+' | tail -1)
+  s=$(grep -oE '\[  SKIPPED \] [0-9]+' "$1" | grep -oE '[0-9]+$' | tail -1)
+  echo "${p:-0} ${f:-0} ${s:-0}"
+}
+json_get() {  # FILE python-expression-over-j
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null
+}
+
+say "gpu_check: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') budget ${BUDGET}s, dry=${DRY}"
+[ -f "$G/MANIFEST" ] && sed -n '1,3p' "$G/MANIFEST" | sed 's/^/  bundle /'
+
+# ---- 1. libraries, device ---------------------------------------------------------------------
+LIBS_OK=1
+if [ ! -x "$G/bin/gpt2-gen" ]; then
+  record "bundle" FAIL "no .gpu/bin: run tools/gpu_bundle.sh on the CPU machine and carry .gpu"
+  LIBS_OK=0
+else
+  cuda_dirs=""
+  for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+           /usr/local/cuda-13*/lib64; do
+    [ -e "$d/libcublas.so.13" ] && cuda_dirs=":$d" && break
+  done
+  if [ -z "$cuda_dirs" ]; then  # the pip wheels that torch uses
+    for d in $(python3 -c "import nvidia, os; print(' '.join(nvidia.__path__))" 2>/dev/null); do
+      for f in $(find "$d" -name 'libcublas.so.13' 2>/dev/null | head -1); do cuda_dirs=":$(dirname "$f")"; done
+    done
+  fi
+  export LD_LIBRARY_PATH="$G/lib${cuda_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  missing=$(for b in "$G"/bin/*; do ldd "$b" 2>&1 | grep -i 'not found'; done | sort -u)
+  if [ -n "$missing" ] && [ -d "$G/lib-fallback" ]; then
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$G/lib-fallback"
+    missing=$(for b in "$G"/bin/*; do ldd "$b" 2>&1 | grep -i 'not found'; done | sort -u)
+    [ -z "$missing" ] && say "  using this bundle's libstdc++ / libgcc_s (the system's are older)"
+  fi
+  if [ -n "$missing" ]; then
+    record "libraries" FAIL "$(echo "$missing" | tr -s ' \t\n' ' ' | cut -c1-150)"
+    LIBS_OK=0
+  else
+    record "libraries" ok "cuBLAS from ${cuda_dirs#:}"
+  fi
+fi
+
+if [ "$DRY" = 1 ]; then
+  record "nvidia-smi" SKIP "dry run"
+else
+  smi=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm \
+        --format=csv,noheader 2>&1 | head -1)
+  if [ -n "$smi" ] && ! echo "$smi" | grep -qiE 'failed|not found|error'; then record "nvidia-smi" ok "$smi"
+  else record "nvidia-smi" FAIL "${smi:-no output}"; fi
+fi
+
+# ---- 2. tiny models and the gpu tests ----------------------------------------------------------
+MODELS=$WORK/test-models
+TINY_OK=1
+rm -rf "$MODELS" && mkdir -p "$MODELS"
+for dt in fp32 fp16 bf16; do
+  if ! run_boxed 60 5 "$LOGDIR/convert_tiny_$dt.log" python3 tools/convert_weights.py \
+       --from "$G/shared/golden/tiny-gpt2" --tokenizer "$G/shared/gpt2-tokenizer" --dtype "$dt" --out "$MODELS/tiny-$dt"; then
+    TINY_OK=0
+  fi
+done
+if [ $TINY_OK = 1 ]; then record "tiny models" ok "fp32, fp16, bf16 converted"; else record "tiny models" FAIL "see convert_tiny_*.log"; fi
+
+export GPT2_SHARED_DIR=$G/shared GPT2_TEST_MODELS=$MODELS GPT2_SOURCE_DIR=$ROOT
+for t in test_gpu_kernels:170 test_gpu_backend:100; do
+  name=${t%%:*} box=${t##*:}
+  if [ $LIBS_OK = 0 ]; then record "$name" SKIP "no usable binaries"; continue; fi
+  run_boxed "$box" 20 "$LOGDIR/$name.log" "$G/bin/$name" --gtest_color=no
+  rc=$?
+  read -r p f s < <(gtest_counts "$LOGDIR/$name.log")
+  failed_names=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$LOGDIR/$name.log" | awk '{print $4}' | tr -d ',' | sort -u | head -4 | tr '\n' ' ')
+  info="$p passed, $f failed, $s skipped${failed_names:+: $failed_names}"
+  if [ $rc = 125 ]; then record "$name" SKIP "no time left"
+  elif [ $rc = 124 ]; then record "$name" FAIL "timed out; $info"
+  elif [ $rc != 0 ]; then record "$name" FAIL "rc $rc; $info"
+  elif [ "$DRY" != 1 ] && [ "$s" != 0 ]; then record "$name" FAIL "$info (skipped on a GPU machine: is the device usable?)"
+  else record "$name" ok "$info"
+  fi
+done
+
+# ---- 3. Hugging Face comparison ----------------------------------------------------------------
+HF_DIR=$WORK/hf
+if [ $LIBS_OK = 0 ]; then
+  record "HF compare" SKIP "no usable binaries"
+else
+  if [ "$DRY" = 1 ]; then
+    run_boxed 60 10 "$LOGDIR/hf_compare.log" python3 tools/hf_compare.py golden --golden "$G/shared/golden/tiny-gpt2" \
+      --model "$MODELS/tiny-fp32" --dump "$G/bin/gpt2-dump-logits" --device cpu --dtypes fp32 --steps 20 \
+      --workdir "$HF_DIR" --report "$LOGDIR/hf_compare.json"
+  else
+    run_boxed 150 40 "$LOGDIR/hf_compare.log" python3 tools/hf_compare.py hf --seed 0 --ids "$PROMPT_IDS" \
+      --tokenizer "$G/shared/gpt2-tokenizer" --dump "$G/bin/gpt2-dump-logits" --device cuda --dtypes fp32,fp16 \
+      --steps 32 --workdir "$HF_DIR" --report "$LOGDIR/hf_compare.json"
+  fi
+  rc=$?
+  lines=$(grep -E ': (ok|FAIL) ' "$LOGDIR/hf_compare.log" | sed -E 's/^gpt2-124M-random //; s/ vs HF fp64//; s/logits max\|d\|\/max\|ref\|/rel/; s/ steps compared//; s/ \(margin floor [^)]*\)//; s/ \(tol [^)]*\)//' | tr '\n' ';')
+  if [ $rc = 0 ]; then record "HF compare" ok "$lines"
+  elif [ $rc = 125 ]; then record "HF compare" SKIP "no time left"
+  else record "HF compare" FAIL "rc $rc; ${lines:-$(tail -1 "$LOGDIR/hf_compare.log" | cut -c1-150)}"
+  fi
+fi
+
+# ---- 4. benchmark ----------------------------------------------------------------------------
+bench_info() {  # JSON -> "decode X us/tok (p50 Y), total Z s, load+first W ms, peak P MB"
+  python3 - "$1" <<'EOF' 2>/dev/null
+import json, sys, statistics
+s = json.load(open(sys.argv[1]))["stats"]
+n = s.get("generated_tokens", len(s.get("token_ms", [])))
+dec = s["decode_ms"] * 1000 / max(n - 1, 1)
+tok = s.get("token_ms", [])[1:]
+p50 = statistics.median(tok) * 1000 if tok else float("nan")
+print(f"{n} tok: decode {dec:.1f} us/tok (p50 {p50:.1f}), total {(s['prefill_ms'] + s['decode_ms']) / 1000:.3f} s, "
+      f"load+first {s['load_ms'] + s['prefill_ms']:.0f} ms, peak {s.get('peak_device_bytes', 0) / 1e6:.0f} MB")
+EOF
+}
+if [ $LIBS_OK = 0 ]; then
+  record "bench" SKIP "no usable binaries"
+else
+  if [ "$DRY" = 1 ]; then
+    BENCH_MODEL=$MODELS/tiny-fp32 BENCH_DEV=cpu BENCH_N=20
+  else
+    BENCH_MODEL=$HF_DIR/gpt2-random-fp16 BENCH_DEV=cuda BENCH_N=1000
+    if [ ! -f "$BENCH_MODEL/model.safetensors" ]; then
+      BENCH_MODEL=$WORK/np-gpt2-random-fp16
+      run_boxed 90 20 "$LOGDIR/random_model.log" python3 tools/hf_compare.py random --out "$BENCH_MODEL" --dtype fp16 \
+        --tokenizer "$G/shared/gpt2-tokenizer" || say "  could not write a random 124M model"
+    fi
+  fi
+  for mode in cache nocache; do
+    flag=""; [ $mode = nocache ] && flag="--no-cache"
+    run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
+      -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" $flag --json "$LOGDIR/bench_$mode.json"
+    rc=$?
+    info=$(bench_info "$LOGDIR/bench_$mode.json")
+    if [ $rc = 0 ] && [ -n "$info" ]; then record "bench $mode" ok "$info"
+    elif [ $rc = 125 ]; then record "bench $mode" SKIP "no time left"
+    else record "bench $mode" FAIL "rc $rc; $(tail -1 "$LOGDIR/bench_$mode.log" | cut -c1-150)"
+    fi
+  done
+  if "$G/bin/gpt2-gen" --help 2>/dev/null | grep -q -- '--benchmark'; then
+    runs=3; [ "$DRY" = 1 ] && runs=1
+    run_boxed 100 45 "$LOGDIR/benchmark.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
+      -n "$BENCH_N" --device "$BENCH_DEV" --benchmark --runs $runs --json "$LOGDIR/benchmark.json"
+    rc=$?
+    if [ $rc = 0 ]; then record "--benchmark" ok "$runs runs/mode; table in benchmark.log"
+    elif [ $rc = 125 ]; then record "--benchmark" SKIP "no time left"
+    else record "--benchmark" FAIL "rc $rc; $(tail -1 "$LOGDIR/benchmark.log" | cut -c1-150)"
+    fi
+  else
+    record "--benchmark" SKIP "this gpt2-gen has no --benchmark"
+  fi
+fi
+
+# ---- 5. compute-sanitizer ------------------------------------------------------------------------
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+sanitize() {  # NAME TOOL MAX_S LOG cmd...
+  local name=$1 tool=$2 max=$3 log=$4; shift 4
+  run_boxed "$max" 30 "$log" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$@"
+  local rc=$?
+  local errs; errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | awk '{s += $1} END {print s + 0}')
+  if grep -qiE 'device not supported|not supported on this platform|unable to (open|attach)' "$log"; then
+    record "$name" SKIP "compute-sanitizer cannot use this device here: $(grep -iE 'not supported|unable' "$log" | head -1 | cut -c1-100)"
+  elif [ $rc = 125 ]; then record "$name" SKIP "no time left"
+  elif [ $rc = 124 ]; then record "$name" SKIP "incomplete: timed out (sanitizers are slow), ${errs:-0} errors before that"
+  elif [ $rc = 0 ]; then record "$name" ok "0 errors"
+  else record "$name" FAIL "rc $rc, ${errs:-?} errors: $(grep -m1 -E '^========= (Invalid|Race|Uninitialized|Error|Program hit)' "$log" | cut -c1-120)"
+  fi
+}
+if [ "$DRY" = 1 ] || [ $LIBS_OK = 0 ]; then
+  record "sanitizers" SKIP "$([ "$DRY" = 1 ] && echo 'dry run' || echo 'no usable binaries')"
+elif [ -z "$SAN" ]; then
+  record "sanitizers" SKIP "compute-sanitizer not found"
+else
+  gen=("$G/bin/gpt2-gen" -m "$MODELS/tiny-fp16" --prompt-ids 2061,318,509 --device cuda --ignore-eos -q)
+  mc_script=$WORK/memcheck_runs.sh
+  cat >"$mc_script" <<EOF
+set -e
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --json /dev/null
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --no-cache --json /dev/null
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --json /dev/null
+EOF
+  run_boxed 100 30 "$LOGDIR/memcheck.log" bash "$mc_script"
+  rc=$?
+  errs=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$LOGDIR/memcheck.log" | grep -oE '[0-9]+' | tr '\n' ' ')
+  if grep -qiE 'device not supported|not supported on this platform' "$LOGDIR/memcheck.log"; then
+    record "memcheck" SKIP "compute-sanitizer cannot use this device here"
+  elif [ $rc = 0 ]; then record "memcheck" ok "greedy cache, no-cache, sampled: errors ${errs:-?}"
+  elif [ $rc = 125 ]; then record "memcheck" SKIP "no time left"
+  elif [ $rc = 124 ]; then record "memcheck" SKIP "incomplete: timed out; errors so far ${errs:-none}"
+  else record "memcheck" FAIL "rc $rc; errors ${errs:-?}: $(grep -m1 -E '^========= (Invalid|Error|Program hit)' "$LOGDIR/memcheck.log" | cut -c1-120)"
+  fi
+  export GPT2_GPU_TEST_QUICK=1  # small sizes: racecheck instruments every shared-memory access
+  sanitize "racecheck" racecheck 90 "$LOGDIR/racecheck.log" "$G/bin/test_gpu_kernels" \
+    --gtest_filter='Kernels/fp16.Attention*:Kernels/fp32.Gemv*:Sampling.Argmax*'
+  unset GPT2_GPU_TEST_QUICK
+  sanitize "initcheck" initcheck 60 "$LOGDIR/initcheck.log" "${gen[@]}" -n 8 --temperature 0 --json /dev/null
+fi
+
+# ---- summary ------------------------------------------------------------------------------------
+{
+  echo
+  echo "== gpu_check summary ($(elapsed)s of ${BUDGET}s; logs in $LOGDIR${OUT:+ and \$OUT})"
+  printf '| %-18s | %-6s | %s\n' "step" "result" "key numbers"
+  printf '|%s|%s|%s\n' "--------------------" "--------" "------------------------------------------------------------"
+  for i in "${!NAMES[@]}"; do printf '| %-18s | %-6s | %s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${INFOS[$i]}"; done
+  if [ $FAILED = 0 ]; then echo "gpu_check: PASSED"; else echo "gpu_check: FAILED"; fi
+} | tee "$LOGDIR/summary.txt"
+
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+  tar -C "$LOGDIR" -czf "$OUT/logs.tgz" . 2>/dev/null
+  for f in gpu_check.log summary.txt hf_compare.json bench_cache.json bench_nocache.json benchmark.json; do
+    [ -f "$LOGDIR/$f" ] && cp "$LOGDIR/$f" "$OUT/"
+  done
+fi
+exit $FAILED
