@@ -48,6 +48,8 @@ __global__ void __launch_bounds__(kThreads)
   const int n_splits = (L + kChunk - 1) / kChunk;
   if (split >= n_splits) return;  // whole block; never touches the counter
 
+  pdl_wait();  // q and the newest K/V slot come from the previous kernel
+  pdl_allow_dependents();
   qs[tid] = q[size_t(h) * HS + tid];
   __syncthreads();
 
@@ -116,20 +118,19 @@ size_t attention_decode_partials(int n_head, int capacity) {
 template <typename T>
 void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
                       float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, bool pdl) {
   if (head_dim != HS)
     throw Error("attention_decode: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
   if ((size_t(n_head) * HS * sizeof(T)) % 16 != 0)
     throw Error("attention_decode: rows of " + std::to_string(n_head * HS) + " elements are not 16-byte aligned");
   const dim3 grid(n_head, max_splits(capacity));
-  attention_decode_kernel<T><<<grid, kThreads, 0, stream>>>(out, q, k_ring, v_ring, step, partials, counters,
-                                                            n_head * HS, max_splits(capacity), 1.0f / sqrtf(float(HS)));
-  CUDA_CHECK_LAUNCH();
+  launch_kernel(pdl, attention_decode_kernel<T>, grid, dim3(kThreads), 0, stream, out, q, k_ring, v_ring, step, partials,
+                counters, n_head * HS, max_splits(capacity), 1.0f / sqrtf(float(HS)));
 }
 
 #define GPT2_INSTANTIATE(T)                                                                              \
   template void attention_decode<T>(float*, const float*, const T*, const T*, const StepParams*, float*, \
-                                    unsigned int*, int, int, int, cudaStream_t);
+                                    unsigned int*, int, int, int, cudaStream_t, bool);
 GPT2_INSTANTIATE(float)
 GPT2_INSTANTIATE(__half)
 GPT2_INSTANTIATE(__nv_bfloat16)

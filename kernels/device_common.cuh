@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "cuda_check.h"
 
@@ -91,6 +92,42 @@ __device__ __forceinline__ float gelu_new(float v) {
 }
 
 __host__ __forceinline__ int ceil_div(long a, long b) { return int((a + b - 1) / b); }
+
+// Programmatic dependent launch (Hopper; used by the decode step when GPT2_CUDA_PDL=1).
+// wait: blocks until the preceding kernel in the stream has completed and its writes are
+// visible; call it before touching anything that kernel wrote, and before any write. A no-op
+// when the kernel was launched without the programmatic attribute.
+// allow_dependents: lets the next kernel (if launched with the attribute) be scheduled now, so
+// it can issue its independent loads (weights) while this one runs. Correctness never depends
+// on it: the dependent still waits for this grid's completion in pdl_wait(). The decode kernels
+// call it right after their own wait, so at most two kernels overlap.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// Launches `kernel` on `stream`, with programmatic stream serialization when `pdl` is set.
+template <typename... KernelArgs, typename... Args>
+void launch_kernel(bool pdl, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                   Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attr;
+  config.numAttrs = pdl ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
 
 }  // namespace gpt2::cuda
 

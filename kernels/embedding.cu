@@ -17,6 +17,7 @@ template <typename T>
 __global__ void embedding_kernel(float* __restrict__ x, const int* __restrict__ ids, int pos,
                                  const StepParams* __restrict__ step, const T* __restrict__ wte,
                                  const T* __restrict__ wpe, int C) {
+  pdl_allow_dependents();  // the decode step's first matrix-vector kernel may start loading weights
   const int t = blockIdx.x;
   const int id = step ? step->token : ids[t];
   const int p = step ? step->pos : pos + t;

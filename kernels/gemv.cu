@@ -97,6 +97,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const Gemv
                                            : make_uint4(0u, 0u, 0u, 0u);
     }
 
+  // With programmatic dependent launch this kernel may start while the previous one runs: the
+  // weight loads above are independent of it; everything below reads or writes its results.
+  // Once the previous kernel is complete, let the next one start its own weight loads.
+  pdl_wait();
+  pdl_allow_dependents();
+
   // 2. Stage the input (LayerNorm'd if asked) in shared memory.
   if constexpr (LN) {
     float sum = 0.0f;
@@ -164,13 +170,14 @@ int sm_count() {
 
 template <typename T, bool LN>
 void launch(const GemvParams<T>& p, int blocks, size_t smem, cudaStream_t stream) {
+  const dim3 grid(blocks), block(kThreads);
   switch (p.epilogue) {
-    case GemvEpilogue::Store: gemv_kernel<T, LN, GemvEpilogue::Store><<<blocks, kThreads, smem, stream>>>(p); break;
+    case GemvEpilogue::Store: launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Store>, grid, block, smem, stream, p); break;
     case GemvEpilogue::Residual:
-      gemv_kernel<T, LN, GemvEpilogue::Residual><<<blocks, kThreads, smem, stream>>>(p);
+      launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Residual>, grid, block, smem, stream, p);
       break;
-    case GemvEpilogue::Gelu: gemv_kernel<T, LN, GemvEpilogue::Gelu><<<blocks, kThreads, smem, stream>>>(p); break;
-    case GemvEpilogue::Qkv: gemv_kernel<T, LN, GemvEpilogue::Qkv><<<blocks, kThreads, smem, stream>>>(p); break;
+    case GemvEpilogue::Gelu: launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Gelu>, grid, block, smem, stream, p); break;
+    case GemvEpilogue::Qkv: launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Qkv>, grid, block, smem, stream, p); break;
   }
 }
 

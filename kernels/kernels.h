@@ -88,7 +88,7 @@ size_t attention_decode_partials(int n_head, int capacity);
 template <typename T>
 void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
                       float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
-                      cudaStream_t stream);
+                      cudaStream_t stream, bool pdl = false);
 
 // ---- gemv.cu: the decode step's fused matrix-vector products --------------------------------
 // y (OC) = W (OC, IC) . a (IC) with a = `in` (fp32) or a = LayerNorm(in + ln_pre_bias) when
@@ -115,6 +115,7 @@ struct GemvParams {
   T* v_ring = nullptr;
   const StepParams* step = nullptr;
   int C = 0;
+  bool pdl = false;  // launch with programmatic dependent launch (decode graph, GPT2_CUDA_PDL=1)
 };
 template <typename T>
 void gemv(const GemvParams<T>& p, cudaStream_t stream);

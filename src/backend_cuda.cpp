@@ -15,7 +15,8 @@
 //          out, is captured once as a CUDA graph and replayed for every token.
 // forward(n == 1) only records the step; sample() (which knows the sampling mode) replays the
 // graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
-// kernels without the graph, =rows runs decode steps through the rows path (for bisecting).
+// kernels without the graph, =rows runs decode steps through the rows path (for bisecting);
+// GPT2_CUDA_PDL=1 launches the decode kernels with programmatic dependent launch.
 #include "backend_cuda.h"
 
 #include <cuda_runtime.h>
@@ -167,6 +168,13 @@ DecodeMode decode_mode_from_env() {
   throw Error(std::string("GPT2_CUDA_DECODE=") + v + " is not one of graph, eager, rows");
 }
 
+// GPT2_CUDA_PDL=1: the decode step's kernels use programmatic dependent launch (each one's
+// weight loads overlap the previous kernel; see kernels/device_common.cuh). Off by default.
+bool pdl_from_env() {
+  const char* v = std::getenv("GPT2_CUDA_PDL");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
 template <typename T>
 class CudaBackend final : public Backend {
  public:
@@ -257,6 +265,7 @@ class CudaBackend final : public Backend {
     max_T_ = o.max_tokens_per_forward > 0 ? o.max_tokens_per_forward : capacity_;
     if (max_T_ > capacity_) max_T_ = capacity_;
     mode_ = decode_mode_from_env();
+    pdl_ = pdl_from_env();
 
     if (HS_ != cuda::kHeadDim)
       throw Error("the CUDA backend supports head_dim 64 only (every GPT-2 size); this model has n_embd " +
@@ -504,9 +513,10 @@ class CudaBackend final : public Backend {
       qkv.v_ring = l.v;
       qkv.step = step_dev_;
       qkv.C = C;
+      qkv.pdl = pdl_;
       cuda::gemv<T>(qkv, stream_);
-      cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, capacity_,
-                                stream_);  // attd (C)
+      cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, capacity_, stream_,
+                                pdl_);  // attd (C)
       GemvParams<T> proj;  // xd += attd W^T + b
       proj.w = l.proj_w;
       proj.IC = C;
@@ -515,6 +525,7 @@ class CudaBackend final : public Backend {
       proj.bias = l.proj_b;
       proj.out = xd_;
       proj.epilogue = GemvEpilogue::Residual;
+      proj.pdl = pdl_;
       cuda::gemv<T>(proj, stream_);
       GemvParams<T> fc;  // hd = gelu(LayerNorm(xd) W^T + b)
       fc.w = l.fc_w;
@@ -527,6 +538,7 @@ class CudaBackend final : public Backend {
       fc.bias = l.fc_b;
       fc.out = hd_;
       fc.epilogue = GemvEpilogue::Gelu;
+      fc.pdl = pdl_;
       cuda::gemv<T>(fc, stream_);
       GemvParams<T> fcproj;  // xd += hd W^T + b
       fcproj.w = l.fcproj_w;
@@ -536,6 +548,7 @@ class CudaBackend final : public Backend {
       fcproj.bias = l.fcproj_b;
       fcproj.out = xd_;
       fcproj.epilogue = GemvEpilogue::Residual;
+      fcproj.pdl = pdl_;
       cuda::gemv<T>(fcproj, stream_);
     }
     GemvParams<T> head;  // logits = LayerNorm_f(xd) wte^T
@@ -548,6 +561,7 @@ class CudaBackend final : public Backend {
     head.eps = eps;
     head.out = logits_;
     head.epilogue = GemvEpilogue::Store;
+    head.pdl = pdl_;
     cuda::gemv<T>(head, stream_);
   }
 
@@ -629,6 +643,7 @@ class CudaBackend final : public Backend {
   int C_ = 0, H_ = 0, NH_ = 0, HS_ = 0, V_ = 0, L_ = 0;
   int capacity_ = 0, max_T_ = 0;
   DecodeMode mode_ = DecodeMode::Graph;
+  bool pdl_ = false;
   BackendInfo info_;
 
   char* arena_ = nullptr;

@@ -187,15 +187,25 @@ else
         --tokenizer "$G/shared/gpt2-tokenizer" || say "  could not write a random 124M model"
     fi
   fi
-  for mode in cache nocache; do
+  for mode in cache nocache cache_pdl; do
     flag=""; [ $mode = nocache ] && flag="--no-cache"
-    run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
-      -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" $flag --json "$LOGDIR/bench_$mode.json"
+    pdl=0; [ $mode = cache_pdl ] && pdl=1
+    [ $mode = cache_pdl ] && [ "$DRY" = 1 ] && continue
+    GPT2_CUDA_PDL=$pdl run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" \
+      --prompt-ids "$PROMPT_IDS" -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" $flag \
+      --json "$LOGDIR/bench_$mode.json"
     rc=$?
     info=$(bench_info "$LOGDIR/bench_$mode.json")
+    if [ $mode != cache ] && [ -f "$LOGDIR/bench_cache.json" ] && [ -f "$LOGDIR/bench_$mode.json" ]; then
+      same=$(python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['generated_ids']; b=json.load(open(sys.argv[2]))['generated_ids']; n=next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), min(len(a),len(b))); print(n)" \
+             "$LOGDIR/bench_cache.json" "$LOGDIR/bench_$mode.json" 2>/dev/null)
+      info="$info; first ${same:-?} tokens = cache run"
+      # PDL changes scheduling only: the tokens must be identical to the plain graph's.
+      if [ $mode = cache_pdl ] && [ "${same:-0}" != "$BENCH_N" ]; then rc=97; info="$info (PDL must not change tokens)"; fi
+    fi
     if [ $rc = 0 ] && [ -n "$info" ]; then record "bench $mode" ok "$info"
     elif [ $rc = 125 ]; then record "bench $mode" SKIP "no time left"
-    else record "bench $mode" FAIL "rc $rc; $(tail -1 "$LOGDIR/bench_$mode.log" | cut -c1-150)"
+    else record "bench $mode" FAIL "rc $rc; $info $(tail -1 "$LOGDIR/bench_$mode.log" | cut -c1-120)"
     fi
   done
   if "$G/bin/gpt2-gen" --help 2>/dev/null | grep -q -- '--benchmark'; then
@@ -269,7 +279,7 @@ fi
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
   tar -C "$LOGDIR" -czf "$OUT/logs.tgz" . 2>/dev/null
-  for f in gpu_check.log summary.txt hf_compare.json bench_cache.json bench_nocache.json benchmark.json; do
+  for f in gpu_check.log summary.txt hf_compare.json bench_cache.json bench_nocache.json bench_cache_pdl.json benchmark.json; do
     [ -f "$LOGDIR/$f" ] && cp "$LOGDIR/$f" "$OUT/"
   done
 fi

@@ -227,18 +227,31 @@ TEST_F(CudaGeneration, AgreesWithTheCpuBackend) {
 }
 
 // GPT2_CUDA_DECODE=graph | eager | rows: the same decode step three ways, the same tokens.
+// GPT2_CUDA_PDL=1: the graph with programmatic dependent launch, the same tokens again.
 TEST_F(CudaGeneration, DecodeModesAgree) {
   struct EnvGuard {
-    ~EnvGuard() { unsetenv("GPT2_CUDA_DECODE"); }
+    ~EnvGuard() {
+      unsetenv("GPT2_CUDA_DECODE");
+      unsetenv("GPT2_CUDA_PDL");
+    }
   } guard;
+  const char* modes[][2] = {{"graph", "0"}, {"eager", "0"}, {"rows", "0"}, {"graph", "1"}, {"eager", "1"}};
   std::vector<std::vector<int>> outs;
-  for (const char* mode : {"graph", "eager", "rows"}) {
-    setenv("GPT2_CUDA_DECODE", mode, 1);
+  for (const auto& m : modes) {
+    setenv("GPT2_CUDA_DECODE", m[0], 1);
+    setenv("GPT2_CUDA_PDL", m[1], 1);
     auto b = cuda_backend(*model_, ComputeDType::F32);
     outs.push_back(run(*b, prompt_, 30, true, false, 0.0f).generated);
+    // Sampled too (the sampling graph), with a context shift in a small ring.
+    auto small = cuda_backend(*model_, ComputeDType::F16, 24);
+    outs.push_back(run(*small, prompt_, 40, true, true, 0.9f, 3).generated);
   }
-  EXPECT_EQ(outs[0], outs[1]) << "graph vs eager";
-  EXPECT_EQ(outs[0], outs[2]) << "graph vs rows";
+  for (size_t i = 2; i < outs.size(); i += 2) {
+    EXPECT_EQ(outs[0], outs[i]) << "greedy: " << modes[i / 2][0] << " pdl=" << modes[i / 2][1] << " vs graph";
+    if (std::string(modes[i / 2][0]) != "rows") {  // rows decodes through cuBLAS: fp16 rounding differs
+      EXPECT_EQ(outs[1], outs[i + 1]) << "sampled fp16: " << modes[i / 2][0] << " pdl=" << modes[i / 2][1];
+    }
+  }
 }
 
 // read_logits() after a decode step that was never sampled, and forward() twice in a row.
