@@ -93,7 +93,7 @@ TEST(Safetensors, DtypesAndShapes) {
   expect_refused(image(j.dump(), kData), "missing \"dtype\"");
   for (const json& bad_dim : {json(-1), json(2.5), json("2"), json(nullptr)}) {
     j = baseline();
-    j["a"]["shape"] = {bad_dim};
+    j["a"]["shape"] = json::array({bad_dim});
     expect_refused(image(j.dump(), kData), "not a non-negative integer");
   }
   j = baseline();

@@ -3,7 +3,7 @@
 # installs nothing new. Usage: tools/setup.sh   (as root, or with sudo available)
 set -euo pipefail
 
-debian_packages=(cmake g++ make libcli11-dev nlohmann-json3-dev libgtest-dev libpcre2-dev clang libclang-rt-dev)
+debian_packages=(cmake g++ make libcli11-dev nlohmann-json3-dev libgtest-dev clang libclang-rt-dev libomp-dev)
 python_packages=(numpy safetensors tokenizers tiktoken matplotlib huggingface_hub)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
