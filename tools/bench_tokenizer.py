@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Encode throughput of gpt2-gen's tokenizer next to tiktoken and Hugging Face tokenizers.
 
-All three encode the same documents (a few MB of English prose, C++/Python code and
-Chinese/Japanese/Korean text, gathered from files every Debian + Python install has, the
-CJK part extended by generation, see cjk_text),
-single-threaded, one encode call per document, best of --repeat passes. They are built from
-the same vocab.json / merges.txt, and the script checks that all three produce the same ids
-before printing the table.
+All three encode the same documents of about 64 KB (4 MB in all: English prose, C++/Python
+code, and Chinese/Japanese/Korean text, gathered from files every Debian + Python install
+has, the CJK part extended by generation, see cjk_text), single-threaded, one encode call
+per document, best of --repeat passes, on the whole corpus and on each kind of text. They
+are built from the same vocab.json / merges.txt, and the table says whether all three
+produced the same ids (the script fails if not). MB = 10^6 bytes of UTF-8.
 
     python3 tools/bench_tokenizer.py [--build build] [--model-dir ../shared/gpt2-tokenizer]
 
-Needs the bench-tokenizer target (built here if missing) and `pip install tiktoken tokenizers`.
+Builds the bench-tokenizer target in --build (it is not part of `all`); needs `pip install tiktoken tokenizers`.
 """
 import argparse
 import glob
@@ -99,21 +99,25 @@ def cjk_text(limit, model_dir):
 
 
 def documents(text):
-    """Cuts text into documents of about DOC_BYTES, at line ends."""
-    docs, start = [], 0
-    while start < len(text):
-        end = text.find("\n", start + DOC_BYTES // 3)  # characters, not bytes: CJK is 3 bytes each
-        end = len(text) if end < 0 else end + 1
-        docs.append(text[start:end])
-        start = end
+    """Cuts text into documents of about DOC_BYTES bytes, at line ends."""
+    docs, lines, size = [], [], 0
+    for line in text.splitlines(keepends=True):
+        lines.append(line)
+        size += len(line.encode("utf-8"))
+        if size >= DOC_BYTES:
+            docs.append("".join(lines))
+            lines, size = [], 0
+    if lines:
+        docs.append("".join(lines))
     return docs
 
 
 def corpus(megabytes, model_dir):
+    """{part name: documents}, English 45%, code 35%, CJK 20% of the bytes."""
     target = int(megabytes * 1e6)
-    parts = {"english": english_prose(int(target * 0.45)), "code": source_code(int(target * 0.35)),
+    texts = {"english": english_prose(int(target * 0.45)), "code": source_code(int(target * 0.35)),
              "cjk": cjk_text(int(target * 0.20) // 3, model_dir)}
-    return parts, [d for name in parts for d in documents(parts[name])]
+    return {name: documents(text) for name, text in texts.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,6 +177,14 @@ def run_gpt2_gen(build, model_dir, docs, repeat):
     return result["best_seconds"], ids, result
 
 
+def measure(docs, build, model_dir, tt, hf, repeat):
+    """Best seconds of each tokenizer on docs, and whether all three gave the same ids."""
+    ours_s, ours, info = run_gpt2_gen(build, model_dir, docs, repeat)
+    tt_s, tt_ids = best_time(lambda: [tt.encode_ordinary(d) for d in docs], repeat)
+    hf_s, hf_ids = best_time(lambda: [hf.encode(d, add_special_tokens=False).ids for d in docs], repeat)
+    return (ours_s, tt_s, hf_s), ours == tt_ids == hf_ids, sum(map(len, tt_ids)), info
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -181,33 +193,29 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    parts, docs = corpus(args.megabytes, args.model_dir)
-    total = sum(len(d.encode("utf-8")) for d in docs)
-    print(f"corpus: {len(docs)} documents, {total / 1e6:.2f} MB ("
-          + ", ".join(f"{k} {len(v.encode('utf-8')) / 1e6:.2f} MB" for k, v in parts.items()) + ")")
-
-    tt, hf = make_tiktoken(args.model_dir), make_hf(args.model_dir)
-    rows = []
-    seconds, ours, info = run_gpt2_gen(args.build, args.model_dir, docs, args.repeat)
-    rows.append(("gpt2-gen (C++)", seconds))
-    seconds, tt_ids = best_time(lambda: [tt.encode_ordinary(d) for d in docs], args.repeat)
-    rows.append((f"tiktoken {tiktoken.__version__}", seconds))
-    seconds, hf_ids = best_time(lambda: [e.ids for e in (hf.encode(d, add_special_tokens=False) for d in docs)],
-                                args.repeat)
     import tokenizers
-    rows.append((f"HF tokenizers {tokenizers.__version__}", seconds))
+    parts = corpus(args.megabytes, args.model_dir)
+    parts = {"all": [d for docs in parts.values() for d in docs], **parts}
+    tt, hf = make_tiktoken(args.model_dir), make_hf(args.model_dir)
 
-    same = ours == tt_ids == hf_ids
-    tokens = sum(map(len, tt_ids))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; single-threaded; "
-          f"best of {args.repeat}; {tokens} tokens; identical ids from all three: {same}")
+    rows, all_same = [], True
+    for name, docs in parts.items():
+        size = sum(len(d.encode("utf-8")) for d in docs)
+        seconds, same, tokens, info = measure(docs, args.build, args.model_dir, tt, hf, args.repeat)
+        all_same &= same
+        rows.append((name, size, tokens, seconds, same))
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; every tokenizer single-threaded, one "
+          f"encode call per document of ~{DOC_BYTES // 1024} KB, best of {args.repeat}")
     print(f"gpt2-gen tokenizer load (vocab.json + merges.txt): {info['load_seconds'] * 1000:.0f} ms\n")
-    print("| tokenizer | seconds | MB/s | vs gpt2-gen |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, s in rows:
-        print(f"| {name} | {s:.3f} | {total / s / 1e6:.1f} | {s / rows[0][1]:.1f}x slower |"
-              if name != rows[0][0] else f"| {name} | {s:.3f} | {total / s / 1e6:.1f} | 1.0x |")
-    if not same:
+    print(f"| text | MB | tokens | gpt2-gen MB/s | tiktoken {tiktoken.__version__} MB/s | "
+          f"HF tokenizers {tokenizers.__version__} MB/s | same ids |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, size, tokens, (ours_s, tt_s, hf_s), same in rows:
+        mbs = [size / s / 1e6 for s in (ours_s, tt_s, hf_s)]
+        print(f"| {name} | {size / 1e6:.2f} | {tokens} | {mbs[0]:.1f} | {mbs[1]:.1f} ({ours_s and tt_s / ours_s:.1f}x "
+              f"slower) | {mbs[2]:.1f} ({hf_s / ours_s:.1f}x slower) | {'yes' if same else 'NO'} |")
+    if not all_same:
         sys.exit("bench_tokenizer: the tokenizers disagree on this corpus")
 
 
