@@ -8,9 +8,11 @@
 #include <array>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -136,6 +138,7 @@ size_t table_capacity(size_t entries) {
 // so that a probe compares bytes only when the tag matches.
 class TokenIndex {
  public:
+  // Keeps a pointer to token_bytes, which must stay where it is (it lives in the Impl).
   void build(const std::vector<std::string>& token_bytes) {
     tokens_ = &token_bytes;
     slots_.assign(table_capacity(token_bytes.size()), Slot{0, -1});

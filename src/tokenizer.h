@@ -34,11 +34,12 @@ class Tokenizer {
   // replaced: GPT-2's byte-level BPE has a token for every byte, so it is encoded as is.
   // For splitting, each byte that is not part of a well-formed UTF-8 character (a stray
   // continuation byte, a truncated or overlong sequence, an encoded surrogate, 0xF5..0xFF)
-  // counts as one character of the "other" class, the class of punctuation: the ids are
-  // those of Python's regex module splitting text.decode("utf-8", "surrogateescape") with
-  // GPT-2's pattern, then tiktoken's BPE on each piece's original bytes. NUL and other
-  // control characters are ordinary "other" characters. Callers that want to warn about
-  // invalid UTF-8 can check with gpt2::is_valid_utf8 (unicode.h).
+  // counts as one character of the "other" class, the class of punctuation. So the ids are
+  // those of GPT-2's pattern splitting text.decode("utf-8", "surrogateescape") in Python
+  // (each invalid byte becomes a lone surrogate, which is "other"), then tiktoken's BPE on
+  // each piece's original bytes; tests/test_tokenizer_diff.py checks exactly that. NUL and
+  // other control characters are ordinary "other" characters. Callers that want to warn
+  // about invalid UTF-8 can check with gpt2::is_valid_utf8 (unicode.h).
   std::vector<int> encode(std::string_view text, bool parse_special = true) const;
 
   // Ids -> the bytes they stand for (may end inside a UTF-8 character). Ids outside the

@@ -200,7 +200,7 @@ class TokenizerDifferentialTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(HELPER):
-            raise unittest.SkipTest(f"{HELPER} is not built")
+            raise AssertionError(f"{HELPER} is not built (cmake --build the tokenize_lines target)")
         with open(os.path.join(TOKENIZER_DIR, "vocab.json"), encoding="utf-8") as f:
             cls.vocab = json.load(f)
         cls.tiktoken = tiktoken_encoding(cls.vocab, "gpt2-from-files")
