@@ -242,13 +242,14 @@ if [ "$DRY" = 1 ] || [ $LIBS_OK = 0 ]; then
 elif [ -z "$SAN" ]; then
   record "sanitizers" SKIP "compute-sanitizer not found"
 else
+  # (--json writes its file atomically, via a temporary beside it: never point it at /dev/null.)
   gen=("$G/bin/gpt2-gen" -m "$MODELS/tiny-fp16" --prompt-ids 2061,318,509 --device cuda --ignore-eos -q)
   mc_script=$WORK/memcheck_runs.sh
   cat >"$mc_script" <<EOF
 set -e
-"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --json /dev/null
-"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --no-cache --json /dev/null
-"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --json /dev/null
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --json $WORK/san_cache.json
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --no-cache --json $WORK/san_nocache.json
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --json $WORK/san_sampled.json
 EOF
   run_boxed 100 30 "$LOGDIR/memcheck.log" bash "$mc_script"
   rc=$?
@@ -264,7 +265,7 @@ EOF
   sanitize "racecheck" racecheck 90 "$LOGDIR/racecheck.log" "$G/bin/test_gpu_kernels" \
     --gtest_filter='Kernels/fp16.Attention*:Kernels/fp32.Gemv*:Sampling.Argmax*'
   unset GPT2_GPU_TEST_QUICK
-  sanitize "initcheck" initcheck 60 "$LOGDIR/initcheck.log" "${gen[@]}" -n 8 --temperature 0 --json /dev/null
+  sanitize "initcheck" initcheck 60 "$LOGDIR/initcheck.log" "${gen[@]}" -n 8 --temperature 0 --json "$WORK/san_initcheck.json"
 fi
 
 # ---- summary ------------------------------------------------------------------------------------
