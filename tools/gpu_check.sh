@@ -30,7 +30,12 @@ LOGDIR=${GPU_CHECK_LOGS:-/tmp/gpu_check_logs}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check_work}
 PROMPT_IDS=2061,318,509,53,40918,30
 rm -rf "$LOGDIR" && mkdir -p "$LOGDIR" "$WORK"
-exec > >(tee -a "$LOGDIR/gpu_check.log") 2>&1
+# The main log also goes straight to $OUT, so it comes back even if the call is cut short.
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+  exec > >(tee -a "$LOGDIR/gpu_check.log" "$OUT/gpu_check.log") 2>&1
+else
+  exec > >(tee -a "$LOGDIR/gpu_check.log") 2>&1
+fi
 
 NAMES=() RESULTS=() INFOS=()
 FAILED=0
@@ -280,7 +285,7 @@ fi
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
   tar -C "$LOGDIR" -czf "$OUT/logs.tgz" . 2>/dev/null
-  for f in gpu_check.log summary.txt hf_compare.json bench_cache.json bench_nocache.json bench_cache_pdl.json benchmark.json; do
+  for f in summary.txt hf_compare.json bench_cache.json bench_nocache.json bench_cache_pdl.json benchmark.json; do
     [ -f "$LOGDIR/$f" ] && cp "$LOGDIR/$f" "$OUT/"
   done
 fi
