@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -86,6 +87,16 @@ std::string dump_json(const nlohmann::json& j, int indent) {
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
+  struct stat st{};
+  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    // A device or a pipe (/dev/null, /dev/stdout, a FIFO): write into it; renaming a
+    // temporary file over it would replace the device itself.
+    FILE* f = S_ISDIR(st.st_mode) ? nullptr : std::fopen(path.c_str(), "wb");
+    if (!f) throw Error("cannot write " + path + (S_ISDIR(st.st_mode) ? ": it is a directory" : ""));
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    if (std::fclose(f) != 0 || !ok) throw Error("cannot write " + path + ": " + std::strerror(errno));
+    return;
+  }
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error("cannot write " + path + ": " + std::strerror(errno));

@@ -123,6 +123,12 @@ class Goldens(CliTest):
             self.assertEqual(proc.returncode, 0, proc.stderr)
             self.assertEqual(len(read_json(path)["generated_ids"]), 3)
             self.assertEqual(os.listdir(d), ["out.json"])
+            self.assert_error(run("-m", TINY, "-p", "Hi", "-n", "1", "--json", d), "is a directory")
+
+    def test_json_into_a_device_keeps_the_device(self):
+        proc = run("-m", TINY, "-p", "Hi", "-n", "1", "--json", os.devnull)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertFalse(os.path.isfile(os.devnull), "/dev/null was replaced by a regular file")
 
 
 class BadInput(CliTest):

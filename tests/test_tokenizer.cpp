@@ -4,7 +4,6 @@
 // test_tokenizer_diff.py.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <fstream>
 #include <random>
 #include <string>
@@ -170,21 +169,11 @@ TEST(Tokenizer, AnyBytesEncodeAndRoundTrip) {
   }
 }
 
-double seconds_to_encode(const std::string& text) {
-  const auto start = std::chrono::steady_clock::now();
-  const std::vector<int> ids = gpt2_tokenizer().encode(text);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_EQ(gpt2_tokenizer().decode(ids), text);
-  return seconds;
-}
-
-#if defined(__SANITIZE_ADDRESS__) || !defined(NDEBUG)
-constexpr double kSecondsPerMegabyte = 20.0;  // sanitizers and -O0 are many times slower
-#else
-constexpr double kSecondsPerMegabyte = 1.0;
-#endif
-
-TEST(Tokenizer, OneMegabyteOfAnythingEncodesInUnderASecond) {
+// Long pieces must not take quadratic time. No timing is asserted (tests never depend on the
+// machine's speed): a quadratic BPE would need hours for a 1 MB piece of random letters, so
+// CTest's per-test TIMEOUT (tests/CMakeLists.txt) is the guard, and tools/bench_tokenizer.py
+// measures the speed. What is checked here is that each input encodes losslessly.
+TEST(Tokenizer, OneMegabyteOfAnythingEncodesLosslessly) {
   constexpr size_t kMB = 1 << 20;
   std::mt19937 rng(7);
   std::string letters, bytes, mixed;
@@ -194,12 +183,18 @@ TEST(Tokenizer, OneMegabyteOfAnythingEncodesInUnderASecond) {
     if (mixed.size() < kMB) mixed += c.text;
   while (mixed.size() < kMB) mixed += mixed;
 
-  EXPECT_LT(seconds_to_encode(std::string(kMB, 'a')), kSecondsPerMegabyte) << "1 MB of one letter";
-  EXPECT_LT(seconds_to_encode(letters), kSecondsPerMegabyte) << "1 MB of random letters (one piece)";
-  EXPECT_LT(seconds_to_encode(std::string(kMB, ' ')), kSecondsPerMegabyte) << "1 MB of spaces";
-  EXPECT_LT(seconds_to_encode(std::string(kMB, '!')), kSecondsPerMegabyte) << "1 MB of punctuation";
-  EXPECT_LT(seconds_to_encode(bytes), kSecondsPerMegabyte) << "1 MB of random bytes";
-  EXPECT_LT(seconds_to_encode(mixed), kSecondsPerMegabyte) << "1 MB of the golden texts";
+  const Tokenizer& tok = gpt2_tokenizer();
+  for (const auto& [name, text] :
+       std::vector<std::pair<std::string, std::string>>{{"one letter", std::string(kMB, 'a')},
+                                                        {"random letters (one piece)", letters},
+                                                        {"spaces", std::string(kMB, ' ')},
+                                                        {"punctuation", std::string(kMB, '!')},
+                                                        {"random bytes", bytes},
+                                                        {"the golden texts", mixed}}) {
+    const std::vector<int> ids = tok.encode(text);
+    EXPECT_EQ(tok.decode(ids), text) << "1 MB of " << name;
+    EXPECT_LT(ids.size(), text.size() + 1) << "1 MB of " << name;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
