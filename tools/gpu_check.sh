@@ -36,6 +36,12 @@ if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
 else
   exec > >(tee -a "$LOGDIR/gpu_check.log") 2>&1
 fi
+# Python (torch 2.11+cu130 with its own CUDA 13 wheels) runs in the environment it came with:
+# the bundle's LD_LIBRARY_PATH below puts /usr/local/cuda/lib64 first, which would hand torch the
+# system's cuBLAS / cuSPARSE / nvJitLink instead of its wheels'. Our binaries get that path; the
+# ones hf_compare.py starts get it through GPT2_BIN_LD_LIBRARY_PATH.
+if [ -n "${LD_LIBRARY_PATH+x}" ]; then PY=(env "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" python3)
+else PY=(env -u LD_LIBRARY_PATH python3); fi
 
 NAMES=() RESULTS=() INFOS=()
 FAILED=0
@@ -98,6 +104,7 @@ else
     missing=$(for b in "$G"/bin/*; do ldd "$b" 2>&1 | grep -i 'not found'; done | sort -u)
     [ -z "$missing" ] && say "  using this bundle's libstdc++ / libgcc_s (the system's are older)"
   fi
+  export GPT2_BIN_LD_LIBRARY_PATH="$LD_LIBRARY_PATH"
   if [ -n "$missing" ]; then
     record "libraries" FAIL "$(echo "$missing" | tr -s ' \t\n' ' ' | cut -c1-150)"
     LIBS_OK=0
@@ -120,7 +127,7 @@ MODELS=$WORK/test-models
 TINY_OK=1
 rm -rf "$MODELS" && mkdir -p "$MODELS"
 for dt in fp32 fp16 bf16; do
-  if ! run_boxed 60 5 "$LOGDIR/convert_tiny_$dt.log" python3 tools/convert_weights.py \
+  if ! run_boxed 60 5 "$LOGDIR/convert_tiny_$dt.log" "${PY[@]}" tools/convert_weights.py \
        --from "$G/shared/golden/tiny-gpt2" --tokenizer "$G/shared/gpt2-tokenizer" --dtype "$dt" --out "$MODELS/tiny-$dt"; then
     TINY_OK=0
   fi
@@ -150,11 +157,11 @@ if [ $LIBS_OK = 0 ]; then
   record "HF compare" SKIP "no usable binaries"
 else
   if [ "$DRY" = 1 ]; then
-    run_boxed 60 10 "$LOGDIR/hf_compare.log" python3 tools/hf_compare.py golden --golden "$G/shared/golden/tiny-gpt2" \
+    run_boxed 60 10 "$LOGDIR/hf_compare.log" "${PY[@]}" tools/hf_compare.py golden --golden "$G/shared/golden/tiny-gpt2" \
       --model "$MODELS/tiny-fp32" --dump "$G/bin/gpt2-dump-logits" --device cpu --dtypes fp32 --steps 20 \
       --workdir "$HF_DIR" --report "$LOGDIR/hf_compare.json"
   else
-    run_boxed 150 40 "$LOGDIR/hf_compare.log" python3 tools/hf_compare.py hf --seed 0 --ids "$PROMPT_IDS" \
+    run_boxed 150 40 "$LOGDIR/hf_compare.log" "${PY[@]}" tools/hf_compare.py hf --seed 0 --ids "$PROMPT_IDS" \
       --tokenizer "$G/shared/gpt2-tokenizer" --dump "$G/bin/gpt2-dump-logits" --device cuda --dtypes fp32,fp16 \
       --steps 32 --workdir "$HF_DIR" --report "$LOGDIR/hf_compare.json"
   fi
@@ -188,7 +195,7 @@ else
     BENCH_MODEL=$HF_DIR/gpt2-random-fp16 BENCH_DEV=cuda BENCH_N=1000
     if [ ! -f "$BENCH_MODEL/model.safetensors" ]; then
       BENCH_MODEL=$WORK/np-gpt2-random-fp16
-      run_boxed 90 20 "$LOGDIR/random_model.log" python3 tools/hf_compare.py random --out "$BENCH_MODEL" --dtype fp16 \
+      run_boxed 90 20 "$LOGDIR/random_model.log" "${PY[@]}" tools/hf_compare.py random --out "$BENCH_MODEL" --dtype fp16 \
         --tokenizer "$G/shared/gpt2-tokenizer" || say "  could not write a random 124M model"
     fi
   fi

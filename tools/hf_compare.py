@@ -46,8 +46,13 @@ def run_dump(dump_bin, model_dir, ids, device, dtype, steps, workdir, timeout=30
     out = os.path.join(workdir, f"logits-{os.path.basename(model_dir)}-{device}-{dtype}.f32")
     cmd = [dump_bin, "-m", model_dir, "--ids", ",".join(map(str, ids)), "--device", device, "--dtype", dtype,
            "--out", out, "--steps", str(steps)]
+    # tools/gpu_check.sh runs Python with its own LD_LIBRARY_PATH (torch's CUDA wheels) and gives the
+    # binary's (the bundle's libraries, CUDA 13's cuBLAS) here.
+    env = None
+    if os.environ.get("GPT2_BIN_LD_LIBRARY_PATH") is not None:
+        env = dict(os.environ, LD_LIBRARY_PATH=os.environ["GPT2_BIN_LD_LIBRARY_PATH"])
     t0 = time.time()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
     info = json.loads(r.stdout.strip().splitlines()[-1])
