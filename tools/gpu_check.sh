@@ -36,6 +36,7 @@ if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
 else
   exec > >(tee -a "$LOGDIR/gpu_check.log") 2>&1
 fi
+TEE_PID=$!
 # Python (torch 2.11+cu130 with its own CUDA 13 wheels) runs in the environment it came with:
 # the bundle's LD_LIBRARY_PATH below puts /usr/local/cuda/lib64 first, which would hand torch the
 # system's cuBLAS / cuSPARSE / nvJitLink instead of its wheels'. Our binaries get that path; the
@@ -296,4 +297,7 @@ if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     [ -f "$LOGDIR/$f" ] && cp "$LOGDIR/$f" "$OUT/"
   done
 fi
+# Let tee write the last lines into the logs (and $OUT) before the call returns.
+exec >&- 2>&-
+wait "$TEE_PID" 2>/dev/null
 exit $FAILED
