@@ -231,6 +231,7 @@ TYPED_TEST(Kernels, AttentionPrefillCausalOverAWrappingRing) {
   cases.push_back({65, 100, 1000, 1024, 12});  // a chunk after earlier positions, wrapping
   cases.push_back({1, 500, 900, 1024, 12});    // one query with a long history
   cases.push_back({37, 60, 90, 128, 2});       // the tiny model's shape
+  cases.push_back({65, 100, 1000, 1024, 25});  // gpt2-xl: 25 heads, C = 1600
   for (const Case& c : cases) {
     const int C = c.NH * 64;
     const KvRing ring{c.cap, c.start};
@@ -249,13 +250,14 @@ TYPED_TEST(Kernels, AttentionPrefillCausalOverAWrappingRing) {
 
 TYPED_TEST(Kernels, AttentionDecodeSplitAndCombined) {
   using T = TypeParam;
-  const int NH = 12, C = NH * 64;
-  struct Case { int len, start, cap; };
+  struct Case { int len, start, cap, NH = 12; };
   std::vector<Case> cases;
   for (int len : lengths()) cases.push_back({len, 1000, 1024});
   cases.push_back({100, 37, 100});   // capacity not a multiple of the chunk, full, wrapping
   cases.push_back({129, 0, 1024});
+  cases.push_back({700, 1000, 1024, 25});  // gpt2-xl: 25 heads, C = 1600
   for (const Case& c : cases) {
+    const int NH = c.NH, C = NH * 64;
     const KvRing ring{c.cap, c.start};
     const int pos = c.len - 1;
     AttentionData<T> d(this->rng, 1, pos, ring, C);
@@ -395,11 +397,13 @@ TYPED_TEST(Kernels, GemvLmHeadWithFinalLayerNorm) {
 TYPED_TEST(Kernels, GemvQkvWithLayerNormAndKvAppend) {
   check_gemv<TypeParam>(this->rng, 768, 3 * 768, true, k::GemvEpilogue::Qkv, false, true);
   check_gemv<TypeParam>(this->rng, 128, 3 * 128, true, k::GemvEpilogue::Qkv, false, true);
+  check_gemv<TypeParam>(this->rng, 1600, 3 * 1600, true, k::GemvEpilogue::Qkv, true, true);  // gpt2-xl
 }
 TYPED_TEST(Kernels, GemvProjectionsWithResidual) {
   check_gemv<TypeParam>(this->rng, 768, 768, false, k::GemvEpilogue::Residual, false, true);
   check_gemv<TypeParam>(this->rng, 3072, 768, false, k::GemvEpilogue::Residual, false, true);
   check_gemv<TypeParam>(this->rng, 512, 128, false, k::GemvEpilogue::Residual, false, true);
+  check_gemv<TypeParam>(this->rng, 6400, 1600, false, k::GemvEpilogue::Residual, false, true);  // gpt2-xl
 }
 TYPED_TEST(Kernels, GemvFcWithLayerNormAndGelu) {
   check_gemv<TypeParam>(this->rng, 768, 3072, true, k::GemvEpilogue::Gelu, false, true);
