@@ -1,7 +1,11 @@
 #include "golden.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
+
+#include "backend.h"
 
 #include "safetensors.h"
 #include "test_support.h"
@@ -53,6 +57,56 @@ double max_rel_error(const float* a, const float* b, size_t n) {
     max_ref = std::fmax(max_ref, std::fabs(double(b[i])));
   }
   return max_diff / max_ref;
+}
+
+namespace {
+
+std::vector<float> last_logits(Backend& b, size_t V) {
+  std::vector<float> v(V);
+  b.read_logits(v.data());
+  return v;
+}
+
+}  // namespace
+
+double expect_last_logits_match(Backend& backend, double tolerance) {
+  const KvRing ring{backend.kv_capacity(), 0};
+  double worst = 0;
+  for (const auto& seq : tiny_golden().sequences) {
+    backend.forward(seq.ids.data(), int(seq.ids.size()), 0, ring);
+    const std::vector<float> got = last_logits(backend, seq.logits_last.size());
+    const double err = max_rel_error(got.data(), seq.logits_last.data(), got.size());
+    EXPECT_LE(err, tolerance) << seq.name;
+    worst = std::fmax(worst, err);
+  }
+  return worst;
+}
+
+double expect_subset_logits_match(Backend& backend, double tolerance) {
+  const Golden& g = tiny_golden();
+  const size_t S = g.subset.size();
+  const int cap = backend.kv_capacity();
+  double worst = 0;
+  for (const auto& seq : g.sequences) {
+    auto check_row = [&](int t, const char* mode) {
+      const std::vector<float> full = last_logits(backend, seq.logits_last.size());
+      std::vector<float> got(S);
+      for (size_t j = 0; j < S; ++j) got[j] = full[size_t(g.subset[j])];
+      const double err = max_rel_error(got.data(), seq.logits_subset.data() + size_t(t) * S, S);
+      EXPECT_LE(err, tolerance) << seq.name << " " << mode << " position " << t;
+      worst = std::fmax(worst, err);
+    };
+    for (int t = 0; t < int(seq.ids.size()); ++t) {
+      backend.forward(seq.ids.data(), t + 1, 0, KvRing{cap, 0});
+      check_row(t, "no-cache");
+    }
+    const KvRing wrapped{cap, cap - 3};
+    for (int t = 0; t < int(seq.ids.size()); ++t) {
+      backend.forward(&seq.ids[size_t(t)], 1, t, wrapped);
+      check_row(t, "cached");
+    }
+  }
+  return worst;
 }
 
 }  // namespace gpt2::test

@@ -30,3 +30,19 @@ const Golden& tiny_golden();  // loaded once from shared_dir()/golden/tiny-gpt2
 double max_rel_error(const float* a, const float* b, size_t n);
 
 }  // namespace gpt2::test
+
+namespace gpt2 {
+class Backend;
+}
+
+namespace gpt2::test {
+
+// The checks every backend must pass on the tiny golden model (GoogleTest expectations):
+// the last-position logits of every sequence, and every position's subset logits computed
+// twice: recomputing each prefix from an empty ring (the --no-cache path) and one token at a
+// time against the cache, with the ring's start 3 slots before its end so the filled slots
+// wrap around. Returns the largest error seen.
+double expect_last_logits_match(Backend& backend, double tolerance);
+double expect_subset_logits_match(Backend& backend, double tolerance);
+
+}  // namespace gpt2::test

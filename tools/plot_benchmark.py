@@ -72,7 +72,8 @@ def plot(files, out_path):
             cache = mode["kv_cache"]
             label = f"{source_label(data)}, {'with' if cache else 'without'} KV cache"
             positions = np.arange(1, len(ms))
-            ax_lat.plot(positions, ms[1:], styles[cache], color=color_of[cache], lw=1.2, label=label)
+            ax_lat.plot(positions, ms[1:], styles[cache], color=color_of[cache], lw=1.2,
+                        label=f"{label} (median {np.median(ms[1:]):.3g} ms)")
             run = median_run(mode)
             ax_cum.plot(np.arange(1, len(run["token_ms"]) + 1), np.cumsum(run["token_ms"]) / 1000.0,
                         styles[cache], color=color_of[cache], lw=1.5, label=f"{label}: {run['total_s']:.3f} s")
@@ -110,11 +111,11 @@ def plot(files, out_path):
     ax_mem.set_ylabel("MB")
     ax_mem.legend(fontsize=8, loc="lower right")
 
-    devices = sorted({f"{d['device_name']}" for d in files})
+    devices = sorted({f"{d['device']}: {d['device_name']}" for d in files})
     first = files[0]
-    fig.suptitle(f"What the KV cache buys: GPT-2 ({first['n_params'] / 1e6:.0f}M), "
-                 f"{first['max_new_tokens']} new tokens, greedy, {first['runs']} runs — "
-                 f"{' / '.join(devices)}", fontsize=11)
+    fig.suptitle(f"What the KV cache buys: GPT-2 {first['n_params'] / 1e6:.0f}M "
+                 f"({os.path.basename(first['model'].rstrip('/'))}), {first['max_new_tokens']} new tokens, "
+                 f"greedy, {first['runs']} runs per mode — {' / '.join(devices)}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
 

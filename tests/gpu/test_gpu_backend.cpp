@@ -65,41 +65,15 @@ class CudaGolden : public ::testing::TestWithParam<Variant> {
 };
 
 TEST_P(CudaGolden, LastLogitsOfEverySequence) {
-  const KvRing ring{backend_->kv_capacity(), 0};
-  for (const auto& seq : tiny_golden().sequences) {
-    backend_->forward(seq.ids.data(), int(seq.ids.size()), 0, ring);
-    const auto got = logits_of(*backend_, V());
-    const double err = max_rel_error(got.data(), seq.logits_last.data(), got.size());
-    EXPECT_LE(err, tolerance(GetParam().dtype)) << seq.name;
-    std::printf("[%s] %s last logits: max|d|/max|ref| = %.3g\n", variant_name({GetParam(), 0}).c_str(),
-                seq.name.c_str(), err);
-  }
+  const double err = test::expect_last_logits_match(*backend_, tolerance(GetParam().dtype));
+  std::printf("[%s] last logits: max|d|/max|ref| = %.3g\n", variant_name({GetParam(), 0}).c_str(), err);
 }
 
 // Every position, recomputing each prefix (the rows path, as --no-cache does) and one token at
 // a time against the cache (the decode graph) with the ring starting 3 slots before its end.
 TEST_P(CudaGolden, SubsetLogitsAtEveryPositionWithAndWithoutCache) {
-  const auto& g = tiny_golden();
-  const size_t S = g.subset.size();
-  const int cap = backend_->kv_capacity();
-  for (const auto& seq : g.sequences) {
-    auto check_row = [&](int t, const char* mode) {
-      const auto full = logits_of(*backend_, V());
-      std::vector<float> got(S);
-      for (size_t j = 0; j < S; ++j) got[j] = full[size_t(g.subset[j])];
-      EXPECT_LE(max_rel_error(got.data(), seq.logits_subset.data() + size_t(t) * S, S), tolerance(GetParam().dtype))
-          << seq.name << " " << mode << " position " << t;
-    };
-    for (int t = 0; t < int(seq.ids.size()); ++t) {
-      backend_->forward(seq.ids.data(), t + 1, 0, KvRing{cap, 0});
-      check_row(t, "no-cache");
-    }
-    const KvRing wrapped{cap, cap - 3};
-    for (int t = 0; t < int(seq.ids.size()); ++t) {
-      backend_->forward(&seq.ids[size_t(t)], 1, t, wrapped);
-      check_row(t, "cached");
-    }
-  }
+  const double err = test::expect_subset_logits_match(*backend_, tolerance(GetParam().dtype));
+  std::printf("[%s] every position: max|d|/max|ref| = %.3g\n", variant_name({GetParam(), 0}).c_str(), err);
 }
 
 // Greedy continuations. fp32: token for token, with and without the cache. Half precision:
