@@ -3,6 +3,28 @@
 #include <CLI/CLI.hpp>
 
 namespace gpt2 {
+namespace {
+
+// A number within [lo, hi] (hi inclusive unless open_hi), with a message that names the
+// range in plain words ("must be >= 0, got -1").
+CLI::Validator number_in(double lo, double hi, bool open_lo, const std::string& description) {
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        double v = 0;
+        try {
+          size_t n = 0;
+          v = std::stod(s, &n);
+          if (n != s.size()) return "not a number: " + s;
+        } catch (...) {
+          return "not a number: " + s;
+        }
+        const bool ok = (open_lo ? v > lo : v >= lo) && v <= hi;
+        return ok ? "" : "must be " + description + ", got " + s;
+      },
+      description);
+}
+
+}  // namespace
 
 void setup_cli(CLI::App& app, CliOptions& o) {
   app.description(
@@ -17,7 +39,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_option("--dtype", o.dtype, "Compute precision on CUDA (default fp16; the CPU computes in fp32)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   app.add_option("-c,--ctx-size", o.ctx_size, "K/V ring slots per layer; 0 = the model's n_positions")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
 
   auto* p = app.add_option("-p,--prompt", o.prompt, "Prompt text");
   auto* f = app.add_option("-f,--prompt-file", o.prompt_file, "Read the prompt from FILE (- = stdin)");
@@ -29,24 +51,17 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_flag("--no-display-prompt", o.no_display_prompt, "Do not echo the prompt before the generated text");
 
   app.add_option("-n,--max-new-tokens", o.max_new_tokens, "Tokens to generate")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
   app.add_flag("--no-cache", o.no_cache, "Recompute the whole context every step (no K/V cache)");
   app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after <|endoftext|>");
   app.add_flag("--context-shift", o.context_shift,
                "When the context is full, keep its last half and go on (default: stop)");
   app.add_option("--temperature,--temp", o.temperature, "Sampling temperature; 0 = greedy")
-      ->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
+      ->check(number_in(0, 100, false, "in [0, 100]"))->capture_default_str();
   app.add_option("--top-k", o.top_k, "Keep the k most likely tokens; 0 = off")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
   app.add_option("--top-p", o.top_p, "Nucleus sampling mass in (0, 1]; 1 = off")
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            double v = 0;
-            try { size_t n = 0; v = std::stod(s, &n); if (n != s.size()) throw 0; } catch (...) { return "not a number: " + s; }
-            return (v > 0.0 && v <= 1.0) ? "" : "must be in (0, 1], got " + s;
-          },
-          "(0,1]"))
-      ->capture_default_str();
+      ->check(number_in(0, 1, true, "in (0, 1]"))->capture_default_str();
   app.add_option("-s,--seed", o.seed, "Random seed (default: random, printed to stderr)");
 
   CLI::Option* json = app.add_option("--json", o.json_file,
@@ -58,7 +73,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_flag("--benchmark", o.benchmark,
                "Run the same generation with and without the K/V cache, --runs times each, and report");
   app.add_option("--runs", o.runs, "Timed runs per mode for --benchmark (after one warm-up)")
-      ->check(CLI::Range(1, 1000))->capture_default_str();
+      ->check(number_in(1, 1000, false, "in [1, 1000]"))->capture_default_str();
 
   app.parse_complete_callback([&o, json] { o.json = json->count() > 0; });
 }

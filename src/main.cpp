@@ -11,7 +11,14 @@ int main(int argc, char** argv) {
   CLI::App app;
   gpt2::CliOptions options;
   gpt2::setup_cli(app, options);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << " (see gpt2-gen --help)\n";
+    return e.get_exit_code() ? e.get_exit_code() : 1;
+  }
   try {
     return gpt2::run_app(options);
   } catch (const gpt2::Error& e) {
