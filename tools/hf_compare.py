@@ -161,17 +161,27 @@ def cmd_hf(a):
     report["reference_s"] = time.time() - t0
     report.update(ref_greedy=greedy, ref_margins=margins)
     log(f"reference in {report['reference_s']:.1f} s; top-2 margins min {min(margins):.3g}")
+
+    def check(dtype):
+        out = os.path.join(a.workdir, f"gpt2-random-{dtype}")
+        t0 = time.time()
+        convert(a.converter, hf_dir, a.tokenizer, dtype, out)
+        log(f"converted to {out} in {time.time() - t0:.1f} s")
+        gen = run_dump(a.dump, out, ids, a.device, dtype, a.steps, a.workdir)
+        return compare(f"gpt2-124M-random {dtype} vs HF fp64", gen, ref, greedy, margins, TOLERANCE[dtype])
+
+    return run_checks(a, report, "gpt2-124M-random", check)
+
+
+def run_checks(a, report, label, check):
+    """Runs check(dtype) for each of --dtypes, an exception counting as that dtype's failure;
+    prints each result, writes the report, returns the exit status."""
     ok = True
     for dtype in a.dtypes.split(","):
-        out = os.path.join(a.workdir, f"gpt2-random-{dtype}")
         try:
-            t0 = time.time()
-            convert(a.converter, hf_dir, a.tokenizer, dtype, out)
-            log(f"converted to {out} in {time.time() - t0:.1f} s")
-            gen = run_dump(a.dump, out, ids, a.device, dtype, a.steps, a.workdir)
-            res = compare(f"gpt2-124M-random {dtype} vs HF fp64", gen, ref, greedy, margins, TOLERANCE[dtype])
+            res = check(dtype)
         except Exception as e:  # noqa: BLE001 - reported, counted as a failure
-            res = {"name": f"gpt2-124M-random {dtype}", "ok": False, "error": str(e)}
+            res = {"name": f"{label} {dtype}", "ok": False, "error": str(e)}
         print_result(res)
         ok &= bool(res["ok"])
         report["results"].append(res)
@@ -194,21 +204,14 @@ def cmd_golden(a):
     steps = min(a.steps, len(greedy["new_tokens"]))
     os.makedirs(a.workdir, exist_ok=True)
     report = {"reference": "tiny golden (transformers float64)", "prompt_ids": ids, "results": []}
-    ok = True
-    for dtype in a.dtypes.split(","):
-        try:
-            gen = run_dump(a.dump, a.model, ids, a.device, dtype, steps, a.workdir)
-            res = compare(f"tiny {os.path.basename(a.model)} {a.device} {dtype} vs golden", gen,
-                          logits[seq["name"] + "_logits_last"], greedy["new_tokens"][:steps], margins[:steps],
-                          TOLERANCE[dtype])
-        except Exception as e:  # noqa: BLE001
-            res = {"name": f"tiny {dtype}", "ok": False, "error": str(e)}
-        print_result(res)
-        ok &= bool(res["ok"])
-        report["results"].append(res)
-    report["ok"] = ok
-    write_report(a.report, report)
-    return 0 if ok else 1
+
+    def check(dtype):
+        gen = run_dump(a.dump, a.model, ids, a.device, dtype, steps, a.workdir)
+        return compare(f"tiny {os.path.basename(a.model)} {a.device} {dtype} vs golden", gen,
+                       logits[seq["name"] + "_logits_last"], greedy["new_tokens"][:steps], margins[:steps],
+                       TOLERANCE[dtype])
+
+    return run_checks(a, report, "tiny", check)
 
 
 # ---- numpy-only random model --------------------------------------------------------------------
