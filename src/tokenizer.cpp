@@ -217,10 +217,19 @@ class PairTable {
 // Remembers the BPE result of each piece within one encode() call: text repeats its words,
 // and BPE is the costly step for pieces that are not whole tokens (CJK runs, identifiers).
 // Direct-mapped (a colliding piece replaces the older one) and keyed by views into the text
-// being encoded, so it lives only as long as that call, needs no locking, and costs nothing
-// until the first piece needs BPE.
+// being encoded, so it lives only as long as that call and needs no locking. A hit or miss
+// never changes the ids, only how fast they come.
+//
+// The table is allocated when the first piece needs BPE, with one slot per 8 bytes of text
+// (a power of two, 16 to 4096): what it zeroes is proportional to the input, and a text of
+// 32 KB or more gets the full 4096 slots. A fixed 4096-slot table (160 KB, above glibc's
+// mmap threshold) cost every short prompt with one non-token piece an mmap, page faults and
+// a 160 KB memset, ten times the rest of encoding it.
 class PieceCache {
  public:
+  explicit PieceCache(size_t text_bytes) {
+    while (slot_count_ < kMaxSlots && slot_count_ * 8 < text_bytes) slot_count_ *= 2;
+  }
   // Appends the cached ids of `piece` to `out`; false if it is not cached.
   bool append_cached(std::string_view piece, uint64_t hash, std::vector<int>& out) const {
     if (slots_.empty()) return false;
@@ -230,19 +239,20 @@ class PieceCache {
     return true;
   }
   void store(std::string_view piece, uint64_t hash, const int* ids, size_t count) {
-    if (slots_.empty()) slots_.resize(kSlots);
+    if (slots_.empty()) slots_.resize(slot_count_);
     slots_[slot_of(hash)] = Slot{hash, piece, ids_.size(), count};
     ids_.insert(ids_.end(), ids, ids + count);
   }
 
  private:
-  static constexpr size_t kSlots = 4096;
-  static size_t slot_of(uint64_t hash) { return size_t(hash >> 20) & (kSlots - 1); }
+  static constexpr size_t kMinSlots = 16, kMaxSlots = 4096;
+  size_t slot_of(uint64_t hash) const { return size_t(hash >> 20) & (slot_count_ - 1); }
   struct Slot {
     uint64_t hash = 0;
     std::string_view piece;
     size_t ids_begin = 0, ids_count = 0;
   };
+  size_t slot_count_ = kMinSlots;  // a power of two
   std::vector<Slot> slots_;
   std::vector<int> ids_;  // every stored result, back to back
 };
@@ -488,7 +498,7 @@ void Tokenizer::Impl::build_pair_table() {
 }
 
 void Tokenizer::Impl::encode_ordinary(std::string_view text, std::vector<int>& out) const {
-  PieceCache cache;
+  PieceCache cache(text.size());
   for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, cache, out); });
 }
 
