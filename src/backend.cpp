@@ -1,11 +1,9 @@
 #include "backend.h"
 
 #include "backend_cpu.h"
+#include "backend_cuda.h"
 #include "error.h"
 #include "model.h"
-#ifdef GPT2_HAVE_CUDA
-#include "backend_cuda.h"
-#endif
 
 namespace gpt2 {
 
@@ -25,21 +23,14 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
                 std::to_string(n_pos) + "] (the model's n_positions); use 0 for the full context");
 
   std::string why_not_cuda;
-#ifdef GPT2_HAVE_CUDA
   const bool cuda_ok = options.device != Device::Cpu && cuda_device_usable(&why_not_cuda);
-#else
-  const bool cuda_ok = false;
-  why_not_cuda = "this gpt2-gen was built without CUDA; rebuild where the CUDA Toolkit is installed";
-#endif
   if (options.device == Device::Cuda && !cuda_ok)
     throw Error("--device cuda: no usable CUDA device: " + why_not_cuda + "; use --device cpu");
-#ifdef GPT2_HAVE_CUDA
   if (cuda_ok) {
     BackendOptions o = options;
     if (!o.dtype_set) o.dtype = ComputeDType::F16;
     return make_cuda_backend(model, o);
   }
-#endif
   if (note) {
     note->clear();
     if (options.device == Device::Auto) *note = "note: running on the CPU: no usable CUDA device: " + why_not_cuda;

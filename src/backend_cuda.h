@@ -1,4 +1,5 @@
-// The CUDA backend (built only when nvcc is found): see backend_cuda.cpp and kernels/.
+// The CUDA backend: backend_cuda.cpp with kernels/ where nvcc is found (or with tests/cuda_emu,
+// the CPU emulation the tests use); backend_cuda_none.cpp, which never finds a device, elsewhere.
 #pragma once
 #include <memory>
 #include <string>

@@ -1,0 +1,17 @@
+// The CUDA backend's entry points in a build without the CUDA Toolkit (CMake links this file
+// instead of backend_cuda.cpp): no device is ever usable, and make_backend falls back to the CPU.
+#include "backend_cuda.h"
+#include "error.h"
+
+namespace gpt2 {
+
+bool cuda_device_usable(std::string* why) {
+  if (why) *why = "this gpt2-gen was built without CUDA; rebuild where the CUDA Toolkit is installed";
+  return false;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const Model&, const BackendOptions&) {
+  throw Error("this gpt2-gen was built without CUDA; rebuild where the CUDA Toolkit is installed");
+}
+
+}  // namespace gpt2
