@@ -530,7 +530,7 @@ TEST_F(Sampling, TemperatureTopKTopPMatchTheCpuRule) {
   k::sampler_init(ws, kV, nullptr);
 
   std::uniform_real_distribution<double> unif(0.0, 1.0);
-  int cases = 0, mismatches = 0, unexplained = 0;
+  int cases = 0, mismatches = 0, unexplained = 0, few_candidate_mismatches = 0;
   const int draws = quick() ? 2 : 8;
   for (int trial = 0; trial < 6; ++trial) {
     auto z = random_vector(kV, rng, trial < 3 ? 2.0f : 4.0f);
@@ -561,6 +561,7 @@ TEST_F(Sampling, TemperatureTopKTopPMatchTheCpuRule) {
             ++cases;
             if (got != want) {
               ++mismatches;
+              few_candidate_mismatches += top_k >= 1 && top_k <= 40;
               const double gap = boundary_gap(z, kV, sp, double(float(u)));
               if (gap > 1e-4) {
                 ++unexplained;
@@ -571,8 +572,13 @@ TEST_F(Sampling, TemperatureTopKTopPMatchTheCpuRule) {
           }
         }
   }
+  // Over the full vocabulary at T >= 1 a token holds ~1/50257 of the mass, about the rounding
+  // error of the CPU's sequential fp32 sum (~sqrt(V) 2^-24 ~ 1.3e-5 relative): a different
+  // summation order then changes a few percent of draws, each within 1e-4 of a boundary (the
+  // check above). With at most 40 candidates a boundary that close is all but impossible, so
+  // those draws must all agree.
   EXPECT_EQ(unexplained, 0);
-  EXPECT_LE(mismatches, cases / 50) << mismatches << " of " << cases << " draws differ (all at rounding boundaries)";
+  EXPECT_EQ(few_candidate_mismatches, 0) << "draws with top_k <= 40 differ";
   std::printf("sampling: %d draws, %d at rounding boundaries differ\n", cases, mismatches);
 }
 
