@@ -76,14 +76,16 @@ TEST_P(CudaGolden, SubsetLogitsAtEveryPositionWithAndWithoutCache) {
   std::printf("[%s] every position: max|d|/max|ref| = %.3g\n", variant_name({GetParam(), 0}).c_str(), err);
 }
 
-// Greedy continuations. fp32: token for token, with and without the cache. Half precision:
+// Greedy continuations (in quick mode, the first 20 tokens of each). fp32: token for token, with
+// and without the cache. Half precision:
 // teacher-forced along the golden path, the device's argmax must be the golden token at every
 // step where the reference top-2 margin (from the CPU fp32 backend, which matches the golden to
 // 1e-4) exceeds the logits tolerance; and free generation must agree up to the first step
 // where it does not.
 TEST_P(CudaGolden, GreedyContinuations) {
   const ComputeDType dtype = GetParam().dtype;
-  const auto& goldens = tiny_golden().greedy;
+  auto goldens = tiny_golden().greedy;
+  for (auto& g : goldens) g.new_tokens.resize(std::min(g.new_tokens.size(), size_t(test::quick_or(20, 1 << 30))));
   if (dtype == ComputeDType::F32) {
     for (bool cache : {true, false}) {
       GenerationOptions opt;
@@ -168,12 +170,12 @@ class CudaGeneration : public ::testing::Test {
   const std::vector<int> prompt_ = {2061, 318, 509, 53, 40918, 30};
 };
 
-// 3x the context (n_positions 128) with --context-shift: the cache (decode graph, shifts re-run
-// through the rows path into a wrapped ring) and --no-cache (the rows path over the window
-// every step) give the same tokens.
+// 3x the context (n_positions 128; 1.5x in quick mode, still two shifts) with --context-shift:
+// the cache (decode graph, shifts re-run through the rows path into a wrapped ring) and
+// --no-cache (the rows path over the window every step) give the same tokens.
 TEST_F(CudaGeneration, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
   auto b = cuda_backend(*model_, ComputeDType::F32);
-  const int n = 3 * model_->config.n_positions;
+  const int n = test::quick_or(3, 6) * model_->config.n_positions / 2;
   const auto cached = run(*b, prompt_, n, true, true, 0.0f);
   const auto uncached = run(*b, prompt_, n, false, true, 0.0f);
   ASSERT_EQ(int(cached.generated.size()), n);
@@ -184,8 +186,9 @@ TEST_F(CudaGeneration, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
 // A small ring (--ctx-size 40) and sampling: shifts every 20 tokens, the sampling graph.
 TEST_F(CudaGeneration, SmallRingSampledCacheAndNoCacheAgree) {
   auto b = cuda_backend(*model_, ComputeDType::F32, 40);
-  const auto cached = run(*b, prompt_, 100, true, true, 0.8f, 11);
-  const auto uncached = run(*b, prompt_, 100, false, true, 0.8f, 11);
+  const int n = test::quick_or(60, 100);  // shifts every 20 tokens
+  const auto cached = run(*b, prompt_, n, true, true, 0.8f, 11);
+  const auto uncached = run(*b, prompt_, n, false, true, 0.8f, 11);
   EXPECT_EQ(cached.generated, uncached.generated);
 }
 
@@ -215,10 +218,10 @@ TEST_F(CudaGeneration, DecodeModesAgree) {
     setenv("GPT2_CUDA_DECODE", m[0], 1);
     setenv("GPT2_CUDA_PDL", m[1], 1);
     auto b = cuda_backend(*model_, ComputeDType::F32);
-    outs.push_back(run(*b, prompt_, 30, true, false, 0.0f).generated);
-    // Sampled too (the sampling graph), with a context shift in a small ring.
+    outs.push_back(run(*b, prompt_, test::quick_or(15, 30), true, false, 0.0f).generated);
+    // Sampled too (the sampling graph), with a context shift in a small ring (every 12 tokens).
     auto small = cuda_backend(*model_, ComputeDType::F16, 24);
-    outs.push_back(run(*small, prompt_, 40, true, true, 0.9f, 3).generated);
+    outs.push_back(run(*small, prompt_, test::quick_or(25, 40), true, true, 0.9f, 3).generated);
   }
   for (size_t i = 2; i < outs.size(); i += 2) {
     EXPECT_EQ(outs[0], outs[i]) << "greedy: " << modes[i / 2][0] << " pdl=" << modes[i / 2][1] << " vs graph";

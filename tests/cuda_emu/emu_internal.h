@@ -1,0 +1,26 @@
+// cuda-emu internals shared by its .cpp files (not seen by the emulated code).
+#pragma once
+#include <functional>
+#include <string>
+
+#include "cuda_runtime.h"
+
+namespace emu {
+
+// Runs every block of a launch (blocks in order; the threads of a block as fibers). Returns
+// false, with `error` set, when a block cannot finish (a barrier or shuffle that not every
+// thread reaches).
+bool run_grid(const LaunchSpec& spec, const std::function<void()>& body, std::string* error);
+
+// Records `op` when `stream` is being captured, else runs it now. Returns the error to report.
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> op);
+
+// Marks the device as failed: every later call returns `e` (like a kernel fault on a GPU).
+void set_sticky_error(cudaError_t e, const std::string& what);
+cudaError_t sticky_error();
+void set_last_error(cudaError_t e);
+
+// Device memory bookkeeping: true when [p, p + bytes) lies inside one cudaMalloc allocation.
+bool is_device_range(const void* p, size_t bytes);
+
+}  // namespace emu

@@ -1,0 +1,358 @@
+// cuda-emu: the CUDA runtime API on the CPU: errors, the one emulated device, memory, streams,
+// stream capture into graphs, and kernel launches (checked, then run by emu_fibers.cpp).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "emu_internal.h"
+
+namespace emu {
+namespace {
+
+// The emulated device's memory size: GPT2_EMU_MEMORY_BYTES, else 16 GiB; set_memory_size().
+size_t& memory_size() {
+  static size_t total = [] {
+    const char* v = std::getenv("GPT2_EMU_MEMORY_BYTES");
+    return v && *v ? size_t(std::strtoull(v, nullptr, 10)) : size_t(16) << 30;
+  }();
+  return total;
+}
+size_t total_memory() { return memory_size(); }
+
+struct State {
+  cudaError_t last = cudaSuccess;
+  cudaError_t sticky = cudaSuccess;
+  std::map<const char*, size_t> device_allocations;  // begin -> bytes
+  size_t allocated = 0;
+  std::map<const void*, int> max_dynamic_smem;  // per kernel, cudaFuncSetAttribute
+  cudaStream_t capturing = nullptr;             // the stream being captured, if any
+  std::vector<std::function<void()>> captured;  // its operations so far
+  bool capture_invalidated = false;
+};
+State& state() {
+  static State s;
+  return s;
+}
+
+struct Graph {
+  std::vector<std::function<void()>> ops;
+};
+
+}  // namespace
+
+void set_memory_size(size_t bytes) { memory_size() = bytes; }
+
+void set_last_error(cudaError_t e) {
+  if (e != cudaSuccess) state().last = e;
+}
+cudaError_t sticky_error() { return state().sticky; }
+void set_sticky_error(cudaError_t e, const std::string& what) {
+  std::fprintf(stderr, "cuda-emu: %s\n", what.c_str());
+  if (state().sticky == cudaSuccess) state().sticky = e;
+}
+
+bool is_device_range(const void* p, size_t bytes) {
+  const auto& a = state().device_allocations;
+  const char* c = static_cast<const char*>(p);
+  auto it = a.upper_bound(c);
+  if (it == a.begin()) return false;
+  --it;
+  return c >= it->first && c + bytes <= it->first + it->second;
+}
+
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) {
+  State& s = state();
+  if (s.sticky != cudaSuccess) return s.sticky;
+  if (s.capturing != nullptr) {
+    if (stream == s.capturing) {
+      s.captured.push_back(std::move(op));
+      return cudaSuccess;
+    }
+    if (stream == nullptr) {  // the legacy stream synchronises with the one being captured
+      s.capture_invalidated = true;
+      return cudaErrorStreamCaptureImplicit;
+    }
+  }
+  op();
+  return s.sticky;
+}
+
+void submit_kernel(const LaunchSpec& spec, std::function<void()> body) {
+  State& s = state();
+  const unsigned long threads = (unsigned long)spec.block.x * spec.block.y * spec.block.z;
+  auto limit = s.max_dynamic_smem.find(spec.key);
+  const size_t smem_limit = limit == s.max_dynamic_smem.end() ? 48 * 1024 : size_t(limit->second);
+  if (threads == 0 || threads > 1024 || spec.block.z > 64 || spec.grid.x == 0 || spec.grid.y == 0 ||
+      spec.grid.z == 0 || spec.grid.x > 2147483647u || spec.grid.y > 65535 || spec.grid.z > 65535) {
+    set_last_error(cudaErrorInvalidConfiguration);
+    return;
+  }
+  if (spec.smem > smem_limit) {  // over 48 KB needs cudaFuncSetAttribute first
+    set_last_error(cudaErrorInvalidValue);
+    return;
+  }
+  const cudaError_t e = enqueue(spec.stream, [spec, body] {
+    std::string error;
+    if (!run_grid(spec, body, &error)) set_sticky_error(cudaErrorLaunchFailure, "kernel launch failed: " + error);
+  });
+  set_last_error(e);
+}
+
+cudaError_t func_get_attributes(cudaFuncAttributes* attr, const void* key) {
+  if (!attr || !key) return cudaErrorInvalidDeviceFunction;
+  std::memset(attr, 0, sizeof(*attr));
+  attr->maxThreadsPerBlock = 1024;
+  auto it = state().max_dynamic_smem.find(key);
+  attr->maxDynamicSharedSizeBytes = it == state().max_dynamic_smem.end() ? 48 * 1024 : it->second;
+  attr->binaryVersion = attr->ptxVersion = 90;
+  return cudaSuccess;
+}
+
+cudaError_t func_set_attribute(const void* key, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+    return cudaErrorInvalidValue;
+  state().max_dynamic_smem[key] = value;
+  return cudaSuccess;
+}
+
+}  // namespace emu
+
+using emu::state;
+
+// ---- errors -------------------------------------------------------------------------------------
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+  }
+  return "cudaErrorUnknown";
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (cuda-emu: see its message above)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    default: return cudaGetErrorName(e);
+  }
+}
+cudaError_t cudaGetLastError() {
+  auto& s = state();
+  if (s.sticky != cudaSuccess) return s.sticky;
+  const cudaError_t e = s.last;
+  s.last = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return state().sticky != cudaSuccess ? state().sticky : state().last; }
+
+// ---- devices ------------------------------------------------------------------------------------
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? state().sticky : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return state().sticky;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  std::memset(prop, 0, sizeof(*prop));
+  std::snprintf(prop->name, sizeof(prop->name), "cuda-emu (CUDA emulated on the CPU)");
+  prop->totalGlobalMem = emu::total_memory();
+  prop->sharedMemPerBlock = 48 * 1024;
+  prop->sharedMemPerBlockOptin = 227 * 1024;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 132;
+  prop->maxThreadsPerBlock = 1024;
+  prop->warpSize = 32;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
+}
+cudaError_t cudaDeviceSynchronize() {
+  if (state().capturing) return cudaErrorStreamCaptureUnsupported;
+  return state().sticky;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *total_bytes = emu::total_memory();
+  *free_bytes = *total_bytes - std::min(*total_bytes, state().allocated);
+  return state().sticky;
+}
+
+// ---- memory -------------------------------------------------------------------------------------
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  auto& s = state();
+  if (s.sticky != cudaSuccess) return s.sticky;
+  if (bytes > emu::total_memory() - std::min(emu::total_memory(), s.allocated)) {
+    *p = nullptr;
+    s.last = cudaErrorMemoryAllocation;
+    return cudaErrorMemoryAllocation;
+  }
+  // Exactly `bytes` (under ASan, one byte past the end is caught); 16-byte aligned like the
+  // vector loads need (cudaMalloc gives 256).
+  char* m = static_cast<char*>(std::malloc(bytes == 0 ? 1 : bytes));
+  if (!m) return cudaErrorMemoryAllocation;
+  s.device_allocations[m] = bytes;
+  s.allocated += bytes;
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  auto& s = state();
+  if (p == nullptr) return s.sticky;
+  auto it = s.device_allocations.find(static_cast<const char*>(p));
+  if (it == s.device_allocations.end()) return cudaErrorInvalidDevicePointer;
+  s.allocated -= it->second;
+  s.device_allocations.erase(it);
+  std::free(p);
+  return s.sticky;
+}
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
+  *p = std::malloc(bytes == 0 ? 1 : bytes);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
+cudaError_t cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+
+namespace {
+// The device side of a copy must lie inside one allocation (the GPU would fault or corrupt).
+cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind > cudaMemcpyDefault) return cudaErrorInvalidMemcpyDirection;
+  if ((dst_dev && !emu::is_device_range(dst, bytes)) || (src_dev && !emu::is_device_range(src, bytes))) {
+    emu::set_sticky_error(cudaErrorIllegalAddress, "cudaMemcpy of " + std::to_string(bytes) +
+                                                        " bytes reaches outside its device allocation");
+    return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+}  // namespace
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (state().capturing) return cudaErrorStreamCaptureImplicit;
+  if (const cudaError_t e = check_copy(dst, src, bytes, kind)) return e;
+  if (state().sticky) return state().sticky;
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+  if (const cudaError_t e = check_copy(dst, src, bytes, kind)) return e;
+  return emu::enqueue(s, [=] {
+    if (bytes) std::memmove(dst, src, bytes);
+  });
+}
+cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (state().capturing) return cudaErrorStreamCaptureImplicit;
+  if (!emu::is_device_range(p, bytes)) return cudaErrorInvalidValue;
+  if (state().sticky) return state().sticky;
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  if (!emu::is_device_range(p, bytes)) return cudaErrorInvalidValue;
+  return emu::enqueue(s, [=] { std::memset(p, value, bytes); });
+}
+
+// ---- streams and graphs -------------------------------------------------------------------------
+struct CUstream_st {
+  unsigned flags = 0;
+};
+struct CUgraph_st {
+  std::vector<std::function<void()>> ops;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<void()>> ops;
+};
+
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
+  *s = new CUstream_st{flags};
+  return state().sticky;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (state().capturing == s) return cudaErrorStreamCaptureUnsupported;
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (state().capturing && (s == state().capturing || s == nullptr)) return cudaErrorStreamCaptureUnsupported;
+  return state().sticky;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  auto& st = state();
+  if (s == nullptr) return cudaErrorStreamCaptureUnsupported;  // the legacy stream cannot be captured
+  if (st.capturing) return cudaErrorStreamCaptureUnsupported;
+  st.capturing = s;
+  st.captured.clear();
+  st.capture_invalidated = false;
+  return st.sticky;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph) {
+  auto& st = state();
+  if (st.capturing != s) return cudaErrorInvalidValue;
+  st.capturing = nullptr;
+  if (st.capture_invalidated) {
+    *graph = nullptr;
+    st.captured.clear();
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *graph = new CUgraph_st{std::move(st.captured)};
+  st.captured.clear();
+  return st.sticky;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!graph) return cudaErrorInvalidValue;
+  *exec = new CUgraphExec_st{graph->ops};
+  return state().sticky;
+}
+cudaError_t cudaGraphUpload(cudaGraphExec_t exec, cudaStream_t) { return exec ? state().sticky : cudaErrorInvalidValue; }
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+  if (!exec) return cudaErrorInvalidValue;
+  if (state().capturing) return cudaErrorStreamCaptureUnsupported;
+  (void)s;
+  for (const auto& op : exec->ops) {
+    if (state().sticky) break;
+    op();
+  }
+  return state().sticky;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}

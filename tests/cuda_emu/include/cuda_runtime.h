@@ -1,0 +1,294 @@
+// cuda-emu: the subset of the CUDA runtime that gpt2-gen uses, implemented on the CPU, so that
+// the real kernel sources (kernels/*.cu, rewritten by rewrite_cu.py) and the real host driver
+// (src/backend_cuda.cpp) run in CI on a machine without a GPU. Not a GPU model: it checks what
+// the code computes, its barriers and warp shuffles, its launch configurations, its stream
+// capture and (under ASan) its memory accesses; never speed, the memory model or real races.
+//
+// Execution model: the blocks of a grid run one after the other; the threads of a block are
+// fibers (one stack each) on one OS thread, switched only at __syncthreads() and warp shuffles.
+// A barrier is released when every thread of the block that has not exited waits at it, a
+// shuffle when all 32 lanes of the warp are at it; anything else (a barrier some threads skip,
+// a shuffle with exited lanes) stops the launch with an error, like a hang would on a GPU.
+// Every launch, copy and memset runs synchronously when issued (or is recorded while its
+// stream is being captured, and runs when the graph is launched).
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// ---- CUDA C++ keywords ----------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+// Shared memory: one static object per kernel function, which is one per block because blocks
+// run one at a time. (extern __shared__ arrays are rewritten into emu::dynamic_shared_memory().)
+#define __shared__ static
+
+// ---- vector types -----------------------------------------------------------------------------
+struct uint3 { unsigned int x, y, z; };
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+};
+struct __attribute__((aligned(8))) float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
+struct __attribute__((aligned(8))) int2 { int x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
+// The built-in variables of the running thread (set by the scheduler before it resumes a fiber).
+extern uint3 threadIdx;
+extern uint3 blockIdx;
+extern dim3 blockDim;
+extern dim3 gridDim;
+constexpr int warpSize = 32;
+
+// ---- errors -----------------------------------------------------------------------------------
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevicePointer = 17,
+  cudaErrorInvalidMemcpyDirection = 21,
+  cudaErrorInsufficientDriver = 35,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidDeviceFunction = 98,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
+};
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+
+// ---- devices ----------------------------------------------------------------------------------
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  size_t sharedMemPerBlock;
+  size_t sharedMemPerBlockOptin;
+  int major, minor;
+  int multiProcessorCount;
+  int maxThreadsPerBlock;
+  int warpSize;
+};
+enum cudaDeviceAttr { cudaDevAttrMaxThreadsPerBlock = 1, cudaDevAttrMultiProcessorCount = 16 };
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDevice(int* d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d);
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+
+// ---- memory -----------------------------------------------------------------------------------
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4
+};
+constexpr unsigned int cudaHostAllocDefault = 0;
+typedef struct CUstream_st* cudaStream_t;
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int flags);
+cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = nullptr);
+cudaError_t cudaMemset(void* p, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s = nullptr);
+
+// ---- streams and graphs -------------------------------------------------------------------------
+constexpr unsigned int cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
+};
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+cudaError_t cudaStreamCreate(cudaStream_t* s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphUpload(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+
+// ---- functions and launches ---------------------------------------------------------------------
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes;
+  int maxThreadsPerBlock;
+  int maxDynamicSharedSizeBytes;
+  int numRegs;
+  int binaryVersion, ptxVersion;
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
+union cudaLaunchAttributeValue {
+  char pad[64];
+  int programmaticStreamSerializationAllowed;
+};
+struct cudaLaunchAttribute {
+  cudaLaunchAttributeID id;
+  cudaLaunchAttributeValue val;
+};
+struct cudaLaunchConfig_t {
+  dim3 gridDim;
+  dim3 blockDim;
+  size_t dynamicSmemBytes;
+  cudaStream_t stream;
+  cudaLaunchAttribute* attrs;
+  unsigned int numAttrs;
+};
+
+namespace emu {
+
+// Identifies a kernel by its address (the key of its attributes).
+template <typename F>
+const void* function_key(F* f) { return reinterpret_cast<const void*>(f); }
+
+cudaError_t func_get_attributes(cudaFuncAttributes* attr, const void* key);
+cudaError_t func_set_attribute(const void* key, cudaFuncAttribute attr, int value);
+
+struct LaunchSpec {
+  dim3 grid, block;
+  size_t smem = 0;
+  cudaStream_t stream = nullptr;
+  const void* key = nullptr;
+};
+// Checks the configuration (the error is returned by the next cudaGetLastError), then runs the
+// kernel body once per thread of every block, or records it when `stream` is being captured.
+void submit_kernel(const LaunchSpec& spec, std::function<void()> body);
+
+// What kernel<<<grid, block, smem, stream>>>(args...) becomes after rewrite_cu.py.
+class Launch {
+ public:
+  Launch(dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = nullptr) : spec_{grid, block, smem, stream, nullptr} {}
+  template <typename... Params, typename... Args>
+  void run(void (*kernel)(Params...), Args&&... args) {
+    static_assert(sizeof...(Params) == sizeof...(Args), "kernel launched with the wrong number of arguments");
+    spec_.key = function_key(kernel);
+    // The parameters are copied at launch, converted to the kernel's parameter types, as CUDA does.
+    auto params = std::make_shared<std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
+    submit_kernel(spec_, [kernel, params] { std::apply(kernel, *params); });
+  }
+
+ private:
+  LaunchSpec spec_;
+};
+
+// The block's dynamic shared memory (extern __shared__), fresh for each block and filled with
+// 0xFF bytes (NaN), so a read before any write shows.
+void* dynamic_shared_memory();
+
+// The emulated device's memory (default 16 GiB, or GPT2_EMU_MEMORY_BYTES): tests set it small
+// to reach the out-of-memory paths.
+void set_memory_size(size_t bytes);
+
+// Warp and block synchronisation points of the running fiber.
+void syncthreads();
+uint64_t shuffle(unsigned mask, uint64_t bits, int src_lane);
+int lane_id();
+
+}  // namespace emu
+
+template <typename... Params, typename... Args>
+cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(Params...), Args&&... args) {
+  // Launch attributes (programmatic dependent launch) change only when a kernel may start; with
+  // kernels run one after the other they have no effect.
+  emu::Launch(config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream)
+      .run(kernel, std::forward<Args>(args)...);
+  return cudaPeekAtLastError();
+}
+template <typename F>
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, F* kernel) {
+  return emu::func_get_attributes(attr, emu::function_key(kernel));
+}
+template <typename F>
+cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attr, int value) {
+  return emu::func_set_attribute(emu::function_key(kernel), attr, value);
+}
+
+// ---- device intrinsics ---------------------------------------------------------------------------
+inline void __syncthreads() { emu::syncthreads(); }
+inline void __threadfence() {}
+inline void __syncwarp(unsigned = 0xffffffffu) {}
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a type wider than 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  const int lane = emu::lane_id();
+  const int src = (lane & ~(width - 1)) | ((lane ^ lane_mask) & (width - 1));
+  bits = emu::shuffle(mask, bits, src);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+template <typename T>
+T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  const int lane = emu::lane_id();
+  bits = emu::shuffle(mask, bits, (lane & ~(width - 1)) | (src_lane & (width - 1)));
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+template <typename T> T __ldg(const T* p) { return *p; }
+template <typename T> T __ldcg(const T* p) { return *p; }
+template <typename T> T __ldcs(const T* p) { return *p; }
+inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
+
+// Atomics: the fibers run on one OS thread and switch only at barriers, so a plain
+// read-modify-write is atomic here.
+template <typename T> T atomicAdd(T* p, T v) { const T old = *p; *p = old + v; return old; }
+template <typename T> T atomicMax(T* p, T v) { const T old = *p; *p = old < v ? v : old; return old; }
+template <typename T> T atomicMin(T* p, T v) { const T old = *p; *p = v < old ? v : old; return old; }
+template <typename T> T atomicExch(T* p, T v) { const T old = *p; *p = v; return old; }
+
+// CUDA's overloaded min / max for device code.
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline long min(long a, long b) { return a < b ? a : b; }
+inline long max(long a, long b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
+inline float rsqrtf(float v) { return 1.0f / sqrtf(v); }
+inline float __expf(float v) { return expf(v); }
+inline float __fdividef(float a, float b) { return a / b; }

@@ -1,0 +1,258 @@
+// cuda-emu's own tests: that it computes what CUDA computes (shuffles, block reductions, GEMM
+// with both transposes, CUB's sort order) and that it refuses what a GPU would hang on, fault on
+// or reject (divergent barriers, shuffles with exited lanes, bad launch configurations, copies
+// outside an allocation, synchronous work during stream capture), so the `gpu` suites it runs
+// can fail for the reasons they would fail on a GPU. Plus the backend's out-of-memory message,
+// which needs a device with little memory.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cub/device/device_radix_sort.cuh>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend_cuda.h"
+#include "device_common.cuh"
+#include "error.h"
+#include "model.h"
+#include "test_support.h"
+
+namespace gpt2 {
+namespace {
+
+// Each test starts from a device without a sticky error: the failing launches below run in
+// child processes (death tests), since a failed launch poisons the device for good, as on a GPU.
+
+template <typename T>
+T* device_alloc(size_t n) {
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, n * sizeof(T)), cudaSuccess);
+  return static_cast<T*>(p);
+}
+template <typename T>
+std::vector<T> download(const T* d, size_t n) {
+  std::vector<T> h(n);
+  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  return h;
+}
+
+__global__ void warp_and_block_sums(const float* in, float* warp_out, float* block_out) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  warp_out[i] = cuda::warp_sum(in[i]);
+  block_out[i] = cuda::block_sum(in[i]);
+}
+
+TEST(CudaEmu, WarpShufflesAndBlockReductionsComputeWhatCudaDoes) {
+  const int blocks = 3, threads = 256, n = blocks * threads;
+  std::vector<float> h(n);
+  for (int i = 0; i < n; ++i) h[size_t(i)] = float(i % 7) - 2.0f;  // exact in fp32 sums
+  float* in = device_alloc<float>(n);
+  float* w = device_alloc<float>(n);
+  float* b = device_alloc<float>(n);
+  ASSERT_EQ(cudaMemcpy(in, h.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  for (int order = 0; order < 2; ++order) {  // consecutive launches run threads in both orders
+    emu::Launch(blocks, threads).run(warp_and_block_sums, in, w, b);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    const auto ws = download(w, n), bs = download(b, n);
+    for (int i = 0; i < n; ++i) {
+      const int warp0 = i & ~31, block0 = i / threads * threads;
+      EXPECT_EQ(ws[size_t(i)], std::accumulate(&h[size_t(warp0)], &h[size_t(warp0 + 32)], 0.0f)) << i;
+      EXPECT_EQ(bs[size_t(i)], std::accumulate(&h[size_t(block0)], &h[size_t(block0 + threads)], 0.0f)) << i;
+    }
+  }
+  cudaFree(in);
+  cudaFree(w);
+  cudaFree(b);
+}
+
+// Reads its neighbour's shared slot without a barrier in between: on a GPU a race; here one of
+// the two thread orders always reads the slot before the neighbour wrote it.
+__global__ void missing_barrier(int* out) {
+  __shared__ int slot[64];
+  slot[threadIdx.x] = int(threadIdx.x);
+  out[threadIdx.x] = slot[(threadIdx.x + 1) % 64];
+}
+
+TEST(CudaEmu, AMissingBarrierShowsInOneOfTheTwoThreadOrders) {
+  int* out = device_alloc<int>(64);
+  int wrong = 0;
+  for (int order = 0; order < 2; ++order) {
+    ASSERT_EQ(cudaMemset(out, 0xFF, 64 * sizeof(int)), cudaSuccess);
+    emu::Launch(1, 64).run(missing_barrier, out);
+    const auto h = download(out, 64);
+    for (int t = 0; t < 64; ++t) wrong += h[size_t(t)] != (t + 1) % 64;
+  }
+  EXPECT_GT(wrong, 0);
+  cudaFree(out);
+}
+
+// Half of each warp waits at the barrier, the other half at a shuffle that needs the first
+// half: neither can complete (a hang on a GPU).
+__global__ void barrier_in_a_branch(float* out) {
+  if (threadIdx.x % 32 < 16) __syncthreads();
+  out[threadIdx.x] = cuda::warp_sum(1.0f);
+}
+__global__ void shuffle_after_some_lanes_exit(float* out) {
+  if (threadIdx.x % 32 >= 16) return;
+  out[threadIdx.x] = cuda::warp_sum(1.0f);  // a full-mask shuffle with 16 lanes gone
+}
+
+// Launches in a child process and expects it to report `what` and fail.
+template <typename Launch>
+void expect_launch_failure(Launch launch, const char* what) {
+  EXPECT_DEATH(
+      {
+        launch();
+        const cudaError_t e = cudaDeviceSynchronize();
+        std::fprintf(stderr, "%s\n", cudaGetErrorName(e));
+        std::exit(e == cudaSuccess ? 0 : 1);
+      },
+      what);
+}
+
+TEST(CudaEmuDeathTest, DivergentSynchronisationFailsTheLaunch) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  expect_launch_failure([] { emu::Launch(1, 64).run(barrier_in_a_branch, device_alloc<float>(64)); },
+                        "divergent synchronisation.*\n.*cudaErrorLaunchFailure");
+  expect_launch_failure([] { emu::Launch(1, 64).run(shuffle_after_some_lanes_exit, device_alloc<float>(64)); },
+                        "a warp shuffle that the rest of their warp never reaches");
+}
+
+__global__ void noop(int*) {}
+
+TEST(CudaEmu, BadLaunchConfigurationsAreRejectedLikeOnAGpu) {
+  int* p = device_alloc<int>(1);
+  emu::Launch(1, 2048).run(noop, p);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  emu::Launch(0, 32).run(noop, p);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  emu::Launch(1, 32, 64 * 1024).run(noop, p);  // > 48 KB of dynamic shared memory, not opted in
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  ASSERT_EQ(cudaFuncSetAttribute(noop, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024), cudaSuccess);
+  emu::Launch(1, 32, 64 * 1024).run(noop, p);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  cudaFree(p);
+}
+
+TEST(CudaEmu, CopiesMustStayInsideTheirAllocation) {
+  EXPECT_DEATH(
+      {
+        int* d = device_alloc<int>(4);
+        std::vector<int> h(5);
+        std::exit(cudaMemcpy(d, h.data(), 5 * sizeof(int), cudaMemcpyHostToDevice) == cudaSuccess ? 0 : 1);
+      },
+      "reaches outside its device allocation");
+}
+
+TEST(CudaEmu, CapturedWorkRunsOnlyWhenTheGraphIsLaunched) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* d = device_alloc<int>(1);
+  int host = 0;
+  ASSERT_EQ(cudaMemset(d, 0, sizeof(int)), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  const int seven = 7;
+  ASSERT_EQ(cudaMemcpyAsync(d, &seven, sizeof(int), cudaMemcpyHostToDevice, s), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaErrorStreamCaptureUnsupported);  // not while capturing
+  EXPECT_EQ(cudaMemcpy(&host, d, sizeof(int), cudaMemcpyDeviceToHost), cudaErrorStreamCaptureImplicit);
+  cudaGraph_t g = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(&host, d, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(host, 0);  // recorded, not run
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(&host, d, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(host, 7);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+  cudaFree(d);
+}
+
+// cublasGemmEx with every transpose combination against a double-precision loop.
+TEST(CudaEmu, GemmExMatchesAReferenceForEveryTranspose) {
+  const int m = 5, n = 3, k = 7;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> d(-1, 1);
+  cublasHandle_t h;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  for (auto ta : {CUBLAS_OP_N, CUBLAS_OP_T})
+    for (auto tb : {CUBLAS_OP_N, CUBLAS_OP_T}) {
+      const int lda = ta == CUBLAS_OP_N ? m + 1 : k + 2, ldb = tb == CUBLAS_OP_N ? k : n + 1, ldc = m + 3;
+      const int a_cols = ta == CUBLAS_OP_N ? k : m, b_cols = tb == CUBLAS_OP_N ? n : k;
+      std::vector<float> A(size_t(lda * a_cols)), B(size_t(ldb * b_cols)), C(size_t(ldc * n));
+      for (float& v : A) v = d(rng);
+      for (float& v : B) v = d(rng);
+      for (float& v : C) v = d(rng);
+      float* dA = device_alloc<float>(A.size());
+      float* dB = device_alloc<float>(B.size());
+      float* dC = device_alloc<float>(C.size());
+      cudaMemcpy(dA, A.data(), A.size() * 4, cudaMemcpyHostToDevice);
+      cudaMemcpy(dB, B.data(), B.size() * 4, cudaMemcpyHostToDevice);
+      cudaMemcpy(dC, C.data(), C.size() * 4, cudaMemcpyHostToDevice);
+      const float alpha = 0.5f, beta = 2.0f;
+      ASSERT_EQ(cublasGemmEx(h, ta, tb, m, n, k, &alpha, dA, CUDA_R_32F, lda, dB, CUDA_R_32F, ldb, &beta, dC,
+                             CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                CUBLAS_STATUS_SUCCESS);
+      const auto got = download(dC, C.size());
+      for (int j = 0; j < n; ++j)
+        for (int i = 0; i < m; ++i) {
+          double acc = 0;
+          for (int p = 0; p < k; ++p) {
+            const double a = ta == CUBLAS_OP_N ? A[size_t(p * lda + i)] : A[size_t(i * lda + p)];
+            const double b = tb == CUBLAS_OP_N ? B[size_t(j * ldb + p)] : B[size_t(p * ldb + j)];
+            acc += a * b;
+          }
+          const double want = alpha * acc + beta * C[size_t(j * ldc + i)];
+          EXPECT_NEAR(got[size_t(j * ldc + i)], want, 1e-5) << ta << tb << " (" << i << ", " << j << ")";
+        }
+      cudaFree(dA);
+      cudaFree(dB);
+      cudaFree(dC);
+    }
+  cublasDestroy(h);
+}
+
+// CUB's descending radix order: by bits, so +0 before -0 and the sort is stable.
+TEST(CudaEmu, RadixSortDescendingIsStableAndOrdersSignedZerosByBits) {
+  const std::vector<float> keys = {1.0f, -0.0f, 3.0f, 0.0f, 1.0f, -2.0f, 0.0f};
+  std::vector<int> ids(keys.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  const int n = int(keys.size());
+  float *k_in = device_alloc<float>(keys.size()), *k_out = device_alloc<float>(keys.size());
+  int *v_in = device_alloc<int>(keys.size()), *v_out = device_alloc<int>(keys.size());
+  cudaMemcpy(k_in, keys.data(), keys.size() * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(v_in, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice);
+  size_t bytes = 0;
+  ASSERT_EQ(cub::DeviceRadixSort::SortPairsDescending(nullptr, bytes, k_in, k_out, v_in, v_out, n), cudaSuccess);
+  char* temp = device_alloc<char>(bytes);
+  ASSERT_EQ(cub::DeviceRadixSort::SortPairsDescending(temp, bytes, k_in, k_out, v_in, v_out, n), cudaSuccess);
+  EXPECT_EQ(download(v_out, keys.size()), (std::vector<int>{2, 0, 4, 3, 6, 1, 5}));
+}
+
+// The CUDA backend's out-of-memory error names what it asked for and what is free.
+TEST(CudaEmu, TheBackendsOutOfMemoryErrorSaysHowManyBytes) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  BackendOptions o;
+  o.device = Device::Cuda;
+  o.dtype_set = true;
+  o.dtype = ComputeDType::F32;
+  emu::set_memory_size(size_t(8) << 20);
+  try {
+    make_cuda_backend(model, o);
+    ADD_FAILURE() << "8 MiB of device memory did not run out";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("out of GPU memory: asked for "), std::string::npos) << m;
+    EXPECT_NE(m.find(" free of 8388608 on "), std::string::npos) << m;
+    EXPECT_NE(m.find("try a smaller --ctx-size"), std::string::npos) << m;
+  }
+  emu::set_memory_size(size_t(16) << 30);
+  EXPECT_NO_THROW(make_cuda_backend(model, o));
+}
+
+}  // namespace
+}  // namespace gpt2
