@@ -478,90 +478,57 @@ class CudaBackend final : public Backend {
       cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fcproj_w, n, H, C);                         // x += fc W^T
     }
     // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.
-    GemvParams<T> head;
-    head.w = wte_;
-    head.IC = C;
-    head.OC = V_;
-    head.in = x_ + size_t(n - 1) * C;
-    head.ln_w = lnf_w_;
-    head.ln_b = lnf_b_;
-    head.ln_pre_bias = layers_.back().fcproj_b;
-    head.eps = eps;
-    head.out = logits_;
-    head.epilogue = GemvEpilogue::Store;
+    GemvParams<T> head = gemv_op(wte_, C, V_, x_ + size_t(n - 1) * C, nullptr, logits_, GemvEpilogue::Store);
+    with_layernorm(head, lnf_w_, lnf_b_, layers_.back().fcproj_b);
+    head.pdl = false;  // the rows path is never captured
     cuda::gemv<T>(head, stream_);
+  }
+
+  // One fused matrix-vector product of the decode step: out (OC) = epilogue(W (OC, IC) . in + bias).
+  GemvParams<T> gemv_op(const T* w, int IC, int OC, const float* in, const float* bias, float* out,
+                        GemvEpilogue epilogue) const {
+    GemvParams<T> p;
+    p.w = w;
+    p.IC = IC;
+    p.OC = OC;
+    p.in = in;
+    p.bias = bias;
+    p.out = out;
+    p.epilogue = epilogue;
+    p.eps = cfg_.layer_norm_epsilon;
+    p.pdl = pdl_;
+    return p;
+  }
+  // ... whose input is LayerNorm(in + pre_bias; w, b) instead of `in`.
+  static void with_layernorm(GemvParams<T>& p, const float* w, const float* b, const float* pre_bias = nullptr) {
+    p.ln_w = w;
+    p.ln_b = b;
+    p.ln_pre_bias = pre_bias;
   }
 
   // The decode step: reads token, position and ring from step_dev_ (graph-replayable).
   void enqueue_decode() {
     const int C = C_, H = H_;
-    const float eps = cfg_.layer_norm_epsilon;
     cuda::embedding_step<T>(xd_, step_dev_, wte_, wpe_, C, stream_);  // xd (C)
     for (const Layer& l : layers_) {
-      GemvParams<T> qkv;  // LayerNorm + qkv + bias + K/V append: q (C) -> qd
-      qkv.w = l.qkv_w;
-      qkv.IC = C;
-      qkv.OC = 3 * C;
-      qkv.in = xd_;
-      qkv.ln_w = l.ln1_w;
-      qkv.ln_b = l.ln1_b;
-      qkv.eps = eps;
-      qkv.bias = l.qkv_b;
-      qkv.out = qd_;
-      qkv.epilogue = GemvEpilogue::Qkv;
+      // LayerNorm + qkv + bias + K/V append: q (C) -> qd
+      GemvParams<T> qkv = gemv_op(l.qkv_w, C, 3 * C, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
+      with_layernorm(qkv, l.ln1_w, l.ln1_b);
       qkv.k_ring = l.k;
       qkv.v_ring = l.v;
       qkv.step = step_dev_;
       qkv.C = C;
-      qkv.pdl = pdl_;
       cuda::gemv<T>(qkv, stream_);
       cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, capacity_, stream_,
                                 pdl_);  // attd (C)
-      GemvParams<T> proj;  // xd += attd W^T + b
-      proj.w = l.proj_w;
-      proj.IC = C;
-      proj.OC = C;
-      proj.in = attd_;
-      proj.bias = l.proj_b;
-      proj.out = xd_;
-      proj.epilogue = GemvEpilogue::Residual;
-      proj.pdl = pdl_;
-      cuda::gemv<T>(proj, stream_);
-      GemvParams<T> fc;  // hd = gelu(LayerNorm(xd) W^T + b)
-      fc.w = l.fc_w;
-      fc.IC = C;
-      fc.OC = H;
-      fc.in = xd_;
-      fc.ln_w = l.ln2_w;
-      fc.ln_b = l.ln2_b;
-      fc.eps = eps;
-      fc.bias = l.fc_b;
-      fc.out = hd_;
-      fc.epilogue = GemvEpilogue::Gelu;
-      fc.pdl = pdl_;
+      cuda::gemv<T>(gemv_op(l.proj_w, C, C, attd_, l.proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += attd W^T + b
+      GemvParams<T> fc = gemv_op(l.fc_w, C, H, xd_, l.fc_b, hd_, GemvEpilogue::Gelu);  // hd = gelu(LayerNorm(xd) W^T + b)
+      with_layernorm(fc, l.ln2_w, l.ln2_b);
       cuda::gemv<T>(fc, stream_);
-      GemvParams<T> fcproj;  // xd += hd W^T + b
-      fcproj.w = l.fcproj_w;
-      fcproj.IC = H;
-      fcproj.OC = C;
-      fcproj.in = hd_;
-      fcproj.bias = l.fcproj_b;
-      fcproj.out = xd_;
-      fcproj.epilogue = GemvEpilogue::Residual;
-      fcproj.pdl = pdl_;
-      cuda::gemv<T>(fcproj, stream_);
+      cuda::gemv<T>(gemv_op(l.fcproj_w, H, C, hd_, l.fcproj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += hd W^T + b
     }
-    GemvParams<T> head;  // logits = LayerNorm_f(xd) wte^T
-    head.w = wte_;
-    head.IC = C;
-    head.OC = V_;
-    head.in = xd_;
-    head.ln_w = lnf_w_;
-    head.ln_b = lnf_b_;
-    head.eps = eps;
-    head.out = logits_;
-    head.epilogue = GemvEpilogue::Store;
-    head.pdl = pdl_;
+    GemvParams<T> head = gemv_op(wte_, C, V_, xd_, nullptr, logits_, GemvEpilogue::Store);  // logits = LayerNorm_f(xd) wte^T
+    with_layernorm(head, lnf_w_, lnf_b_);
     cuda::gemv<T>(head, stream_);
   }
 
