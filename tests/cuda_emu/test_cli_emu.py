@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""The gpt2-gen command line on the CUDA backend, end to end, on cuda-emu (gpt2-gen-emu: the
+same main() and backend linked against the CPU emulation of the CUDA runtime) with the tiny
+golden model: the goldens through the CLI on `--device cuda`, what the summary and --json
+report about the device, `--device auto` choosing it, and --benchmark. Generations are kept
+short: every emulated decode step runs the 50257-row LM head as emulated warps."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+SOURCE = os.environ.get("GPT2_SOURCE_DIR", ".")
+BIN = os.path.join(os.environ.get("GPT2_BINARY_DIR", "build"), "tests", "cuda_emu", "gpt2-gen-emu")
+SHARED = os.environ.get("GPT2_SHARED_DIR", "../shared")
+MODELS = os.environ.get("GPT2_TEST_MODELS", "build/test-models")
+sys.path.insert(0, os.path.join(SOURCE, "tools"))
+import benchmark_schema  # noqa: E402
+
+with open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"), encoding="utf-8") as f:
+    GOLDEN = json.load(f)
+N = 12  # new tokens per generation
+
+
+def run(*args, timeout=600):
+    return subprocess.run([BIN, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+
+
+def ids(values):
+    return ",".join(str(v) for v in values)
+
+
+class CudaCli(unittest.TestCase):
+    def generate_json(self, *args, model="tiny-fp32"):
+        proc = run("-m", os.path.join(MODELS, model), "--json", *args)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        return json.loads(proc.stdout), proc.stderr.decode()
+
+    def test_greedy_goldens_with_and_without_cache_in_fp32(self):
+        for case in GOLDEN["greedy"]:
+            for cache_flag in ([], ["--no-cache"]):
+                out, _ = self.generate_json("--device", "cuda", "--dtype", "fp32", "--prompt-ids", ids(case["prompt"]),
+                                            "-n", str(N), "--temperature", "0", "--ignore-eos", *cache_flag)
+                self.assertEqual(out["generated_ids"], case["new_tokens"][:N], cache_flag)
+                self.assertEqual(out["stats"]["kv_cache"], not cache_flag)
+
+    def test_summary_and_json_report_the_device_and_its_memory(self):
+        out, err = self.generate_json("--device", "cuda", "--prompt-ids", "464", "-n", "3", "--temperature", "0")
+        s = out["stats"]
+        self.assertEqual(s["device"], "cuda")
+        self.assertIn("cuda-emu", s["device_name"])
+        self.assertEqual(s["dtype"], "fp16")  # the CUDA default
+        self.assertEqual(s["kv_cache_bytes"], 2 * 2 * 128 * 128 * 2)  # K and V, 2 layers, 128 slots, C 128, fp16
+        self.assertGreater(s["weight_bytes"], 0)
+        self.assertGreaterEqual(s["peak_device_bytes"], s["weight_bytes"] + s["kv_cache_bytes"])
+        self.assertIn("device cuda (cuda-emu", err)
+        self.assertIn("peak memory", err)
+
+    def test_device_auto_chooses_the_gpu(self):
+        out, err = self.generate_json("--prompt-ids", "464", "-n", "2", "--temperature", "0")
+        self.assertEqual(out["stats"]["device"], "cuda")
+        self.assertNotIn("running on the CPU", err)
+
+    def test_sampled_generation_is_reproducible_and_agrees_with_the_cpu(self):
+        args = ["--prompt-ids", ids(GOLDEN["greedy"][0]["prompt"]), "-n", str(N), "--temperature", "0.8",
+                "--top-k", "40", "--top-p", "0.95", "--seed", "5", "--ignore-eos", "--dtype", "fp32"]
+        gpu, _ = self.generate_json("--device", "cuda", *args)
+        cpu, _ = self.generate_json("--device", "cpu", *args)
+        self.assertEqual(gpu["generated_ids"], cpu["generated_ids"])
+
+    def test_benchmark_json_follows_the_schema(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bench.json")
+            proc = run("-m", os.path.join(MODELS, "tiny-fp16"), "--device", "cuda", "--benchmark", "--prompt-ids",
+                       ids(GOLDEN["greedy"][0]["prompt"]), "-n", "6", "--runs", "1", "--json", path)
+            self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        benchmark_schema.validate(data)
+        self.assertEqual(data["device"], "cuda")
+        self.assertEqual(data["dtype"], "fp16")
+        self.assertTrue(data["tokens_identical"])  # greedy: cache and no-cache give the same tokens
+        for mode in data["modes"]:
+            self.assertGreater(mode["peak_memory_bytes"], mode["weight_bytes"])
+
+
+if __name__ == "__main__":
+    unittest.main()
