@@ -231,6 +231,9 @@ TEST(CudaEmu, RadixSortDescendingIsStableAndOrdersSignedZerosByBits) {
   char* temp = device_alloc<char>(bytes);
   ASSERT_EQ(cub::DeviceRadixSort::SortPairsDescending(temp, bytes, k_in, k_out, v_in, v_out, n), cudaSuccess);
   EXPECT_EQ(download(v_out, keys.size()), (std::vector<int>{2, 0, 4, 3, 6, 1, 5}));
+  for (void* p : {static_cast<void*>(k_in), static_cast<void*>(k_out), static_cast<void*>(v_in),
+                  static_cast<void*>(v_out), static_cast<void*>(temp)})
+    cudaFree(p);
 }
 
 // The CUDA backend's out-of-memory error names what it asked for and what is free.
