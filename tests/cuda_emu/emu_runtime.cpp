@@ -220,6 +220,9 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   // vector loads need (cudaMalloc gives 256).
   char* m = static_cast<char*>(std::malloc(bytes == 0 ? 1 : bytes));
   if (!m) return cudaErrorMemoryAllocation;
+  // GPU memory starts with whatever was there: 0xFF bytes (NaN, and counters far from zero)
+  // make a read of memory nothing has written show, as compute-sanitizer initcheck would.
+  std::memset(m, 0xFF, bytes);
   s.device_allocations[m] = bytes;
   s.allocated += bytes;
   *p = m;
