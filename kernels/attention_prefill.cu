@@ -42,6 +42,20 @@ static_assert(QS_STRIDE % 4 == 0 && PS_STRIDE % 4 == 0, "float4 reads of Qs and 
 
 // CUDA kernels -------------------------------------------------------------------------------
 
+// acc[i][j] += a[i] * b[16 j] for a thread's 4 x 4 register tile: a is 4 consecutive rows
+// (16-byte aligned shared memory), b the thread's 4 columns, 16 apart (S = Q K^T and O += P V).
+__device__ __forceinline__ void tile_fma(float (&acc)[4][4], const float* a, const float* b) {
+  const float4 av = *reinterpret_cast<const float4*>(a);
+  const float aa[4] = {av.x, av.y, av.z, av.w};
+  float bb[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) bb[j] = b[16 * j];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] += aa[i] * bb[j];
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     attention_prefill_kernel(T* __restrict__ out, const T* __restrict__ qkv, const T* __restrict__ k_ring,
@@ -97,17 +111,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < 4; ++j) sc[i][j] = 0.0f;
 #pragma unroll 8
-    for (int d = 0; d < HS; ++d) {
-      const float4 qv = *reinterpret_cast<const float4*>(&Qs[d * QS_STRIDE + ty * 4]);
-      const float qa[4] = {qv.x, qv.y, qv.z, qv.w};
-      float ka[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) ka[j] = Ks[d * KS_STRIDE + tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) sc[i][j] += qa[i] * ka[j];
-    }
+    for (int d = 0; d < HS; ++d) tile_fma(sc, &Qs[d * QS_STRIDE + ty * 4], &Ks[d * KS_STRIDE + tx]);
 
     // Mask, scale, online softmax update.
 #pragma unroll
@@ -150,17 +154,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // O += P V for this thread's rows and output columns tx + 16 j.
 #pragma unroll 8
-    for (int c = 0; c < BC; ++c) {
-      const float4 pv = *reinterpret_cast<const float4*>(&Ps[c * PS_STRIDE + ty * 4]);
-      const float pa[4] = {pv.x, pv.y, pv.z, pv.w};
-      float va[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) va[j] = Vs[c * VS_STRIDE + tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) o[i][j] += pa[i] * va[j];
-    }
+    for (int c = 0; c < BC; ++c) tile_fma(o, &Ps[c * PS_STRIDE + ty * 4], &Vs[c * VS_STRIDE + tx]);
   }
 
 #pragma unroll

@@ -29,61 +29,60 @@ template <typename T> struct Vec16 { static constexpr int N = 16 / int(sizeof(T)
 __device__ __forceinline__ void unpack16(const uint4& v, float (&f)[4], float) {
   f[0] = __uint_as_float(v.x); f[1] = __uint_as_float(v.y); f[2] = __uint_as_float(v.z); f[3] = __uint_as_float(v.w);
 }
-__device__ __forceinline__ void unpack16(const uint4& v, float (&f)[8], __half) {
+__device__ __forceinline__ float2 to_f32x2(__half2 h) { return __half22float2(h); }
+__device__ __forceinline__ float2 to_f32x2(__nv_bfloat162 h) { return __bfloat1622float2(h); }
+// 16-bit types: the vector is four pairs (Pair = __half2 or __nv_bfloat162).
+template <typename Pair>
+__device__ __forceinline__ void unpack16_pairs(const uint4& v, float (&f)[8]) {
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    __half2 h;
+    Pair h;
     memcpy(&h, &w[i], 4);
-    const float2 p = __half22float2(h);
+    const float2 p = to_f32x2(h);
     f[2 * i] = p.x;
     f[2 * i + 1] = p.y;
   }
 }
+__device__ __forceinline__ void unpack16(const uint4& v, float (&f)[8], __half) { unpack16_pairs<__half2>(v, f); }
 __device__ __forceinline__ void unpack16(const uint4& v, float (&f)[8], __nv_bfloat16) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    __nv_bfloat162 h;
-    memcpy(&h, &w[i], 4);
-    const float2 p = __bfloat1622float2(h);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
+  unpack16_pairs<__nv_bfloat162>(v, f);
 }
 
 // ---- reductions (blockDim.x a multiple of 32, at most 1024) --------------------------------
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+struct SumOp {
+  static constexpr float identity = 0.0f;
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {
+  static constexpr float identity = -INFINITY;
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
 
-// The block's total, returned to every thread. Safe to call repeatedly (the leading barrier
-// keeps a previous call's readers from seeing the next call's partials).
-__device__ __forceinline__ float block_sum(float v) {
+// The warp's reduction, returned to every lane (butterfly over the 32 lanes).
+template <typename Op>
+__device__ __forceinline__ float warp_reduce(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce<SumOp>(v); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce<MaxOp>(v); }
+
+// The block's reduction, returned to every thread. Safe to call repeatedly (the leading
+// barrier keeps a previous call's readers from seeing the next call's partials).
+template <typename Op>
+__device__ __forceinline__ float block_reduce(float v) {
   __shared__ float partial[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-  v = warp_sum(v);
+  v = warp_reduce<Op>(v);
   __syncthreads();
   if (lane == 0) partial[warp] = v;
   __syncthreads();
-  return warp_sum(lane < n_warps ? partial[lane] : 0.0f);
+  return warp_reduce<Op>(lane < n_warps ? partial[lane] : Op::identity);
 }
-__device__ __forceinline__ float block_max(float v) {
-  __shared__ float partial[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  return warp_max(lane < n_warps ? partial[lane] : -INFINITY);
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce<SumOp>(v); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce<MaxOp>(v); }
 
 // gelu_new(v) = 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))), as cpu::gelu_new computes it.
 __device__ __forceinline__ float gelu_new(float v) {
