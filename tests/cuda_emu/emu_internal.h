@@ -17,7 +17,6 @@ cudaError_t enqueue(cudaStream_t stream, std::function<void()> op);
 
 // Marks the device as failed: every later call returns `e` (like a kernel fault on a GPU).
 void set_sticky_error(cudaError_t e, const std::string& what);
-cudaError_t sticky_error();
 void set_last_error(cudaError_t e);
 
 // Device memory bookkeeping: true when [p, p + bytes) lies inside one cudaMalloc allocation.

@@ -49,7 +49,6 @@ void set_memory_size(size_t bytes) { memory_size() = bytes; }
 void set_last_error(cudaError_t e) {
   if (e != cudaSuccess) state().last = e;
 }
-cudaError_t sticky_error() { return state().sticky; }
 void set_sticky_error(cudaError_t e, const std::string& what) {
   std::fprintf(stderr, "cuda-emu: %s\n", what.c_str());
   if (state().sticky == cudaSuccess) state().sticky = e;
@@ -192,7 +191,6 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d) {
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
   switch (attr) {
-    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
     case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
   }
   return cudaErrorInvalidValue;
@@ -242,7 +240,6 @@ cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
   *p = std::malloc(bytes == 0 ? 1 : bytes);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
 cudaError_t cudaFreeHost(void* p) {
   std::free(p);
   return cudaSuccess;
@@ -299,7 +296,6 @@ struct CUgraphExec_st {
   std::vector<std::function<void()>> ops;
 };
 
-cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
   *s = new CUstream_st{flags};
   return state().sticky;

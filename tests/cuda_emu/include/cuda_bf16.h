@@ -15,5 +15,4 @@ struct __attribute__((aligned(4))) __nv_bfloat162 {
 
 inline float __bfloat162float(__nv_bfloat16 h) { return gpt2::bf16_to_float(h.__x); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16{gpt2::float_to_bf16(f)}; }
-inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
 inline float2 __bfloat1622float2(__nv_bfloat162 h) { return float2{__bfloat162float(h.x), __bfloat162float(h.y)}; }

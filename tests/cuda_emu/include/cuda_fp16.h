@@ -12,11 +12,7 @@ struct __half {
 struct __attribute__((aligned(4))) __half2 {
   __half x, y;
 };
-typedef __half half;
-typedef __half2 half2;
 
 inline float __half2float(__half h) { return gpt2::fp16_to_float(h.__x); }
 inline __half __float2half_rn(float f) { return __half{gpt2::float_to_fp16(f)}; }
-inline __half __float2half(float f) { return __float2half_rn(f); }
 inline float2 __half22float2(__half2 h) { return float2{__half2float(h.x), __half2float(h.y)}; }
-inline __half2 __floats2half2_rn(float a, float b) { return __half2{__float2half_rn(a), __float2half_rn(b)}; }

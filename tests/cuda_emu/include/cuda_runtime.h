@@ -27,7 +27,6 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __noinline__
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // Shared memory: one static object per kernel function, which is one per block because blocks
@@ -43,9 +42,6 @@ struct dim3 {
 struct __attribute__((aligned(8))) float2 { float x, y; };
 struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
 struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
-struct __attribute__((aligned(8))) int2 { int x, y; };
-inline float2 make_float2(float x, float y) { return {x, y}; }
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 
 // The built-in variables of the running thread (set by the scheduler before it resumes a fiber).
@@ -53,7 +49,6 @@ extern uint3 threadIdx;
 extern uint3 blockIdx;
 extern dim3 blockDim;
 extern dim3 gridDim;
-constexpr int warpSize = 32;
 
 // ---- errors -----------------------------------------------------------------------------------
 enum cudaError_t {
@@ -90,7 +85,7 @@ struct cudaDeviceProp {
   int maxThreadsPerBlock;
   int warpSize;
 };
-enum cudaDeviceAttr { cudaDevAttrMaxThreadsPerBlock = 1, cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 cudaError_t cudaGetDeviceCount(int* n);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDevice(int* d);
@@ -112,7 +107,6 @@ typedef struct CUstream_st* cudaStream_t;
 cudaError_t cudaMalloc(void** p, size_t bytes);
 cudaError_t cudaFree(void* p);
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int flags);
-cudaError_t cudaMallocHost(void** p, size_t bytes);
 cudaError_t cudaFreeHost(void* p);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = nullptr);
@@ -128,7 +122,6 @@ enum cudaStreamCaptureMode {
 };
 typedef struct CUgraph_st* cudaGraph_t;
 typedef struct CUgraphExec_st* cudaGraphExec_t;
-cudaError_t cudaStreamCreate(cudaStream_t* s);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
@@ -238,7 +231,6 @@ cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attr, int value) {
 // ---- device intrinsics ---------------------------------------------------------------------------
 inline void __syncthreads() { emu::syncthreads(); }
 inline void __threadfence() {}
-inline void __syncwarp(unsigned = 0xffffffffu) {}
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
@@ -252,31 +244,14 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   std::memcpy(&out, &bits, sizeof(T));
   return out;
 }
-template <typename T>
-T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  const int lane = emu::lane_id();
-  bits = emu::shuffle(mask, bits, (lane & ~(width - 1)) | (src_lane & (width - 1)));
-  T out;
-  std::memcpy(&out, &bits, sizeof(T));
-  return out;
-}
 
 template <typename T> T __ldg(const T* p) { return *p; }
 template <typename T> T __ldcg(const T* p) { return *p; }
-template <typename T> T __ldcs(const T* p) { return *p; }
 inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
-inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
-inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
 
 // Atomics: the fibers run on one OS thread and switch only at barriers, so a plain
 // read-modify-write is atomic here.
 template <typename T> T atomicAdd(T* p, T v) { const T old = *p; *p = old + v; return old; }
-template <typename T> T atomicMax(T* p, T v) { const T old = *p; *p = old < v ? v : old; return old; }
-template <typename T> T atomicMin(T* p, T v) { const T old = *p; *p = v < old ? v : old; return old; }
-template <typename T> T atomicExch(T* p, T v) { const T old = *p; *p = v; return old; }
 
 // CUDA's overloaded min / max for device code.
 inline int min(int a, int b) { return a < b ? a : b; }
@@ -289,6 +264,3 @@ inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
 inline float min(float a, float b) { return fminf(a, b); }
 inline float max(float a, float b) { return fmaxf(a, b); }
-inline float rsqrtf(float v) { return 1.0f / sqrtf(v); }
-inline float __expf(float v) { return expf(v); }
-inline float __fdividef(float a, float b) { return a / b; }
