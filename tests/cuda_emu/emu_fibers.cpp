@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "emu_internal.h"
@@ -121,7 +122,7 @@ struct Block {
   const std::function<void()>* body = nullptr;
   std::vector<uint64_t> exchange[2];  // shuffle values, by linear thread id
   std::vector<int> arrived;           // per warp: lanes at the current shuffle
-  std::vector<unsigned char> dynamic_smem;
+  std::unique_ptr<unsigned char[]> dynamic_smem;  // exactly the launch's bytes: ASan sees overruns
   unsigned launch_count = 0;
 #ifdef EMU_ASAN
   void* scheduler_stack = nullptr;
@@ -279,7 +280,8 @@ bool run_grid(const LaunchSpec& spec, const std::function<void()>& body, std::st
     for (unsigned y = 0; y < spec.grid.y; ++y)
       for (unsigned x = 0; x < spec.grid.x; ++x) {
         blockIdx = uint3{x, y, z};
-        g_block.dynamic_smem.assign(spec.smem, 0xFF);
+        g_block.dynamic_smem.reset(new unsigned char[spec.smem ? spec.smem : 1]);
+        std::memset(g_block.dynamic_smem.get(), 0xFF, spec.smem);
         if (!run_block(reverse, error)) {
           *error = "block (" + std::to_string(x) + ", " + std::to_string(y) + ", " + std::to_string(z) + "): " + *error;
           return false;
@@ -289,7 +291,7 @@ bool run_grid(const LaunchSpec& spec, const std::function<void()>& body, std::st
   return true;
 }
 
-void* dynamic_shared_memory() { return g_block.dynamic_smem.data(); }
+void* dynamic_shared_memory() { return g_block.dynamic_smem.get(); }
 
 void syncthreads() {
   current_fiber().state = State::AtBarrier;
