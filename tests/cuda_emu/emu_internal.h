@@ -12,8 +12,12 @@ namespace emu {
 // thread reaches).
 bool run_grid(const LaunchSpec& spec, const std::function<void()>& body, std::string* error);
 
-// Records `op` when `stream` is being captured, else runs it now. Returns the error to report.
+// Records `op` when `stream` is being captured, else queues it to run at the next
+// synchronisation of its ordering domain. Returns the error to report.
 cudaError_t enqueue(cudaStream_t stream, std::function<void()> op);
+
+// Runs the queued work of `stream`'s ordering domain (all queued work when `all`), in issue order.
+void synchronize(cudaStream_t stream, bool all);
 
 // Marks the device as failed: every later call returns `e` (like a kernel fault on a GPU).
 void set_sticky_error(cudaError_t e, const std::string& what);
@@ -21,5 +25,7 @@ void set_last_error(cudaError_t e);
 
 // Device memory bookkeeping: true when [p, p + bytes) lies inside one cudaMalloc allocation.
 bool is_device_range(const void* p, size_t bytes);
+// ... and inside one cudaHostAlloc allocation (pinned host memory).
+bool is_pinned_range(const void* p, size_t bytes);
 
 }  // namespace emu

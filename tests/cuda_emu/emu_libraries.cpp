@@ -1,5 +1,5 @@
 // cuda-emu: cuBLAS's cublasGemmEx and CUB's DeviceRadixSort::SortPairsDescending on the CPU.
-// Both run when issued, or are recorded while their stream is being captured.
+// Both are queued on their stream like a kernel (or recorded while it is being captured).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -21,6 +21,7 @@ cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+  emu::synchronize(nullptr, true);  // cublasDestroy waits for the device, as CUDA's does
   delete handle;
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -1,14 +1,28 @@
 // cuda-emu: the CUDA runtime API on the CPU: errors, the one emulated device, memory, streams,
 // stream capture into graphs, and kernel launches (checked, then run by emu_fibers.cpp).
+//
+// Asynchrony: work issued to a stream (launches, async copies and memsets, cuBLAS, CUB, graph
+// launches) is queued and runs only when the host must wait for it: at a synchronisation of its
+// stream or the device, or a call that CUDA makes synchronous (cudaMemcpy, a copy into pageable
+// memory, cudaFree, cudaFreeHost). So the host reading a result before waiting for it, or
+// rewriting a pinned buffer that a queued copy has not read yet, gives wrong results here as it
+// can on a GPU. Ordering domains: the legacy stream and every blocking stream form one (the
+// legacy stream waits for them and they for it); each non-blocking stream is its own, and
+// nothing on the legacy stream waits for it. A copy from pageable memory reads its source
+// when issued (CUDA stages it); one from pinned memory when it runs.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "emu_internal.h"
+
+struct CUstream_st {
+  unsigned flags = 0;
+};
 
 namespace emu {
 namespace {
@@ -23,10 +37,18 @@ size_t& memory_size() {
 }
 size_t total_memory() { return memory_size(); }
 
+// Work issued and not yet run, with the ordering domain it belongs to.
+struct Pending {
+  cudaStream_t domain;
+  std::function<void()> op;
+};
+
 struct State {
   cudaError_t last = cudaSuccess;
   cudaError_t sticky = cudaSuccess;
   std::map<const char*, size_t> device_allocations;  // begin -> bytes
+  std::map<const char*, size_t> pinned_allocations;  // cudaHostAlloc: begin -> bytes
+  std::vector<Pending> pending;                      // in issue order
   size_t allocated = 0;
   std::map<const void*, int> max_dynamic_smem;  // per kernel, cudaFuncSetAttribute
   cudaStream_t capturing = nullptr;             // the stream being captured, if any
@@ -38,9 +60,18 @@ State& state() {
   return s;
 }
 
-struct Graph {
-  std::vector<std::function<void()>> ops;
-};
+// The ordering domain of a stream: itself when non-blocking, else the legacy stream's (nullptr).
+cudaStream_t domain_of(cudaStream_t stream) {
+  return stream != nullptr && (stream->flags & cudaStreamNonBlocking) ? stream : nullptr;
+}
+
+bool in_range(const std::map<const char*, size_t>& allocations, const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  auto it = allocations.upper_bound(c);
+  if (it == allocations.begin()) return false;
+  --it;
+  return c >= it->first && c + bytes <= it->first + it->second;
+}
 
 }  // namespace
 
@@ -54,13 +85,19 @@ void set_sticky_error(cudaError_t e, const std::string& what) {
   if (state().sticky == cudaSuccess) state().sticky = e;
 }
 
-bool is_device_range(const void* p, size_t bytes) {
-  const auto& a = state().device_allocations;
-  const char* c = static_cast<const char*>(p);
-  auto it = a.upper_bound(c);
-  if (it == a.begin()) return false;
-  --it;
-  return c >= it->first && c + bytes <= it->first + it->second;
+bool is_device_range(const void* p, size_t bytes) { return in_range(state().device_allocations, p, bytes); }
+bool is_pinned_range(const void* p, size_t bytes) { return in_range(state().pinned_allocations, p, bytes); }
+
+void synchronize(cudaStream_t stream, bool all) {
+  State& s = state();
+  const cudaStream_t domain = domain_of(stream);
+  std::vector<Pending> run, keep;
+  for (Pending& p : s.pending) (all || p.domain == domain ? run : keep).push_back(std::move(p));
+  s.pending = std::move(keep);
+  for (Pending& p : run) {
+    if (s.sticky != cudaSuccess) break;  // after a fault the device runs nothing more
+    p.op();
+  }
 }
 
 cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) {
@@ -76,7 +113,7 @@ cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) {
       return cudaErrorStreamCaptureImplicit;
     }
   }
-  op();
+  s.pending.push_back({domain_of(stream), std::move(op)});
   return s.sticky;
 }
 
@@ -197,6 +234,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
 }
 cudaError_t cudaDeviceSynchronize() {
   if (state().capturing) return cudaErrorStreamCaptureUnsupported;
+  emu::synchronize(nullptr, true);
   return state().sticky;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
@@ -214,10 +252,10 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
     s.last = cudaErrorMemoryAllocation;
     return cudaErrorMemoryAllocation;
   }
-  // Exactly `bytes` (under ASan, one byte past the end is caught); 16-byte aligned like the
-  // vector loads need (cudaMalloc gives 256).
-  char* m = static_cast<char*>(std::malloc(bytes == 0 ? 1 : bytes));
-  if (!m) return cudaErrorMemoryAllocation;
+  // Exactly `bytes` (under ASan, one byte past the end is caught), 256-byte aligned as cudaMalloc's.
+  void* raw = nullptr;
+  if (posix_memalign(&raw, 256, bytes == 0 ? 1 : bytes) != 0) return cudaErrorMemoryAllocation;
+  char* m = static_cast<char*>(raw);
   // GPU memory starts with whatever was there: 0xFF bytes (NaN, and counters far from zero)
   // make a read of memory nothing has written show, as compute-sanitizer initcheck would.
   std::memset(m, 0xFF, bytes);
@@ -231,6 +269,7 @@ cudaError_t cudaFree(void* p) {
   if (p == nullptr) return s.sticky;
   auto it = s.device_allocations.find(static_cast<const char*>(p));
   if (it == s.device_allocations.end()) return cudaErrorInvalidDevicePointer;
+  emu::synchronize(nullptr, true);  // cudaFree waits for the device: queued work may use p
   s.allocated -= it->second;
   s.device_allocations.erase(it);
   std::free(p);
@@ -238,9 +277,17 @@ cudaError_t cudaFree(void* p) {
 }
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
   *p = std::malloc(bytes == 0 ? 1 : bytes);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  if (!*p) return cudaErrorMemoryAllocation;
+  state().pinned_allocations[static_cast<const char*>(*p)] = bytes;
+  return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
+  if (p == nullptr) return cudaSuccess;
+  auto& pinned = state().pinned_allocations;
+  auto it = pinned.find(static_cast<const char*>(p));
+  if (it == pinned.end()) return cudaErrorInvalidValue;
+  emu::synchronize(nullptr, true);  // like cudaFree, it waits for the device
+  pinned.erase(it);
   std::free(p);
   return cudaSuccess;
 }
@@ -260,25 +307,49 @@ cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 }
 }  // namespace
 
+namespace {
+// Queues a copy on `stream` with CUDA's host-memory rules: a pageable source is read now (CUDA
+// stages it before returning); a pageable destination makes the copy synchronous.
+cudaError_t copy_on(cudaStream_t stream, void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  const bool src_pageable = kind == cudaMemcpyHostToDevice && !emu::is_pinned_range(src, bytes);
+  const bool dst_pageable = kind == cudaMemcpyDeviceToHost && !emu::is_pinned_range(dst, bytes);
+  cudaError_t e;
+  if (src_pageable && !state().capturing) {
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    e = emu::enqueue(stream, [=] {
+      if (bytes) std::memcpy(dst, staged->data(), bytes);
+    });
+  } else {
+    e = emu::enqueue(stream, [=] {
+      if (bytes) std::memmove(dst, src, bytes);
+    });
+  }
+  if (e == cudaSuccess && dst_pageable && state().capturing != stream) {
+    emu::synchronize(stream, false);
+    return state().sticky;
+  }
+  return e;
+}
+}  // namespace
+
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (state().capturing) return cudaErrorStreamCaptureImplicit;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind)) return e;
+  emu::synchronize(nullptr, false);  // "a stream sync is performed before the copy"
   if (state().sticky) return state().sticky;
-  if (bytes) std::memmove(dst, src, bytes);
-  return cudaSuccess;
+  const cudaError_t e = copy_on(nullptr, dst, src, bytes, kind);
+  // From pinned memory, or device to device, cudaMemcpy returns when the copy is done.
+  if (kind != cudaMemcpyHostToDevice || emu::is_pinned_range(src, bytes)) emu::synchronize(nullptr, false);
+  return e != cudaSuccess ? e : state().sticky;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   if (const cudaError_t e = check_copy(dst, src, bytes, kind)) return e;
-  return emu::enqueue(s, [=] {
-    if (bytes) std::memmove(dst, src, bytes);
-  });
+  return copy_on(s, dst, src, bytes, kind);
 }
+// cudaMemset on device memory is asynchronous to the host, on the legacy stream.
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   if (state().capturing) return cudaErrorStreamCaptureImplicit;
-  if (!emu::is_device_range(p, bytes)) return cudaErrorInvalidValue;
-  if (state().sticky) return state().sticky;
-  std::memset(p, value, bytes);
-  return cudaSuccess;
+  return cudaMemsetAsync(p, value, bytes, nullptr);
 }
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
   if (!emu::is_device_range(p, bytes)) return cudaErrorInvalidValue;
@@ -286,14 +357,11 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
 }
 
 // ---- streams and graphs -------------------------------------------------------------------------
-struct CUstream_st {
-  unsigned flags = 0;
-};
 struct CUgraph_st {
   std::vector<std::function<void()>> ops;
 };
 struct CUgraphExec_st {
-  std::vector<std::function<void()>> ops;
+  std::shared_ptr<const std::vector<std::function<void()>>> ops;
 };
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
@@ -302,11 +370,14 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   if (state().capturing == s) return cudaErrorStreamCaptureUnsupported;
+  if (s == nullptr) return cudaErrorInvalidResourceHandle;
+  emu::synchronize(s, false);  // its queued work still runs (CUDA frees the stream after it)
   delete s;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   if (state().capturing && (s == state().capturing || s == nullptr)) return cudaErrorStreamCaptureUnsupported;
+  emu::synchronize(s, false);
   return state().sticky;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
@@ -333,19 +404,19 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph) {
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (!graph) return cudaErrorInvalidValue;
-  *exec = new CUgraphExec_st{graph->ops};
+  *exec = new CUgraphExec_st{std::make_shared<const std::vector<std::function<void()>>>(graph->ops)};
   return state().sticky;
 }
 cudaError_t cudaGraphUpload(cudaGraphExec_t exec, cudaStream_t) { return exec ? state().sticky : cudaErrorInvalidValue; }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
   if (!exec) return cudaErrorInvalidValue;
   if (state().capturing) return cudaErrorStreamCaptureUnsupported;
-  (void)s;
-  for (const auto& op : exec->ops) {
-    if (state().sticky) break;
-    op();
-  }
-  return state().sticky;
+  return emu::enqueue(s, [ops = exec->ops] {
+    for (const auto& op : *ops) {
+      if (state().sticky) break;
+      op();
+    }
+  });
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   delete graph;

@@ -164,12 +164,47 @@ TEST(CudaEmu, CapturedWorkRunsOnlyWhenTheGraphIsLaunched) {
   cudaGraphExec_t exec = nullptr;
   ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
   ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);  // cudaMemcpy does not wait for a non-blocking stream
   ASSERT_EQ(cudaMemcpy(&host, d, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_EQ(host, 7);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(g);
   cudaStreamDestroy(s);
   cudaFree(d);
+}
+
+__global__ void add_one(int* p) { *p += 1; }
+
+// Queued work runs when the host waits for it, reading pinned memory then and pageable memory
+// when the copy was issued: the host-side mistakes that race on a GPU give wrong results here.
+TEST(CudaEmu, StreamWorkRunsWhenTheHostWaitsForIt) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* d = device_alloc<int>(2);
+  int *in = nullptr, *out = nullptr;
+  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&in), sizeof(int), cudaHostAllocDefault), cudaSuccess);
+  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&out), sizeof(int), cudaHostAllocDefault), cudaSuccess);
+  int pageable = 10;
+  *in = 1;
+  *out = -1;
+  ASSERT_EQ(cudaMemcpyAsync(d, in, sizeof(int), cudaMemcpyHostToDevice, s), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(d + 1, &pageable, sizeof(int), cudaMemcpyHostToDevice, s), cudaSuccess);
+  emu::Launch(1, 1, 0, s).run(add_one, d);
+  ASSERT_EQ(cudaMemcpyAsync(out, d, sizeof(int), cudaMemcpyDeviceToHost, s), cudaSuccess);
+  *in = 100;      // too early: the queued copy has not read it yet
+  pageable = 20;  // fine: staged when the copy was issued
+  EXPECT_EQ(*out, -1);  // nothing has run
+  int legacy = 0;       // the legacy stream does not wait for a non-blocking one
+  ASSERT_EQ(cudaMemcpy(&legacy, d + 1, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(legacy, -1);  // the 0xFF bytes of fresh device memory
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(*out, 101);
+  ASSERT_EQ(cudaMemcpyAsync(&legacy, d + 1, sizeof(int), cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(legacy, 10);  // into pageable memory the copy is synchronous
+  cudaFreeHost(in);
+  cudaFreeHost(out);
+  cudaFree(d);
+  cudaStreamDestroy(s);
 }
 
 // cublasGemmEx with every transpose combination against a double-precision loop.

@@ -9,8 +9,10 @@
 // A barrier is released when every thread of the block that has not exited waits at it, a
 // shuffle when all 32 lanes of the warp are at it; anything else (a barrier some threads skip,
 // a shuffle with exited lanes) stops the launch with an error, like a hang would on a GPU.
-// Every launch, copy and memset runs synchronously when issued (or is recorded while its
-// stream is being captured, and runs when the graph is launched).
+// Launches, async copies and memsets are queued on their stream and run when the host waits
+// for them (a stream or device synchronisation, or a call CUDA makes synchronous), so a result
+// read too early is wrong here too; while their stream is being captured they are recorded, and
+// run when the graph is launched and waited for. Details in emu_runtime.cpp.
 #pragma once
 #include <cmath>
 #include <cstddef>

@@ -1,6 +1,6 @@
 // cuda-emu: cub::DeviceRadixSort::SortPairsDescending, a stable sort by the radix order of the
 // keys' bits (for floats: -0 before +0 ascending, NaNs by their bit patterns), as CUB sorts.
-// Runs when issued, or is recorded while its stream is being captured.
+// Queued on its stream like a kernel (or recorded while it is being captured).
 #pragma once
 #include <cstddef>
 #include <cstdint>
