@@ -50,6 +50,7 @@ struct State {
   std::map<const char*, size_t> pinned_allocations;  // cudaHostAlloc: begin -> bytes
   std::vector<Pending> pending;                      // in issue order
   size_t allocated = 0;
+  long allocation_calls = 0;  // cudaMalloc / cudaFree / cudaHostAlloc / cudaFreeHost
   std::map<const void*, int> max_dynamic_smem;  // per kernel, cudaFuncSetAttribute
   cudaStream_t capturing = nullptr;             // the stream being captured, if any
   std::vector<std::function<void()>> captured;  // its operations so far
@@ -76,6 +77,7 @@ bool in_range(const std::map<const char*, size_t>& allocations, const void* p, s
 }  // namespace
 
 void set_memory_size(size_t bytes) { memory_size() = bytes; }
+long allocation_calls() { return state().allocation_calls; }
 
 void set_last_error(cudaError_t e) {
   if (e != cudaSuccess) state().last = e;
@@ -246,6 +248,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 // ---- memory -------------------------------------------------------------------------------------
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   auto& s = state();
+  ++s.allocation_calls;
   if (s.sticky != cudaSuccess) return s.sticky;
   if (bytes > emu::total_memory() - std::min(emu::total_memory(), s.allocated)) {
     *p = nullptr;
@@ -266,6 +269,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 }
 cudaError_t cudaFree(void* p) {
   auto& s = state();
+  ++s.allocation_calls;
   if (p == nullptr) return s.sticky;
   auto it = s.device_allocations.find(static_cast<const char*>(p));
   if (it == s.device_allocations.end()) return cudaErrorInvalidDevicePointer;
@@ -276,12 +280,14 @@ cudaError_t cudaFree(void* p) {
   return s.sticky;
 }
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
+  ++state().allocation_calls;
   *p = std::malloc(bytes == 0 ? 1 : bytes);
   if (!*p) return cudaErrorMemoryAllocation;
   state().pinned_allocations[static_cast<const char*>(*p)] = bytes;
   return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
+  ++state().allocation_calls;
   if (p == nullptr) return cudaSuccess;
   auto& pinned = state().pinned_allocations;
   auto it = pinned.find(static_cast<const char*>(p));

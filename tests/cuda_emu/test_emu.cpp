@@ -16,6 +16,7 @@
 #include "backend_cuda.h"
 #include "device_common.cuh"
 #include "error.h"
+#include "generator.h"
 #include "model.h"
 #include "test_support.h"
 
@@ -290,6 +291,31 @@ TEST(CudaEmu, TheBackendsOutOfMemoryErrorSaysHowManyBytes) {
   }
   emu::set_memory_size(size_t(16) << 30);
   EXPECT_NO_THROW(make_cuda_backend(model, o));
+}
+
+// Every buffer is allocated at load: generating, with the cache (the decode graph, a context
+// shift in a small ring, sampling) and without it, allocates and frees nothing on the device.
+TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  BackendOptions o;
+  o.device = Device::Cuda;
+  o.dtype_set = true;
+  o.dtype = ComputeDType::F16;
+  o.kv_capacity = 24;
+  auto backend = make_cuda_backend(model, o);
+  const long before = emu::allocation_calls();
+  for (bool cache : {true, false}) {
+    GenerationOptions g;
+    g.max_new_tokens = 30;  // past the 24-slot ring: a context shift
+    g.use_cache = cache;
+    g.context_shift = true;
+    g.ignore_eos = true;
+    g.sampling.temperature = cache ? 0.9f : 0.0f;
+    const auto r = generate(*backend, {2061, 318, 509, 53}, model.config.n_positions, g, nullptr);
+    EXPECT_EQ(int(r.generated.size()), 30);
+    EXPECT_GE(r.context_shifts, 1);
+  }
+  EXPECT_EQ(emu::allocation_calls(), before);
 }
 
 }  // namespace

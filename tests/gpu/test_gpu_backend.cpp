@@ -248,6 +248,23 @@ TEST_F(CudaGeneration, UnsampledStepsStillRun) {
   EXPECT_LE(max_rel_error(got.data(), want.data(), got.size()), 1e-5);
 }
 
+// Every buffer is allocated at load: a generation leaves the device's free memory as it was.
+// (The first run loads cuBLAS's lazily loaded kernels; the second is measured.) On cuda-emu,
+// test_emu also checks that no allocation call is made at all.
+TEST_F(CudaGeneration, GeneratingLeavesDeviceMemoryUnchanged) {
+  auto b = cuda_backend(*model_, ComputeDType::F16, 24);
+  const auto both = [&] {
+    EXPECT_GE(run(*b, prompt_, 30, true, true, 0.9f).context_shifts, 1);  // cache, a shift, sampling
+    run(*b, prompt_, 30, false, true, 0.0f);                                 // --no-cache
+  };
+  both();
+  size_t free0 = 0, free1 = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+  both();
+  CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+  EXPECT_EQ(free0, free1);
+}
+
 TEST_F(CudaGeneration, InfoReportsTheDeviceAndItsMemory) {
   auto b = cuda_backend(*model_, ComputeDType::F16);
   const BackendInfo& i = b->info();

@@ -206,6 +206,10 @@ void* dynamic_shared_memory();
 // to reach the out-of-memory paths.
 void set_memory_size(size_t bytes);
 
+// How many cudaMalloc, cudaFree, cudaHostAlloc and cudaFreeHost calls the process has made
+// (tests check that generating tokens makes none).
+long allocation_calls();
+
 // Warp and block synchronisation points of the running fiber.
 void syncthreads();
 uint64_t shuffle(unsigned mask, uint64_t bits, int src_lane);
