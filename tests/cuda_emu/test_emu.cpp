@@ -272,13 +272,19 @@ TEST(CudaEmu, RadixSortDescendingIsStableAndOrdersSignedZerosByBits) {
     cudaFree(p);
 }
 
-// The CUDA backend's out-of-memory error names what it asked for and what is free.
-TEST(CudaEmu, TheBackendsOutOfMemoryErrorSaysHowManyBytes) {
-  const Model model = load_model(test::tiny_model("fp32"));
+BackendOptions cuda_options(ComputeDType dtype, int kv_capacity = 0) {
   BackendOptions o;
   o.device = Device::Cuda;
   o.dtype_set = true;
-  o.dtype = ComputeDType::F32;
+  o.dtype = dtype;
+  o.kv_capacity = kv_capacity;
+  return o;
+}
+
+// The CUDA backend's out-of-memory error names what it asked for and what is free.
+TEST(CudaEmu, TheBackendsOutOfMemoryErrorSaysHowManyBytes) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  const BackendOptions o = cuda_options(ComputeDType::F32);
   emu::set_memory_size(size_t(8) << 20);
   try {
     make_cuda_backend(model, o);
@@ -297,12 +303,7 @@ TEST(CudaEmu, TheBackendsOutOfMemoryErrorSaysHowManyBytes) {
 // shift in a small ring, sampling) and without it, allocates and frees nothing on the device.
 TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
   const Model model = load_model(test::tiny_model("fp32"));
-  BackendOptions o;
-  o.device = Device::Cuda;
-  o.dtype_set = true;
-  o.dtype = ComputeDType::F16;
-  o.kv_capacity = 24;
-  auto backend = make_cuda_backend(model, o);
+  auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F16, 24));
   const long before = emu::allocation_calls();
   for (bool cache : {true, false}) {
     GenerationOptions g;
