@@ -68,8 +68,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             cudaDataType_t Btype, int ldb, const void* beta_p, void* C, cudaDataType_t Ctype, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (m < 0 || n < 0 || k < 0 || !known(Atype) || !known(Btype) || !known(Ctype) || compute != CUBLAS_COMPUTE_32F ||
-      transa == CUBLAS_OP_C || transb == CUBLAS_OP_C)
+  // cuBLAS's table for CUBLAS_COMPUTE_32F (real types): A and B of one type, C of that type or fp32.
+  if (m < 0 || n < 0 || k < 0 || !known(Atype) || Btype != Atype || (Ctype != Atype && Ctype != CUDA_R_32F) ||
+      compute != CUBLAS_COMPUTE_32F || transa == CUBLAS_OP_C || transb == CUBLAS_OP_C)
     return CUBLAS_STATUS_NOT_SUPPORTED;
   // Leading dimensions as cuBLAS checks them (column-major storage of op's argument).
   const int rows_a = transa == CUBLAS_OP_N ? m : k, rows_b = transb == CUBLAS_OP_N ? k : n;

@@ -249,6 +249,19 @@ TEST(CudaEmu, GemmExMatchesAReferenceForEveryTranspose) {
       cudaFree(dB);
       cudaFree(dC);
     }
+  // Type combinations outside cuBLAS's CUBLAS_COMPUTE_32F table are refused, as cuBLAS does.
+  float* x = device_alloc<float>(4);
+  const float one = 1.0f;
+  const auto gemm = [&](cudaDataType_t a, cudaDataType_t b, cudaDataType_t c) {
+    return cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, x, a, 1, x, b, 1, &one, x, c, 1,
+                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  };
+  EXPECT_EQ(gemm(CUDA_R_16F, CUDA_R_16F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(gemm(CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF), CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(gemm(CUDA_R_16F, CUDA_R_16BF, CUDA_R_32F), CUBLAS_STATUS_NOT_SUPPORTED);
+  EXPECT_EQ(gemm(CUDA_R_32F, CUDA_R_32F, CUDA_R_16F), CUBLAS_STATUS_NOT_SUPPORTED);
+  EXPECT_EQ(gemm(CUDA_R_16F, CUDA_R_16F, CUDA_R_16BF), CUBLAS_STATUS_NOT_SUPPORTED);
+  cudaFree(x);
   cublasDestroy(h);
 }
 
