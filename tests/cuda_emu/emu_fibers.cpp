@@ -1,5 +1,5 @@
 // cuda-emu: the threads of a block as fibers, switched only where CUDA threads synchronise:
-// __syncthreads() and warp shuffles. Blocks run one after the other.
+// __syncthreads() and warp shuffles. Blocks run one after the other, in grid order or reversed.
 //
 // A decode step of GPT-2 switches fibers tens of millions of times (every lane of every warp
 // shuffle), so on x86-64 the switch is a few instructions of our own (callee-saved registers and
@@ -274,11 +274,15 @@ bool run_grid(const LaunchSpec& spec, const std::function<void()>& body, std::st
   }
 #endif
   // Alternate the order in which ready threads run, so that a missing barrier shows in one of
-  // the two orders (a thread reading what another has not written yet).
+  // the two orders (a thread reading what another has not written yet); and the order of the
+  // blocks, which a GPU does not promise either (a block that relies on another having run
+  // first fails in one of them).
   const bool reverse = (g_block.launch_count++ & 1u) != 0;
-  for (unsigned z = 0; z < spec.grid.z; ++z)
-    for (unsigned y = 0; y < spec.grid.y; ++y)
-      for (unsigned x = 0; x < spec.grid.x; ++x) {
+  const auto nth = [reverse](unsigned i, unsigned n) { return reverse ? n - 1 - i : i; };
+  for (unsigned zi = 0; zi < spec.grid.z; ++zi)
+    for (unsigned yi = 0; yi < spec.grid.y; ++yi)
+      for (unsigned xi = 0; xi < spec.grid.x; ++xi) {
+        const unsigned x = nth(xi, spec.grid.x), y = nth(yi, spec.grid.y), z = nth(zi, spec.grid.z);
         blockIdx = uint3{x, y, z};
         g_block.dynamic_smem.reset(new unsigned char[spec.smem ? spec.smem : 1]);
         std::memset(g_block.dynamic_smem.get(), 0xFF, spec.smem);

@@ -4,7 +4,8 @@
 // the code computes, its barriers and warp shuffles, its launch configurations, its stream
 // capture and (under ASan) its memory accesses; never speed, the memory model or real races.
 //
-// Execution model: the blocks of a grid run one after the other; the threads of a block are
+// Execution model: the blocks of a grid run one after the other (consecutive launches alternate
+// forward and reversed block and thread orders); the threads of a block are
 // fibers (one stack each) on one OS thread, switched only at __syncthreads() and warp shuffles.
 // A barrier is released when every thread of the block that has not exited waits at it, a
 // shuffle when all 32 lanes of the warp are at it; anything else (a barrier some threads skip,
