@@ -30,10 +30,13 @@ int max_splits(int capacity) { return (capacity + kChunk - 1) / kChunk; }
 
 // CUDA kernels -------------------------------------------------------------------------------
 
+// q and the rings are not __restrict__: that would let nvcc read them through the non-coherent
+// (read-only) cache, and under PDL this kernel is already running while the previous kernel
+// writes q and the newest K/V slot (a ring slot also held older K/V in earlier steps).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    attention_decode_kernel(float* __restrict__ out, const float* __restrict__ q, const T* __restrict__ k_ring,
-                            const T* __restrict__ v_ring, const StepParams* __restrict__ step,
+    attention_decode_kernel(float* __restrict__ out, const float* q, const T* k_ring, const T* v_ring,
+                            const StepParams* __restrict__ step,
                             float* __restrict__ partials, unsigned int* __restrict__ counters, int C, int n_splits_max,
                             float scale) {
   constexpr int VEC = Vec16<T>::N;

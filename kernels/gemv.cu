@@ -197,7 +197,7 @@ void gemv(const GemvParams<T>& p, cudaStream_t stream) {
   const int row_groups = ceil_div(p.OC, kWarps * R);
   const int max_blocks = sm_count() * kBlocksPerSm;
   const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
-  const size_t smem = size_t(p.IC) * sizeof(float);  // <= 48 KB: no attribute needed
+  const size_t smem = size_t(p.IC) * sizeof(float);  // + static < 48 KB: no attribute needed
   if (p.ln_w)
     launch<T, true>(p, blocks, smem, stream);
   else

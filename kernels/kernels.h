@@ -32,8 +32,10 @@ struct StepParams {
   float u = 0;            // the uniform draw, as float (sample_token uses float(u))
 };
 
-// Largest IC the fused matrix-vector kernel stages in shared memory (48 KB of fp32).
-constexpr int kGemvMaxIC = 12288;
+// Largest IC the fused matrix-vector kernel stages in shared memory: IC fp32 values plus the
+// kernel's static shared memory (block_reduce's 32 partials) must fit the 48 KB a block gets
+// without opting in, so 256 bytes are kept back.
+constexpr int kGemvMaxIC = (48 * 1024 - 256) / 4;  // 12224
 // The only head size the attention kernels are built for (every GPT-2 size has 64).
 constexpr int kHeadDim = 64;
 
