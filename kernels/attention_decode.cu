@@ -134,9 +134,7 @@ void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ri
 #define GPT2_INSTANTIATE(T)                                                                              \
   template void attention_decode<T>(float*, const float*, const T*, const T*, const StepParams*, float*, \
                                     unsigned int*, int, int, int, cudaStream_t, bool);
-GPT2_INSTANTIATE(float)
-GPT2_INSTANTIATE(__half)
-GPT2_INSTANTIATE(__nv_bfloat16)
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

@@ -200,9 +200,7 @@ void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, i
 #define GPT2_INSTANTIATE(T)                                                                            \
   template void attention_prefill<T>(T*, const T*, const T*, const T*, int, int, const KvRing&, int, int, \
                                      cudaStream_t);
-GPT2_INSTANTIATE(float)
-GPT2_INSTANTIATE(__half)
-GPT2_INSTANTIATE(__nv_bfloat16)
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

@@ -10,6 +10,9 @@
 
 #include "cuda_check.h"
 
+// Applies M to each compute dtype the kernels are built for (explicit instantiations).
+#define GPT2_FOR_EACH_COMPUTE_TYPE(M) M(float) M(__half) M(__nv_bfloat16)
+
 namespace gpt2::cuda {
 
 // ---- dtype conversions --------------------------------------------------------------------

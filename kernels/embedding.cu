@@ -49,9 +49,7 @@ void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe
 #define GPT2_INSTANTIATE(T)                                                                              \
   template void embedding_forward<T>(float*, const int*, int, int, const T*, const T*, int, cudaStream_t); \
   template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, cudaStream_t);
-GPT2_INSTANTIATE(float)
-GPT2_INSTANTIATE(__half)
-GPT2_INSTANTIATE(__nv_bfloat16)
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

@@ -35,8 +35,8 @@ void bias_gelu_forward(T* x, const float* bias, int n, int H, cudaStream_t strea
   CUDA_CHECK_LAUNCH();
 }
 
-template void bias_gelu_forward<float>(float*, const float*, int, int, cudaStream_t);
-template void bias_gelu_forward<__half>(__half*, const float*, int, int, cudaStream_t);
-template void bias_gelu_forward<__nv_bfloat16>(__nv_bfloat16*, const float*, int, int, cudaStream_t);
+#define GPT2_INSTANTIATE(T) template void bias_gelu_forward<T>(T*, const float*, int, int, cudaStream_t);
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
+#undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

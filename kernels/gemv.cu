@@ -205,8 +205,8 @@ void gemv(const GemvParams<T>& p, cudaStream_t stream) {
   CUDA_CHECK_LAUNCH();
 }
 
-template void gemv<float>(const GemvParams<float>&, cudaStream_t);
-template void gemv<__half>(const GemvParams<__half>&, cudaStream_t);
-template void gemv<__nv_bfloat16>(const GemvParams<__nv_bfloat16>&, cudaStream_t);
+#define GPT2_INSTANTIATE(T) template void gemv<T>(const GemvParams<T>&, cudaStream_t);
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
+#undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

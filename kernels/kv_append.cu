@@ -49,9 +49,7 @@ void qkv_bias_kv_append(T* qkv, const float* bias, T* k_ring, T* v_ring, int n, 
 
 #define GPT2_INSTANTIATE(T) \
   template void qkv_bias_kv_append<T>(T*, const float*, T*, T*, int, int, const KvRing&, int, cudaStream_t);
-GPT2_INSTANTIATE(float)
-GPT2_INSTANTIATE(__half)
-GPT2_INSTANTIATE(__nv_bfloat16)
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

@@ -64,9 +64,7 @@ void layernorm_forward(T* out, float* x, const float* resid_bias, const float* w
 #define GPT2_INSTANTIATE(T)                                                                          \
   template void layernorm_forward<T>(T*, float*, const float*, const float*, const float*, int, int, float, \
                                      cudaStream_t);
-GPT2_INSTANTIATE(float)
-GPT2_INSTANTIATE(__half)
-GPT2_INSTANTIATE(__nv_bfloat16)
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

@@ -45,9 +45,7 @@ void matmul_accumulate(cublasHandle_t handle, float* out, const T* x, const T* w
 #define GPT2_INSTANTIATE(T)                                                                   \
   template void matmul_store<T>(cublasHandle_t, T*, const T*, const T*, int, int, int);      \
   template void matmul_accumulate<T>(cublasHandle_t, float*, const T*, const T*, int, int, int);
-GPT2_INSTANTIATE(float)
-GPT2_INSTANTIATE(__half)
-GPT2_INSTANTIATE(__nv_bfloat16)
+GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda
