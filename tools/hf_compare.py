@@ -118,25 +118,27 @@ def build_hf_model(out_dir, seed):
 
 
 def hf_reference(model, ids, steps):
-    """float64 last-position logits of `ids` and the float64 greedy path with top-2 margins."""
+    """float64 last-position logits of `ids` and the float64 greedy path with top-2 margins.
+
+    Each step re-runs the whole sequence without a cache: the reference stays independent of
+    any KV cache, and of transformers' cache API, which changes between versions."""
     import torch
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     m = model.to(device=dev, dtype=torch.float64)
+    seq = list(ids)
+    greedy, margins, first = [], [], None
     with torch.no_grad():
-        x = torch.tensor([ids], device=dev)
-        out = m(input_ids=x, use_cache=True)
-        logits = out.logits[0, -1]
-        first = logits.detach().cpu().numpy().copy()
-        past = out.past_key_values
-        greedy, margins = [], []
-        for _ in range(steps):
+        for _ in range(max(steps, 1)):
+            logits = m(input_ids=torch.tensor([seq], device=dev), use_cache=False).logits[0, -1]
+            if first is None:
+                first = logits.detach().cpu().numpy().copy()
+            if len(greedy) == steps:
+                break
             top = torch.topk(logits, 2)
             margins.append(float(top.values[0] - top.values[1]))
             nxt = int(torch.argmax(logits))  # lowest id on ties, like gpt2-gen
             greedy.append(nxt)
-            out = m(input_ids=torch.tensor([[nxt]], device=dev), past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            logits = out.logits[0, -1]
+            seq.append(nxt)
     return first, greedy, margins
 
 
