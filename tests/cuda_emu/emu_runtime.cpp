@@ -311,16 +311,15 @@ cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   }
   return cudaSuccess;
 }
-}  // namespace
 
-namespace {
 // Queues a copy on `stream` with CUDA's host-memory rules: a pageable source is read now (CUDA
 // stages it before returning); a pageable destination makes the copy synchronous.
 cudaError_t copy_on(cudaStream_t stream, void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   const bool src_pageable = kind == cudaMemcpyHostToDevice && !emu::is_pinned_range(src, bytes);
   const bool dst_pageable = kind == cudaMemcpyDeviceToHost && !emu::is_pinned_range(dst, bytes);
   cudaError_t e;
-  if (src_pageable && !state().capturing) {
+  const bool captured = stream != nullptr && state().capturing == stream;  // recorded: runs at each launch
+  if (src_pageable && !captured) {
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
     e = emu::enqueue(stream, [=] {
       if (bytes) std::memcpy(dst, staged->data(), bytes);
@@ -330,7 +329,7 @@ cudaError_t copy_on(cudaStream_t stream, void* dst, const void* src, size_t byte
       if (bytes) std::memmove(dst, src, bytes);
     });
   }
-  if (e == cudaSuccess && dst_pageable && state().capturing != stream) {
+  if (e == cudaSuccess && dst_pageable && !captured) {
     emu::synchronize(stream, false);
     return state().sticky;
   }

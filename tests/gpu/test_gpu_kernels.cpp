@@ -412,7 +412,7 @@ TYPED_TEST(Kernels, GemvOddRowCounts) {
   for (int OC : {1, 2, 7, 9, 63, 65, 1023})
     check_gemv<TypeParam>(this->rng, 64, OC, OC % 2 == 1, k::GemvEpilogue::Store, false, OC % 3 == 0);
   check_gemv<TypeParam>(this->rng, 8 * 1024 + 8, 5, false, k::GemvEpilogue::Store, false, true);
-  // The largest input: its shared memory plus the LayerNorm's static partials fill 48 KB.
+  // The largest input: its shared memory plus the LayerNorm's static partials just fit in 48 KB.
   check_gemv<TypeParam>(this->rng, k::kGemvMaxIC, 3, true, k::GemvEpilogue::Store, true, true);
 }
 
