@@ -2,6 +2,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -10,8 +12,10 @@
 #include "backend.h"
 #include "bench.h"
 #include "error.h"
+#include "explain.h"
 #include "generator.h"
 #include "model.h"
+#include "progress.h"
 #include "prompt.h"
 #include "report.h"
 #include "tokenizer.h"
@@ -121,7 +125,11 @@ int run_app(const CliOptions& o) {
   bool output_open = true;
   if (!o.json && !o.no_display_prompt && !empty_prompt)
     for (int id : prompt) output_open = output_open && write_stdout(stream.push(id));
+  // Streamed text on the terminal is its own progress; otherwise a long run shows a progress line.
+  Progress progress(progress_wanted(o.quiet) && (o.json || isatty(STDOUT_FILENO) != 1), progress_min_seconds());
+  progress.begin_run(gen.use_cache ? "generating (cache)" : "generating (no-cache)", 0, 0, gen.max_new_tokens);
   TokenCallback on_token = [&](int id) {
+    progress.tick();
     if (o.json) return true;
     output_open = output_open && write_stdout(stream.push(id));
     return output_open;
@@ -129,6 +137,7 @@ int run_app(const CliOptions& o) {
 
   RunReport report;
   report.result = generate(*backend, prompt, model.config.n_positions, gen, on_token, &g_interrupted);
+  progress.clear();
   if (!o.json && output_open) write_stdout(stream.finish() + "\n");
 
   report.backend = backend->info();
@@ -141,6 +150,12 @@ int run_app(const CliOptions& o) {
   report.text = tok.decode(report.result.generated);
 
   if (!o.quiet) std::cerr << summary_text(report);
+  if (o.explain) {
+    const ExplainModel em = explain_model(model.config, report.backend, report.kv_capacity);
+    const ExplainPair ex = explain_generation(em, report.result, gen.use_cache);
+    if (!o.quiet) std::cerr << explain_text(em, ex.run, ex.other);
+    report.explain = explain_json(em, ex.run, ex.other);
+  }
   if (o.json) {
     const std::string text = dump_json(report_json(report)) + "\n";
     if (o.json_file.empty()) write_stdout(text);

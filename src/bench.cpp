@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "error.h"
+#include "explain.h"
+#include "progress.h"
 #include "report.h"
 
 namespace gpt2 {
@@ -83,6 +85,22 @@ std::string table(const std::vector<Mode>& modes, const BackendInfo& info) {
   return out;
 }
 
+// Counts a run's tokens for the progress line; during the no-cache warm-up, once its first
+// steps are timed, prints the estimate of the whole no-cache benchmark if it is long.
+TokenCallback progress_ticker(Progress& progress, const Mode& m, int run, const CliOptions& o) {
+  const int estimate_after = std::min(8, o.max_new_tokens);
+  return [&progress, &m, run, &o, estimate_after](int) {
+    progress.tick();
+    if (!m.use_cache && run == 0 && int(progress.token_ms().size()) == estimate_after) {
+      const std::vector<double>& first = progress.token_ms();
+      const TokenTrend trend = TokenTrend::fit(first);
+      const double total_s = double(o.runs + 1) * (first[0] + trend.sum(1, o.max_new_tokens)) / 1000;
+      if (total_s >= progress_min_seconds()) progress.line(no_cache_estimate_line(first, o.max_new_tokens, o.runs));
+    }
+    return true;
+  };
+}
+
 }  // namespace
 
 ModeSummary summarize(const std::vector<GenerationResult>& runs) {
@@ -133,14 +151,19 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
   const BackendInfo& info = backend.info();
   std::vector<Mode> modes = {{"cache", "with KV caching", true, {}, {}},
                              {"no-cache", "without KV caching", false, {}, {}}};
+  Progress progress(progress_wanted(o.quiet), 0);
   for (Mode& m : modes) {
     gen.use_cache = m.use_cache;
     if (!o.quiet) std::cerr << "gpt2-gen: benchmark " << m.name << ": warm-up + " << o.runs << " runs\n";
-    generate(backend, setup.prompt, setup.config.n_positions, gen, nullptr);  // warm-up, discarded
-    for (int i = 0; i < o.runs; ++i)
-      m.runs.push_back(generate(backend, setup.prompt, setup.config.n_positions, gen, nullptr));
+    for (int i = 0; i <= o.runs; ++i) {  // run 0 is the warm-up, discarded
+      progress.begin_run(std::string("benchmark ") + m.name, i, o.runs, o.max_new_tokens);
+      GenerationResult r = generate(backend, setup.prompt, setup.config.n_positions, gen,
+                                    progress_ticker(progress, m, i, o));
+      if (i > 0) m.runs.push_back(std::move(r));
+    }
     m.summary = summarize(m.runs);
   }
+  progress.clear();
   const bool identical = modes[0].runs.front().generated == modes[1].runs.front().generated;
   const double speedup = modes[1].summary.total_s_mean / modes[0].summary.total_s_mean;
 
@@ -177,6 +200,13 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
                       {"speedup", speedup},
                       {"tokens_identical", identical},
                       {"modes", {mode_json(modes[0], info), mode_json(modes[1], info)}}};
+  if (o.explain) {
+    const ExplainModel em = explain_model(setup.config, info, backend.kv_capacity());
+    const ExplainRun cache = explain_runs(em, modes[0].runs, true), no_cache = explain_runs(em, modes[1].runs, false);
+    if (!o.quiet) std::cerr << explain_text(em, cache, no_cache);
+    j["modes"][0]["explain"] = explain_json(em, cache, no_cache);
+    j["modes"][1]["explain"] = explain_json(em, no_cache, cache);
+  }
   if (o.json && o.json_file.empty()) {
     std::cerr << out;  // stdout carries the JSON
     std::fwrite(dump_json(j).data(), 1, dump_json(j).size(), stdout);

@@ -69,6 +69,9 @@ void setup_cli(CLI::App& app, CliOptions& o) {
                  "streaming; with FILE, write it there")
       ->expected(0, 1);
   app.add_flag("-q,--quiet", o.quiet, "No summary on stderr");
+  app.add_flag("--explain", o.explain,
+               "Show what each step computed (shapes, FLOPs, bytes, K/V held) beside its time, and "
+               "what the K/V cache saves; --json carries it under \"explain\"");
 
   app.add_flag("--benchmark", o.benchmark,
                "Run the same generation with and without the K/V cache, --runs times each, and report");

@@ -38,6 +38,7 @@ struct CliOptions {
   bool json = false;               // one JSON object on stdout at the end (or into json_file)
   std::string json_file;           // --json FILE writes it there instead
   bool quiet = false;              // no summary on stderr
+  bool explain = false;            // --explain: each step's work, shapes and time (src/explain.h)
 
   // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
   bool benchmark = false;

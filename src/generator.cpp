@@ -37,8 +37,12 @@ GenerationResult generate(Backend& backend, const std::vector<int>& prompt, int 
   KvRing ring{capacity, 0};
   const KvRing fresh{capacity, 0};     // --no-cache starts from an empty ring every step
 
+  auto forward = [&](const int* ids, int n, int pos, const KvRing& kv) {
+    r.forwards.push_back(ForwardCall{n, pos});
+    backend.forward(ids, n, pos, kv);
+  };
   auto t_start = clock::now();
-  backend.forward(tokens.data(), int(tokens.size()), 0, ring);
+  forward(tokens.data(), int(tokens.size()), 0, ring);
   for (;;) {
     const int next = backend.sample(opt.sampling, opt.sampling.greedy() ? 0.0 : rng.uniform());
     const auto t_now = clock::now();
@@ -60,15 +64,15 @@ GenerationResult generate(Backend& backend, const std::vector<int>& prompt, int 
     if (new_begin != begin) ++r.context_shifts;
     if (!opt.use_cache) {
       begin = new_begin;
-      backend.forward(tokens.data() + begin, end - begin, 0, fresh);
+      forward(tokens.data() + begin, end - begin, 0, fresh);
     } else if (new_begin != begin) {
       // Context shift: GPT-2's positions are baked into K and V, so the kept tokens are
       // recomputed at positions 0.. into the slots they already occupy.
       ring = ring.dropped_front(new_begin - begin);
       begin = new_begin;
-      backend.forward(tokens.data() + begin, end - begin, 0, ring);
+      forward(tokens.data() + begin, end - begin, 0, ring);
     } else {
-      backend.forward(&tokens[end - 1], 1, end - 1 - begin, ring);
+      forward(&tokens[end - 1], 1, end - 1 - begin, ring);
     }
   }
   return r;

@@ -23,6 +23,16 @@ struct GenerationOptions {
   int eos_id = 50256;
 };
 
+// One forward() call as the generator made it: `tokens` tokens at context positions
+// [pos, pos + tokens), so the newest attends over pos + tokens keys. --explain counts its work.
+struct ForwardCall {
+  int tokens = 0;
+  int pos = 0;
+  int context() const { return pos + tokens; }
+  bool operator==(const ForwardCall& o) const { return tokens == o.tokens && pos == o.pos; }
+  bool operator!=(const ForwardCall& o) const { return !(*this == o); }
+};
+
 enum class FinishReason { Length, Eos, Context, Interrupted };
 const char* finish_reason_name(FinishReason r);  // "length", "eos", "context", "interrupted"
 
@@ -33,6 +43,7 @@ struct GenerationResult {
   double decode_ms = 0;            // every later token
   std::vector<double> token_ms;    // per generated token; token_ms[0] is the prefill
   int context_shifts = 0;
+  std::vector<ForwardCall> forwards;  // forwards[i] computed the logits of generated[i]
 
   int decode_tokens() const { return generated.empty() ? 0 : int(generated.size()) - 1; }
   double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_tokens() / decode_ms : 0.0; }

@@ -75,11 +75,13 @@ nlohmann::json report_json(const RunReport& r) {
       {"token_ms", g.token_ms},
   };
   if (r.sampled) stats["seed"] = r.seed;
-  return {{"prompt_ids", r.prompt_ids},
-          {"generated_ids", g.generated},
-          {"text", r.text},
-          {"finish_reason", finish_reason_name(g.finish)},
-          {"stats", stats}};
+  nlohmann::json j = {{"prompt_ids", r.prompt_ids},
+                      {"generated_ids", g.generated},
+                      {"text", r.text},
+                      {"finish_reason", finish_reason_name(g.finish)},
+                      {"stats", stats}};
+  if (!r.explain.is_null()) j["explain"] = r.explain;
+  return j;
 }
 
 std::string dump_json(const nlohmann::json& j, int indent) {

@@ -21,6 +21,7 @@ struct RunReport {
   std::vector<int> prompt_ids;
   GenerationResult result;
   std::string text;      // the generated text (prompt excluded)
+  nlohmann::json explain;  // --explain's object (null without --explain)
 };
 
 // Peak resident memory of this process in bytes (getrusage), for the CPU backend's summary.
