@@ -131,6 +131,42 @@ class Goldens(CliTest):
         self.assertFalse(os.path.isfile(os.devnull), "/dev/null was replaced by a regular file")
 
 
+class SamplingFlags(CliTest):
+    """Each sampling flag reaches the sampler: at a temperature where plain sampling wanders off
+    the greedy path, the flag alone brings the golden greedy tokens back."""
+    GREEDY = GOLDEN["greedy"][0]
+    N = 20
+
+    def sample(self, *flags, seed=7):
+        out = self.generate_json("--prompt-ids", ids(self.GREEDY["prompt"]), "-n", str(self.N), "--ignore-eos",
+                                 "--seed", str(seed), *flags)
+        return out["generated_ids"]
+
+    def test_a_high_temperature_alone_leaves_the_greedy_path(self):
+        # The control for the tests below: at temperature 100 over the whole vocabulary (or the
+        # default top-k 40 / top-p 0.95) the draws are nearly uniform, so almost no token is greedy.
+        want = self.GREEDY["new_tokens"][: self.N]
+        for flags in (["--top-k", "0", "--top-p", "1"], []):
+            got = self.sample("--temperature", "100", *flags)
+            self.assertLess(sum(a == b for a, b in zip(got, want)), 5, flags)
+
+    def test_top_k_one_is_greedy_at_any_temperature(self):
+        got = self.sample("--temperature", "100", "--top-k", "1", "--top-p", "1", seed=1)
+        self.assertEqual(got, self.GREEDY["new_tokens"][: self.N])
+
+    def test_a_tiny_top_p_is_greedy_at_any_temperature(self):
+        # At temperature 100 the best token holds about 1/50257 of the mass, far above 1e-6.
+        got = self.sample("--temperature", "100", "--top-k", "0", "--top-p", "0.000001", seed=2)
+        self.assertEqual(got, self.GREEDY["new_tokens"][: self.N])
+
+    def test_temperature_zero_and_a_tiny_temperature_are_greedy(self):
+        # --temperature 1e-4: the golden margins (>= 0.003) become >= 30 nats, so the second-best
+        # token has p < e^-30 at every step; the default temperature 0.8 would wander off.
+        for flags in (["--temperature", "0"], ["--temperature", "0.0001"]):
+            got = self.sample(*flags, "--top-k", "0", "--top-p", "1")
+            self.assertEqual(got, self.GREEDY["new_tokens"][: self.N], flags)
+
+
 class BadInput(CliTest):
     def test_flag_values(self):
         cases = [
