@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -74,6 +75,45 @@ TEST(TokenizerGolden, EveryCaseDecodesToItsText) {
 
 TEST(TokenizerGolden, KvCachingPrompt) {
   EXPECT_EQ(gpt2_tokenizer().encode("What is KV caching?"), (std::vector<int>{2061, 318, 509, 53, 40918, 30}));
+}
+
+// Pieces longer than 32 bytes take the tokenizer's heap-based merge, and runs of one symbol
+// make every merge a tie between equal pairs. Ids from tiktoken 0.14.0 (`encode_ordinary`,
+// an Encoding built from ../shared/gpt2-tokenizer as test_tokenizer_diff.py builds it; Hugging
+// Face tokenizers 0.23.3 gave the same ids), pasted here so the C++ test checks them by itself.
+std::string repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+TEST(TokenizerGolden, LongTieHeavyPiecesMatchTiktoken) {
+  const std::vector<int> a8(8, 24794), x12(12, 24223), nl20(20, 628), e20(20, 2634);
+  std::vector<int> a40 = {257};
+  a40.insert(a40.end(), 9, 24794);
+  a40.push_back(46071);
+  std::vector<int> ab = {450};
+  ab.insert(ab.end(), 17, 397);
+  std::vector<int> smile;
+  for (int i = 0; i < 9; ++i) smile.insert(smile.end(), {47249, 222});
+  const std::vector<std::pair<std::string, std::vector<int>>> cases = {
+      {std::string(40, '-'), {3880, 982}},
+      {std::string(33, 'a'), [&] { auto v = a8; v.push_back(64); return v; }()},
+      {" " + std::string(40, 'a'), a40},
+      {std::string(64, '='), {23926}},
+      {std::string(37, '!') + "?", {34635, 34635, 34635, 34635, 50184, 30}},
+      {" " + repeat("ab", 18), ab},
+      {std::string(35, '0'), {25645, 25645, 830}},
+      {std::string(40, '\n'), nl20},
+      {std::string(100, 'x'), [&] { auto v = x12; v.push_back(12343); return v; }()},
+      {std::string(33, '.') + " and " + std::string(47, '_'), {27754, 34617, 290, 220, 10221, 2602, 37405}},
+      {repeat("\xc3\xa9", 20), e20},                // e-acute x 20: 40 bytes of letters
+      {repeat("\xf0\x9f\x98\x80", 9), smile},      // U+1F600 x 9: 36 bytes
+  };
+  for (const auto& [text, ids] : cases) {
+    EXPECT_EQ(gpt2_tokenizer().encode(text, /*parse_special=*/false), ids) << text;
+    EXPECT_EQ(gpt2_tokenizer().decode(ids), text);
+  }
 }
 
 bool is_continuation_byte(char b) { return (static_cast<unsigned char>(b) & 0xC0) == 0x80; }
