@@ -70,7 +70,6 @@ __device__ __forceinline__ float warp_reduce(float v) {
   return v;
 }
 __device__ __forceinline__ float warp_sum(float v) { return warp_reduce<SumOp>(v); }
-__device__ __forceinline__ float warp_max(float v) { return warp_reduce<MaxOp>(v); }
 
 // The block's reduction, returned to every thread. Safe to call repeatedly (the leading
 // barrier keeps a previous call's readers from seeing the next call's partials).

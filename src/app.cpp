@@ -49,8 +49,8 @@ bool write_stdout(const std::string& s) {
 BackendOptions backend_options(const CliOptions& o) {
   BackendOptions b;
   b.device = o.device == "cpu" ? Device::Cpu : o.device == "cuda" ? Device::Cuda : Device::Auto;
-  b.dtype_set = !o.dtype.empty();
-  b.dtype = o.dtype == "fp16" ? ComputeDType::F16 : o.dtype == "bf16" ? ComputeDType::BF16 : ComputeDType::F32;
+  if (!o.dtype.empty())
+    b.dtype = o.dtype == "fp16" ? ComputeDType::F16 : o.dtype == "bf16" ? ComputeDType::BF16 : ComputeDType::F32;
   b.kv_capacity = o.ctx_size;
   return b;
 }
@@ -103,10 +103,8 @@ int run_app(const CliOptions& o) {
   const double tokenize_ms = ms_since(t);
   const bool empty_prompt = prompt.empty();
   if (empty_prompt) prompt.push_back(model.config.eos_token_id);  // start from <|endoftext|>
-  const int window = o.ctx_size > 0 && o.ctx_size < model.config.n_positions ? o.ctx_size : model.config.n_positions;
-  if (int(prompt.size()) > window)
-    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
-                std::to_string(window) + "; shorten the prompt");
+  // Refused before the backend's upload, which may take seconds.
+  check_prompt_fits(prompt.size(), context_window(o.ctx_size, model.config.n_positions));
 
   t = clock::now();
   std::string fallback;
@@ -136,7 +134,7 @@ int run_app(const CliOptions& o) {
   };
 
   RunReport report;
-  report.result = generate(*backend, prompt, model.config.n_positions, gen, on_token, &g_interrupted);
+  report.result = generate(*backend, prompt, gen, on_token, &g_interrupted);
   progress.clear();
   if (!o.json && output_open) write_stdout(stream.finish() + "\n");
 

@@ -16,6 +16,23 @@ const char* compute_dtype_name(ComputeDType d) {
   return "?";
 }
 
+Backend::Backend(const GPT2Config& config, const BackendOptions& options)
+    : config_(config), capacity_(options.kv_capacity > 0 ? options.kv_capacity : config.n_positions) {}
+
+void Backend::forward(const int* ids, int n, int pos, const KvRing& ring) {
+  if (n < 1 || pos < 0 || pos + n > context_window())
+    throw Error("internal: forward() of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
+                " does not fit the context");
+  if (ring.capacity != capacity_ || ring.start < 0 || ring.start >= capacity_)
+    throw Error("internal: forward() with a K/V ring of capacity " + std::to_string(ring.capacity) + ", start " +
+                std::to_string(ring.start) + " (the backend's holds " + std::to_string(capacity_) + ")");
+  for (int i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= config_.vocab_size)
+      throw Error("token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
+                  std::to_string(config_.vocab_size) + ")");
+  forward_impl(ids, n, pos, ring);
+}
+
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options, std::string* note) {
   const int n_pos = model.config.n_positions;
   if (options.kv_capacity < 0 || options.kv_capacity > n_pos)
@@ -26,17 +43,13 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   const bool cuda_ok = options.device != Device::Cpu && cuda_device_usable(&why_not_cuda);
   if (options.device == Device::Cuda && !cuda_ok)
     throw Error("--device cuda: no usable CUDA device: " + why_not_cuda + "; use --device cpu");
-  if (cuda_ok) {
-    BackendOptions o = options;
-    if (!o.dtype_set) o.dtype = ComputeDType::F16;
-    return make_cuda_backend(model, o);
-  }
+  if (cuda_ok) return make_cuda_backend(model, options);
   if (note) {
     note->clear();
     if (options.device == Device::Auto) *note = "note: running on the CPU: no usable CUDA device: " + why_not_cuda;
-    if (options.dtype_set && options.dtype != ComputeDType::F32)
+    if (options.dtype && *options.dtype != ComputeDType::F32)
       *note += std::string(note->empty() ? "note: " : "; ") + "the CPU backend computes in fp32, --dtype " +
-               compute_dtype_name(options.dtype) + " applies to CUDA only";
+               compute_dtype_name(*options.dtype) + " applies to CUDA only";
   }
   return make_cpu_backend(model, options);
 }

@@ -4,7 +4,9 @@
 //
 // The generator drives it with forward() calls; a backend keeps nothing between calls except
 // what forward() wrote into the K/V rings, so `--no-cache` (recompute the whole context every
-// step) is the same forward() on the whole window with nothing read from before.
+// step) is the same forward() on the whole window with nothing read from before. forward()
+// states the contract of a call once, for both backends: it validates the call, then runs the
+// backend's forward_impl().
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
+#include "config.h"
 #include "kv_ring.h"
 #include "sampler.h"
 
@@ -26,10 +31,8 @@ const char* compute_dtype_name(ComputeDType d);  // "fp32", "fp16", "bf16"
 struct BackendOptions {
   Device device = Device::Auto;
   // Unset: fp16 on CUDA, fp32 on the CPU (which always computes in fp32).
-  bool dtype_set = false;
-  ComputeDType dtype = ComputeDType::F32;
+  std::optional<ComputeDType> dtype;
   int kv_capacity = 0;  // slots per layer; 0 = the model's n_positions
-  int max_tokens_per_forward = 0;  // largest n passed to forward(); 0 = kv_capacity
 };
 
 struct BackendInfo {
@@ -49,17 +52,31 @@ class Backend {
   // Runs `n` tokens `ids` at context positions [pos, pos + n) through the model, writing their
   // keys and values into ring slots ring.slot(pos..pos+n-1) of every layer and attending over
   // positions [0, pos + i] for token i. Keeps the logits of the last token (only those are
-  // computed). Requires 1 <= n <= max_tokens_per_forward and pos + n <= ring.capacity.
-  virtual void forward(const int* ids, int n, int pos, const KvRing& ring) = 0;
+  // computed). Requires n >= 1, pos >= 0, pos + n <= context_window(), a ring of this
+  // backend's capacity and ids in [0, vocab_size); throws gpt2::Error otherwise.
+  void forward(const int* ids, int n, int pos, const KvRing& ring);
 
   // The next token from the last logits by the rule of sampler.h, with uniform draw u.
   virtual int sample(const SamplingParams& params, double u) = 0;
 
-  // Copies the last logits (vocab_size floats) to `out` (tests, --dump).
+  // Copies the last logits (vocab_size floats) to `out` (tests, tools/dump_logits.cpp).
   virtual void read_logits(float* out) = 0;
 
   virtual const BackendInfo& info() const = 0;
-  virtual int kv_capacity() const = 0;
+  int kv_capacity() const { return capacity_; }  // K/V ring slots per layer
+  int context_window() const { return gpt2::context_window(capacity_, config_.n_positions); }
+
+ protected:
+  // `options.kv_capacity` 0 means the model's n_positions.
+  Backend(const GPT2Config& config, const BackendOptions& options);
+  const GPT2Config& config() const { return config_; }
+
+ private:
+  // forward() once the call is known to be valid.
+  virtual void forward_impl(const int* ids, int n, int pos, const KvRing& ring) = 0;
+
+  GPT2Config config_;
+  int capacity_ = 0;
 };
 
 // Makes the backend `options.device` asks for. Auto: CUDA when built with it and a device is

@@ -21,8 +21,6 @@
 
 #include <cuda_runtime.h>
 
-#include <climits>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -105,31 +103,6 @@ inline void store_as(float v, __nv_bfloat16* dst) {
   std::memcpy(static_cast<void*>(dst), &b, 2);
 }
 
-// Index of the first NaN / Inf in raw stored elements, or -1.
-long first_non_finite(const uint8_t* data, long n, DType d) {
-  long bad = LONG_MAX;
-#pragma omp parallel for reduction(min : bad) schedule(static)
-  for (long i = 0; i < n; ++i) {
-    bool nf;
-    if (d == DType::F32) {
-      uint32_t u;
-      std::memcpy(&u, data + 4 * i, 4);
-      nf = (u & 0x7f800000u) == 0x7f800000u;
-    } else {
-      uint16_t u;
-      std::memcpy(&u, data + 2 * i, 2);
-      nf = d == DType::F16 ? (u & 0x7c00u) == 0x7c00u : (u & 0x7f80u) == 0x7f80u;
-    }
-    if (nf && i < bad) bad = i;
-  }
-  return bad == LONG_MAX ? -1 : bad;
-}
-
-[[noreturn]] void refuse_non_finite(const TensorView& t, const std::string& source, long index, const char* what) {
-  throw Error(source + ": tensor \"" + t.name + "\" " + what + " at element " + std::to_string(index) +
-              " (corrupted or badly converted weights)");
-}
-
 // One device allocation for everything, planned before anything is allocated.
 class Plan {
  public:
@@ -178,41 +151,15 @@ bool pdl_from_env() {
 template <typename T>
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const Model& m, const BackendOptions& o) : cfg_(m.config) {
+  CudaBackend(const Model& m, const BackendOptions& o) : Backend(m.config, o), cfg_(config()) {
     try {
-      init(m, o);
+      init(m);
     } catch (...) {
       release();
       throw;
     }
   }
   ~CudaBackend() override { release(); }
-
-  void forward(const int* ids, int n, int pos, const KvRing& ring) override {
-    if (n < 1 || n > max_T_ || pos < 0 || pos + n > capacity_ || pos + n > cfg_.n_positions)
-      throw Error("internal: forward() of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
-                  " does not fit the context");
-    if (ring.capacity != capacity_ || ring.start < 0 || ring.start >= capacity_)
-      throw Error("internal: forward() with a K/V ring of capacity " + std::to_string(ring.capacity) + ", start " +
-                  std::to_string(ring.start) + " (the backend's holds " + std::to_string(capacity_) + ")");
-    for (int i = 0; i < n; ++i)
-      if (ids[i] < 0 || ids[i] >= V_)
-        throw Error("token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " + std::to_string(V_) + ")");
-    if (pending_) run_pending(true);  // a decode step that was never sampled: run it first
-    if (n == 1 && mode_ != DecodeMode::Rows) {
-      wait_inflight();
-      step_host_->token = ids[0];
-      step_host_->pos = pos;
-      step_host_->ring = ring;
-      pending_ = true;  // runs in sample() or read_logits()
-      return;
-    }
-    wait_inflight();  // ids_host_ may still be read by an earlier copy
-    std::memcpy(ids_host_, ids, size_t(n) * sizeof(int));
-    CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
-    enqueue_rows(n, pos, ring);
-    inflight_ = true;
-  }
 
   int sample(const SamplingParams& params, double u) override {
     const bool greedy = params.greedy();
@@ -244,26 +191,52 @@ class CudaBackend final : public Backend {
   }
 
   const BackendInfo& info() const override { return info_; }
-  int kv_capacity() const override { return capacity_; }
 
  private:
+  // The tensors of model.h's lists: matrices in T, vectors (LayerNorm, biases) in fp32.
+  struct Weights {
+    T *wte = nullptr, *wpe = nullptr;            // (V, C), (P, C)
+    float *ln_f_w = nullptr, *ln_f_b = nullptr;  // (C)
+  };
   struct Layer {
-    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;        // (C)
-    float *qkv_b, *proj_b, *fc_b, *fcproj_b;     // (3C), (C), (H), (C)
-    T *qkv_w, *proj_w, *fc_w, *fcproj_w;         // (3C, C), (C, C), (H, C), (C, H)
-    T *k, *v;                                    // (capacity, C) each: the K/V ring
+    float *ln_1_w, *ln_1_b;            // (C)
+    T* qkv_w;                          // (3C, C)
+    float* qkv_b;                      // (3C)
+    T* attn_proj_w;                    // (C, C)
+    float* attn_proj_b;                // (C)
+    float *ln_2_w, *ln_2_b;            // (C)
+    T* fc_w;                           // (H, C)
+    float* fc_b;                       // (H)
+    T* fc_proj_w;                      // (C, H)
+    float* fc_proj_b;                  // (C)
+    T *k, *v;                          // (capacity, C) each: the K/V ring
   };
 
-  void init(const Model& m, const BackendOptions& o) {
+  void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
+    if (pending_) run_pending(true);  // a decode step that was never sampled: run it first
+    if (n == 1 && mode_ != DecodeMode::Rows) {
+      wait_inflight();
+      step_host_->token = ids[0];
+      step_host_->pos = pos;
+      step_host_->ring = ring;
+      pending_ = true;  // runs in sample() or read_logits()
+      return;
+    }
+    wait_inflight();  // ids_host_ may still be read by an earlier copy
+    std::memcpy(ids_host_, ids, size_t(n) * sizeof(int));
+    CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    enqueue_rows(n, pos, ring);
+    inflight_ = true;
+  }
+
+
+  void init(const Model& m) {
     C_ = cfg_.n_embd;
     H_ = cfg_.n_inner;
     NH_ = cfg_.n_head;
     HS_ = cfg_.head_dim();
     V_ = cfg_.vocab_size;
     L_ = cfg_.n_layer;
-    capacity_ = o.kv_capacity > 0 ? o.kv_capacity : cfg_.n_positions;
-    max_T_ = o.max_tokens_per_forward > 0 ? o.max_tokens_per_forward : capacity_;
-    if (max_T_ > capacity_) max_T_ = capacity_;
     mode_ = decode_mode_from_env();
     pdl_ = pdl_from_env();
 
@@ -283,44 +256,48 @@ class CudaBackend final : public Backend {
     size_t free0 = 0, total0 = 0;
     CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
 
-    // ---- the allocation plan ------------------------------------------------------------
-    const size_t C = C_, H = H_, V = V_, P = cfg_.n_positions, cap = capacity_, mT = max_T_;
+    const size_t need = plan_memory(prop.name, free0, total0);
+    open_stream();
+    upload_weights(m);
+    warm_up_and_capture();
+
+    size_t free1 = 0, total1 = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free1, &total1));
+    info_.device = "cuda";
+    info_.device_name = prop.name;
+    info_.dtype = compute_dtype<T>();
+    // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
+    // CUDA context itself is excluded. Nothing is allocated after this point.
+    info_.peak_device_bytes = free0 > free1 ? free0 - free1 : need;
+  }
+
+  // Plans every device buffer into one allocation, allocates it and binds the pointers; records
+  // the sizes by category in info_. Returns the bytes allocated.
+  size_t plan_memory(const std::string& device_name, size_t free0, size_t total0) {
+    const size_t C = C_, H = H_, V = V_, cap = kv_capacity(), rows = context_window();
     size_t weights = 0, kv = 0, other = 0;
     Plan plan;
-    plan.add(&wte_, V * C, &weights);
-    plan.add(&wpe_, P * C, &weights);
-    plan.add(&lnf_w_, C, &weights);
-    plan.add(&lnf_b_, C, &weights);
+    auto add_weight = [&](const char*, const ShapeRule& rule, auto*& dst) {
+      plan.add(&dst, size_t(rule.numel(cfg_)), &weights);
+    };
+    for_each_model_tensor(add_weight, w_);
     layers_.resize(size_t(L_));
-    for (Layer& l : layers_) {
-      plan.add(&l.ln1_w, C, &weights);
-      plan.add(&l.ln1_b, C, &weights);
-      plan.add(&l.ln2_w, C, &weights);
-      plan.add(&l.ln2_b, C, &weights);
-      plan.add(&l.qkv_b, 3 * C, &weights);
-      plan.add(&l.proj_b, C, &weights);
-      plan.add(&l.fc_b, H, &weights);
-      plan.add(&l.fcproj_b, C, &weights);
-      plan.add(&l.qkv_w, 3 * C * C, &weights);
-      plan.add(&l.proj_w, C * C, &weights);
-      plan.add(&l.fc_w, H * C, &weights);
-      plan.add(&l.fcproj_w, C * H, &weights);
-    }
+    for (Layer& l : layers_) for_each_layer_tensor(add_weight, l);
     for (Layer& l : layers_) {
       plan.add(&l.k, cap * C, &kv);
       plan.add(&l.v, cap * C, &kv);
     }
-    plan.add(&x_, mT * C, &other);        // (T, C) fp32 residual stream
-    plan.add(&ln_, mT * C, &other);       // (T, C)
-    plan.add(&qkv_, mT * 3 * C, &other);  // (T, 3C)
-    plan.add(&att_, mT * C, &other);      // (T, C)
-    plan.add(&fc_, mT * H, &other);       // (T, H)
-    plan.add(&ids_dev_, mT, &other);      // (T)
-    plan.add(&xd_, C, &other);            // decode: (C) fp32 residual stream
-    plan.add(&qd_, C, &other);            // (C) query
-    plan.add(&attd_, C, &other);          // (C) attention output
-    plan.add(&hd_, H, &other);            // (H) gelu output
-    plan.add(&partials_, cuda::attention_decode_partials(NH_, capacity_), &other);
+    plan.add(&x_, rows * C, &other);        // (T, C) fp32 residual stream
+    plan.add(&ln_, rows * C, &other);       // (T, C)
+    plan.add(&qkv_, rows * 3 * C, &other);  // (T, 3C)
+    plan.add(&att_, rows * C, &other);      // (T, C)
+    plan.add(&fc_, rows * H, &other);       // (T, H)
+    plan.add(&ids_dev_, rows, &other);      // (T)
+    plan.add(&xd_, C, &other);              // decode: (C) fp32 residual stream
+    plan.add(&qd_, C, &other);              // (C) query
+    plan.add(&attd_, C, &other);            // (C) attention output
+    plan.add(&hd_, H, &other);              // (H) gelu output
+    plan.add(&partials_, cuda::attention_decode_partials(NH_, int(cap)), &other);
     plan.add(&counters_, size_t(NH_), &other);
     plan.add(&step_dev_, 1, &other);
     plan.add(&token_dev_, 1, &other);
@@ -339,7 +316,7 @@ class CudaBackend final : public Backend {
       return Error("out of GPU memory: asked for " + std::to_string(need) + " bytes (weights " +
                    std::to_string(weights) + ", K/V ring " + std::to_string(kv) + ", activations and workspaces " +
                    std::to_string(other) + "), " + std::to_string(free_b) + " free of " + std::to_string(total_b) +
-                   " on " + prop.name + "; try a smaller --ctx-size or --dtype fp16");
+                   " on " + device_name + "; try a smaller --ctx-size or --dtype fp16");
     };
     if (need > free0) throw oom(free0, total0);
     const cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&arena_), need);
@@ -352,10 +329,18 @@ class CudaBackend final : public Backend {
     }
     CUDA_CHECK(e);
     plan.bind(arena_);
+    info_.weight_bytes = weights;
+    info_.kv_bytes = kv;
+    info_.activation_bytes = other;
+    return need;
+  }
 
+  // The pinned host staging buffers, the stream and the cuBLAS handle.
+  void open_stream() {
     CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&step_host_), sizeof(StepParams), cudaHostAllocDefault));
     CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&token_host_), sizeof(int), cudaHostAllocDefault));
-    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&ids_host_), mT * sizeof(int), cudaHostAllocDefault));
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&ids_host_), size_t(context_window()) * sizeof(int),
+                             cudaHostAllocDefault));
     *step_host_ = StepParams{};
     *token_host_ = 0;
 
@@ -366,50 +351,37 @@ class CudaBackend final : public Backend {
     // fp32: CUBLAS_DEFAULT_MATH never uses TF32 (only CUBLAS_TF32_TENSOR_OP_MATH or a *_FAST_TF32
     // compute type would), so the products match the CPU reference to fp32 rounding.
     CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+  }
 
-    // ---- weights, in T (matrices, embeddings) and fp32 (LayerNorm parameters, biases) -----
-    const std::string& src = m.file.source();
-    upload(wte_, *m.wte, src);
-    upload(wpe_, *m.wpe, src);
-    upload(lnf_w_, *m.ln_f_w, src);
-    upload(lnf_b_, *m.ln_f_b, src);
-    for (int i = 0; i < L_; ++i) {
-      const LayerTensors& t = m.layers[size_t(i)];
-      Layer& l = layers_[size_t(i)];
-      upload(l.ln1_w, *t.ln_1_w, src);
-      upload(l.ln1_b, *t.ln_1_b, src);
-      upload(l.ln2_w, *t.ln_2_w, src);
-      upload(l.ln2_b, *t.ln_2_b, src);
-      upload(l.qkv_b, *t.qkv_b, src);
-      upload(l.proj_b, *t.proj_b, src);
-      upload(l.fc_b, *t.fc_b, src);
-      upload(l.fcproj_b, *t.fc_proj_b, src);
-      upload(l.qkv_w, *t.qkv_w, src);
-      upload(l.proj_w, *t.proj_w, src);
-      upload(l.fc_w, *t.fc_w, src);
-      upload(l.fcproj_w, *t.fc_proj_w, src);
-    }
+  // The weights, in T (matrices, embeddings) and fp32 (LayerNorm parameters, biases).
+  void upload_weights(const Model& m) {
+    const std::string& source = m.file.source();
+    auto copy = [&](const char*, const ShapeRule&, const TensorView* view, auto* dst) { upload(dst, *view, source); };
+    for_each_model_tensor(copy, m, w_);
+    for (int i = 0; i < L_; ++i) for_each_layer_tensor(copy, m.layers[size_t(i)], layers_[size_t(i)]);
     CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies may still be in flight on the legacy stream
+  }
 
-    // ---- state, warm-up, graphs ---------------------------------------------------------
+  // Clean state; every kernel and cuBLAS run once (module loading, cuBLAS heuristics), so neither
+  // the first token nor the graph capture pays for it; then the decode graphs.
+  void warm_up_and_capture() {
+    const int cap = kv_capacity();
     CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(NH_) * sizeof(unsigned int), stream_));
     cuda::sampler_init(sw_, V_, stream_);
-    // Warm-up: every kernel and cuBLAS runs once here (module loading, cuBLAS heuristics), so
-    // neither the first token nor the graph capture pays for it.
     *step_host_ = StepParams{};
-    step_host_->ring = KvRing{capacity_, 0};
+    step_host_->ring = KvRing{cap, 0};
     step_host_->temperature = 1.0f;
     step_host_->u = 0.5f;
     CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
     ids_host_[0] = 0;
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, sizeof(int), cudaMemcpyHostToDevice, stream_));
-    enqueue_rows(1, 0, KvRing{capacity_, 0});
+    enqueue_rows(1, 0, KvRing{cap, 0});
     if (mode_ != DecodeMode::Rows) enqueue_decode();
     enqueue_sampler(true);
     enqueue_sampler(false);
     for (Layer& l : layers_) {  // start from clean rings
-      CUDA_CHECK(cudaMemsetAsync(l.k, 0, cap * C * sizeof(T), stream_));
-      CUDA_CHECK(cudaMemsetAsync(l.v, 0, cap * C * sizeof(T), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.k, 0, size_t(cap) * C_ * sizeof(T), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.v, 0, size_t(cap) * C_ * sizeof(T), stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     if (mode_ == DecodeMode::Graph) {
@@ -417,45 +389,26 @@ class CudaBackend final : public Backend {
       graphs_[1] = capture(false);
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-
-    size_t free1 = 0, total1 = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free1, &total1));
-    info_.device = "cuda";
-    info_.device_name = prop.name;
-    info_.dtype = compute_dtype<T>();
-    info_.weight_bytes = weights;
-    info_.kv_bytes = kv;
-    info_.activation_bytes = other;
-    // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
-    // CUDA context itself is excluded. Nothing is allocated after this point.
-    info_.peak_device_bytes = free0 > free1 ? free0 - free1 : need;
   }
 
-  // Uploads one weight tensor into T or fp32 device memory, refusing NaN / Inf (and values that
-  // overflow T). Stored dtype == T: the bytes go as they are.
+  // Uploads one weight tensor into T or fp32 device memory (the loader has refused NaN and Inf),
+  // refusing values that overflow T. Stored dtype == D: the bytes go as they are.
   template <typename D>
   void upload(D* dst, const TensorView& t, const std::string& source) {
     const long n = long(t.numel);
     if (t.dtype == stored_as<D>()) {
-      const long bad = first_non_finite(t.data, n, t.dtype);
-      if (bad >= 0) refuse_non_finite(t, source, bad, "holds NaN or Inf");
       CUDA_CHECK(cudaMemcpy(dst, t.data, t.nbytes, cudaMemcpyHostToDevice));
       return;
     }
     std::vector<float> f(static_cast<size_t>(n));
     t.to_float(f.data());
     std::vector<D> conv(static_cast<size_t>(n));
-    long bad = LONG_MAX;
-#pragma omp parallel for reduction(min : bad) schedule(static)
-    for (long i = 0; i < n; ++i) {
-      store_as(f[size_t(i)], &conv[size_t(i)]);
-      if (i < bad && !std::isfinite(f[size_t(i)])) bad = i;
-    }
-    if (bad != LONG_MAX) refuse_non_finite(t, source, bad, "holds NaN or Inf");
-    const long overflow = first_non_finite(reinterpret_cast<const uint8_t*>(conv.data()), n, stored_as<D>());
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; ++i) store_as(f[size_t(i)], &conv[size_t(i)]);
+    const int64_t overflow = first_non_finite(reinterpret_cast<const uint8_t*>(conv.data()), n, stored_as<D>());
     if (overflow >= 0)
-      refuse_non_finite(t, source, overflow, (std::string("overflows ") + compute_dtype_name(compute_dtype<T>()) +
-                                              " (use --dtype fp32 or bf16)").c_str());
+      throw Error(source + ": tensor \"" + t.name + "\" overflows " + compute_dtype_name(compute_dtype<T>()) +
+                  " at element " + std::to_string(overflow) + " (use --dtype fp32 or bf16)");
     CUDA_CHECK(cudaMemcpy(dst, conv.data(), size_t(n) * sizeof(D), cudaMemcpyHostToDevice));
   }
 
@@ -463,23 +416,23 @@ class CudaBackend final : public Backend {
   void enqueue_rows(int n, int pos, const KvRing& ring) {
     const int C = C_, H = H_;
     const float eps = cfg_.layer_norm_epsilon;
-    cuda::embedding_forward<T>(x_, ids_dev_, n, pos, wte_, wpe_, C, stream_);  // x (n, C)
+    cuda::embedding_forward<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, stream_);  // x (n, C)
     for (int i = 0; i < L_; ++i) {
       const Layer& l = layers_[size_t(i)];
-      const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fcproj_b;
-      cuda::layernorm_forward<T>(ln_, x_, pending_bias, l.ln1_w, l.ln1_b, n, C, eps, stream_);  // ln (n, C)
-      cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                           // qkv (n, 3C)
+      const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fc_proj_b;
+      cuda::layernorm_forward<T>(ln_, x_, pending_bias, l.ln_1_w, l.ln_1_b, n, C, eps, stream_);     // ln (n, C)
+      cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                               // qkv (n, 3C)
       cuda::qkv_bias_kv_append<T>(qkv_, l.qkv_b, l.k, l.v, n, pos, ring, C, stream_);
-      cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, stream_);        // att (n, C)
-      cuda::matmul_accumulate<T>(cublas_, x_, att_, l.proj_w, n, C, C);                          // x += att W^T
-      cuda::layernorm_forward<T>(ln_, x_, l.proj_b, l.ln2_w, l.ln2_b, n, C, eps, stream_);     // x += b; ln
-      cuda::matmul_store<T>(cublas_, fc_, ln_, l.fc_w, n, C, H);                                 // fc (n, H)
+      cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, stream_);             // att (n, C)
+      cuda::matmul_accumulate<T>(cublas_, x_, att_, l.attn_proj_w, n, C, C);                         // x += att W^T
+      cuda::layernorm_forward<T>(ln_, x_, l.attn_proj_b, l.ln_2_w, l.ln_2_b, n, C, eps, stream_);    // x += b; ln
+      cuda::matmul_store<T>(cublas_, fc_, ln_, l.fc_w, n, C, H);                                     // fc (n, H)
       cuda::bias_gelu_forward<T>(fc_, l.fc_b, n, H, stream_);
-      cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fcproj_w, n, H, C);                         // x += fc W^T
+      cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fc_proj_w, n, H, C);                            // x += fc W^T
     }
     // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.
-    GemvParams<T> head = gemv_op(wte_, C, V_, x_ + size_t(n - 1) * C, nullptr, logits_, GemvEpilogue::Store);
-    with_layernorm(head, lnf_w_, lnf_b_, layers_.back().fcproj_b);
+    GemvParams<T> head = gemv_op(w_.wte, C, V_, x_ + size_t(n - 1) * C, nullptr, logits_, GemvEpilogue::Store);
+    with_layernorm(head, w_.ln_f_w, w_.ln_f_b, layers_.back().fc_proj_b);
     head.pdl = false;  // the rows path is never captured
     cuda::gemv<T>(head, stream_);
   }
@@ -509,26 +462,26 @@ class CudaBackend final : public Backend {
   // The decode step: reads token, position and ring from step_dev_ (graph-replayable).
   void enqueue_decode() {
     const int C = C_, H = H_;
-    cuda::embedding_step<T>(xd_, step_dev_, wte_, wpe_, C, stream_);  // xd (C)
+    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C, stream_);  // xd (C)
     for (const Layer& l : layers_) {
       // LayerNorm + qkv + bias + K/V append: q (C) -> qd
       GemvParams<T> qkv = gemv_op(l.qkv_w, C, 3 * C, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
-      with_layernorm(qkv, l.ln1_w, l.ln1_b);
+      with_layernorm(qkv, l.ln_1_w, l.ln_1_b);
       qkv.k_ring = l.k;
       qkv.v_ring = l.v;
       qkv.step = step_dev_;
       qkv.C = C;
       cuda::gemv<T>(qkv, stream_);
-      cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, capacity_, stream_,
+      cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_,
                                 pdl_);  // attd (C)
-      cuda::gemv<T>(gemv_op(l.proj_w, C, C, attd_, l.proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += attd W^T + b
+      cuda::gemv<T>(gemv_op(l.attn_proj_w, C, C, attd_, l.attn_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += attd W^T + b
       GemvParams<T> fc = gemv_op(l.fc_w, C, H, xd_, l.fc_b, hd_, GemvEpilogue::Gelu);  // hd = gelu(LayerNorm(xd) W^T + b)
-      with_layernorm(fc, l.ln2_w, l.ln2_b);
+      with_layernorm(fc, l.ln_2_w, l.ln_2_b);
       cuda::gemv<T>(fc, stream_);
-      cuda::gemv<T>(gemv_op(l.fcproj_w, H, C, hd_, l.fcproj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += hd W^T + b
+      cuda::gemv<T>(gemv_op(l.fc_proj_w, H, C, hd_, l.fc_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += hd W^T + b
     }
-    GemvParams<T> head = gemv_op(wte_, C, V_, xd_, nullptr, logits_, GemvEpilogue::Store);  // logits = LayerNorm_f(xd) wte^T
-    with_layernorm(head, lnf_w_, lnf_b_);
+    GemvParams<T> head = gemv_op(w_.wte, C, V_, xd_, nullptr, logits_, GemvEpilogue::Store);  // logits = LayerNorm_f(xd) wte^T
+    with_layernorm(head, w_.ln_f_w, w_.ln_f_b);
     cuda::gemv<T>(head, stream_);
   }
 
@@ -606,9 +559,8 @@ class CudaBackend final : public Backend {
     cudaGetLastError();
   }
 
-  GPT2Config cfg_;
+  const GPT2Config& cfg_;
   int C_ = 0, H_ = 0, NH_ = 0, HS_ = 0, V_ = 0, L_ = 0;
-  int capacity_ = 0, max_T_ = 0;
   DecodeMode mode_ = DecodeMode::Graph;
   bool pdl_ = false;
   BackendInfo info_;
@@ -620,11 +572,9 @@ class CudaBackend final : public Backend {
   size_t cublas_ws_bytes_ = 0;
   cudaGraphExec_t graphs_[2] = {nullptr, nullptr};  // [0] greedy, [1] sampling
 
-  // weights
-  T *wte_ = nullptr, *wpe_ = nullptr;  // (V, C), (P, C)
-  float *lnf_w_ = nullptr, *lnf_b_ = nullptr;
+  Weights w_;
   std::vector<Layer> layers_;
-  // rows path activations, sized for max_T_
+  // rows path activations, context_window() rows
   float* x_ = nullptr;  // (T, C) fp32
   T *ln_ = nullptr, *qkv_ = nullptr, *att_ = nullptr, *fc_ = nullptr;
   int* ids_dev_ = nullptr;
@@ -649,7 +599,7 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
-  switch (options.dtype) {
+  switch (options.dtype.value_or(ComputeDType::F16)) {  // fp16 unless asked otherwise
     case ComputeDType::F32: return std::make_unique<CudaBackend<float>>(model, options);
     case ComputeDType::F16: return std::make_unique<CudaBackend<__half>>(model, options);
     case ComputeDType::BF16: return std::make_unique<CudaBackend<__nv_bfloat16>>(model, options);

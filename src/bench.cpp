@@ -140,7 +140,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
   gen.sampling.temperature = 0;           // greedy: both modes must produce the same tokens
   gen.context_shift = o.context_shift;
   gen.eos_id = setup.config.eos_token_id;
-  const int window = std::min(backend.kv_capacity(), setup.config.n_positions);
+  const int window = backend.context_window();
   const int needed = int(setup.prompt.size()) + o.max_new_tokens - 1;
   if (!o.context_shift && needed > window)
     throw Error("--benchmark: a " + std::to_string(setup.prompt.size()) + "-token prompt and " +
@@ -157,8 +157,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
     if (!o.quiet) std::cerr << "gpt2-gen: benchmark " << m.name << ": warm-up + " << o.runs << " runs\n";
     for (int i = 0; i <= o.runs; ++i) {  // run 0 is the warm-up, discarded
       progress.begin_run(std::string("benchmark ") + m.name, i, o.runs, o.max_new_tokens);
-      GenerationResult r = generate(backend, setup.prompt, setup.config.n_positions, gen,
-                                    progress_ticker(progress, m, i, o));
+      GenerationResult r = generate(backend, setup.prompt, gen, progress_ticker(progress, m, i, o));
       if (i > 0) m.runs.push_back(std::move(r));
     }
     m.summary = summarize(m.runs);

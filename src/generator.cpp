@@ -17,16 +17,19 @@ const char* finish_reason_name(FinishReason r) {
   return "?";
 }
 
-GenerationResult generate(Backend& backend, const std::vector<int>& prompt, int n_positions,
-                          const GenerationOptions& opt, const TokenCallback& on_token,
-                          const std::atomic<bool>* stop) {
+void check_prompt_fits(size_t n_tokens, int window) {
+  if (n_tokens > size_t(window))
+    throw Error("the prompt has " + std::to_string(n_tokens) + " tokens but the context holds " +
+                std::to_string(window) + "; shorten the prompt");
+}
+
+GenerationResult generate(Backend& backend, const std::vector<int>& prompt, const GenerationOptions& opt,
+                          const TokenCallback& on_token, const std::atomic<bool>* stop) {
   using clock = std::chrono::steady_clock;
   const int capacity = backend.kv_capacity();
-  const ContextPolicy policy{capacity < n_positions ? capacity : n_positions, opt.context_shift};
+  const ContextPolicy policy{backend.context_window(), opt.context_shift};
   if (prompt.empty()) throw Error("internal: generate() needs a non-empty prompt");
-  if (int(prompt.size()) > policy.window)
-    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
-                std::to_string(policy.window) + "; shorten the prompt");
+  check_prompt_fits(prompt.size(), policy.window);
 
   GenerationResult r;
   if (opt.max_new_tokens <= 0) return r;

@@ -52,10 +52,13 @@ struct GenerationResult {
 // Called with each new token as soon as it is sampled; return false to stop (output closed).
 using TokenCallback = std::function<bool(int id)>;
 
-// Generates from `prompt` (non-empty; its length must fit the context window, else Error).
-// `stop`, when set by a signal handler, ends generation after the current token.
-GenerationResult generate(Backend& backend, const std::vector<int>& prompt, int n_positions,
-                          const GenerationOptions& options, const TokenCallback& on_token,
-                          const std::atomic<bool>* stop = nullptr);
+// Refuses a prompt of `n_tokens` that does not fit a context window of `window` tokens
+// (Backend::context_window(), or context_window() of kv_ring.h before a backend exists).
+void check_prompt_fits(size_t n_tokens, int window);
+
+// Generates from `prompt` (non-empty; its length must fit backend.context_window(), else
+// Error). `stop`, when set by a signal handler, ends generation after the current token.
+GenerationResult generate(Backend& backend, const std::vector<int>& prompt, const GenerationOptions& options,
+                          const TokenCallback& on_token, const std::atomic<bool>* stop = nullptr);
 
 }  // namespace gpt2

@@ -28,9 +28,15 @@ struct KvRing {
   GPT2_HOST_DEVICE KvRing dropped_front(int n) const { return KvRing{capacity, slot(n % capacity)}; }
 };
 
+// The context window: the most tokens the model attends over, min(K/V ring capacity,
+// n_positions). A capacity of 0 means n_positions (--ctx-size 0).
+GPT2_HOST_DEVICE inline int context_window(int capacity, int n_positions) {
+  return capacity > 0 && capacity < n_positions ? capacity : n_positions;
+}
+
 // What the generator does when the context is full.
 struct ContextPolicy {
-  int window = 0;          // most tokens the model attends over: min(n_positions, capacity)
+  int window = 0;          // most tokens the model attends over: context_window()
   bool shift = false;      // --context-shift: keep the most recent window/2 tokens and go on
 
   int keep() const { return window / 2 > 0 ? window / 2 : 1; }

@@ -85,6 +85,37 @@ const char* dtype_name(DType d) {
   return "?";
 }
 
+int64_t first_non_finite(const uint8_t* data, int64_t n, DType d) {
+  int64_t bad = INT64_MAX;
+#pragma omp parallel for reduction(min : bad) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    bool non_finite;  // all exponent bits set
+    if (d == DType::F32) {
+      uint32_t u;
+      std::memcpy(&u, data + 4 * i, 4);
+      non_finite = (u & 0x7f800000u) == 0x7f800000u;
+    } else {
+      uint16_t u;
+      std::memcpy(&u, data + 2 * i, 2);
+      non_finite = d == DType::F16 ? (u & 0x7c00u) == 0x7c00u : (u & 0x7f80u) == 0x7f80u;
+    }
+    if (non_finite && i < bad) bad = i;
+  }
+  return bad == INT64_MAX ? -1 : bad;
+}
+
+float TensorView::at(int64_t i) const {
+  uint32_t u = 0;
+  std::memcpy(&u, data + int64_t(dtype_size(dtype)) * i, dtype_size(dtype));
+  switch (dtype) {
+    case DType::F32: return bits_to_float(u);
+    case DType::F16: return fp16_to_float(uint16_t(u));
+    case DType::BF16: return bf16_to_float(uint16_t(u));
+    case DType::I32: return float(int32_t(u));
+  }
+  return 0.0f;
+}
+
 void TensorView::to_float(float* out) const {
   switch (dtype) {
     case DType::F32:

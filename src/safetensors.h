@@ -17,6 +17,10 @@ size_t dtype_size(DType d);
 const char* dtype_name(DType d);  // "F32", "F16", "BF16", "I32" as safetensors spells them
 bool is_float(DType d);
 
+// Index of the first NaN or Inf among `n` stored elements of float dtype `d` (read with
+// memcpy: `data` may be unaligned), or -1 when all are finite.
+int64_t first_non_finite(const uint8_t* data, int64_t n, DType d);
+
 struct TensorView {
   std::string name;
   DType dtype;
@@ -27,6 +31,7 @@ struct TensorView {
 
   // Widens (or copies, or converts from I32) the tensor to fp32 in `out` (numel floats).
   void to_float(float* out) const;
+  float at(int64_t i) const;      // element i as fp32
   std::string shape_str() const;  // "[50257, 768]"
 };
 

@@ -24,7 +24,7 @@ class Generation : public ::testing::Test {
     BackendOptions b;
     b.kv_capacity = ctx_size;
     auto backend = make_cpu_backend(*model_, b);
-    return generate(*backend, prompt, model_->config.n_positions, opt, nullptr);
+    return generate(*backend, prompt, opt, nullptr);
   }
   static GenerationOptions greedy(int n, bool cache) {
     GenerationOptions o;
@@ -117,7 +117,7 @@ TEST_F(Generation, SameSeedSameTokensOtherSeedOtherTokens) {
 TEST_F(Generation, StopFlagEndsAfterTheCurrentToken) {
   std::atomic<bool> stop{true};
   auto backend = make_cpu_backend(*model_, BackendOptions{});
-  const GenerationResult r = generate(*backend, kPrompt, model_->config.n_positions, greedy(50, true), nullptr, &stop);
+  const GenerationResult r = generate(*backend, kPrompt, greedy(50, true), nullptr, &stop);
   EXPECT_EQ(r.finish, FinishReason::Interrupted);
   EXPECT_EQ(r.generated.size(), 1u);
 }
@@ -130,6 +130,39 @@ TEST_F(Generation, TimingsCoverEveryToken) {
   EXPECT_DOUBLE_EQ(r.prefill_ms, r.token_ms[0]);
   EXPECT_NEAR(r.decode_ms, decode, 1e-9);
   EXPECT_EQ(r.decode_tokens(), 11);
+}
+
+// Backend::forward() states the call's contract for every backend (the CUDA one is checked
+// the same way in tests/gpu/test_gpu_backend.cpp).
+TEST_F(Generation, TheCpuBackendRefusesCallsOutsideTheContract) {
+  BackendOptions o;
+  o.kv_capacity = 16;
+  auto b = make_cpu_backend(*model_, o);
+  ASSERT_EQ(b->kv_capacity(), 16);
+  ASSERT_EQ(b->context_window(), 16);
+  const KvRing ring{16, 0};
+  const int bad_id = model_->config.vocab_size, minus = -1, ok = 5;
+  EXPECT_THROW(b->forward(&bad_id, 1, 0, ring), Error);
+  EXPECT_THROW(b->forward(&minus, 1, 0, ring), Error);
+  EXPECT_THROW(b->forward(&ok, 1, 16, ring), Error);            // past the window
+  EXPECT_THROW(b->forward(&ok, 0, 0, ring), Error);             // no tokens
+  EXPECT_THROW(b->forward(&ok, 1, -1, ring), Error);
+  EXPECT_THROW(b->forward(&ok, 1, 0, KvRing{17, 0}), Error);    // another ring's capacity
+  EXPECT_THROW(b->forward(&ok, 1, 0, KvRing{16, 16}), Error);   // start outside the ring
+  EXPECT_NO_THROW(b->forward(&ok, 1, 15, KvRing{16, 15}));
+}
+
+TEST_F(Generation, APromptLongerThanTheWindowIsRefused) {
+  EXPECT_NO_THROW(check_prompt_fits(16, 16));
+  try {
+    check_prompt_fits(17, 16);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shorten the prompt"), std::string::npos) << e.what();
+  }
+  GenerationOptions g = greedy(1, true);
+  EXPECT_THROW(run(g, std::vector<int>(17, 5), 16), Error);
+  EXPECT_EQ(run(g, std::vector<int>(16, 5), 16).generated.size(), 1u);
 }
 
 }  // namespace

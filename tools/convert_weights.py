@@ -31,6 +31,9 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpt2_format  # noqa: E402 - the tensor list, shared with hf_compare.py and the fuzz corpus
+
 # Short names -> Hugging Face hub repositories.
 HUB_MODELS = {
     "gpt2": "openai-community/gpt2",
@@ -52,7 +55,6 @@ ALL_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # the same tanh approximation
 FP16_MAX = 65504.0
 MAX_HEADER_BYTES = 100 * 1000 * 1000
-FORMAT_VERSION = "1"
 
 # Buffers (the causal mask and its fill value) that some checkpoints carry: not parameters.
 BUFFER_RE = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
@@ -275,28 +277,8 @@ def convert_values(name, x, dtype):
 
 def tensor_plan(c):
     """[(hf_name, hf_shape, out_name, transpose)] for every tensor the config implies."""
-    C, H, V, P = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_positions"]
-    plan = [("wte.weight", (V, C), "wte", False),
-            ("wpe.weight", (P, C), "wpe", False),
-            ("ln_f.weight", (C,), "ln_f.weight", False),
-            ("ln_f.bias", (C,), "ln_f.bias", False)]
-    for l in range(c["n_layer"]):
-        p = f"h.{l}."
-        plan += [
-            (p + "ln_1.weight", (C,), p + "ln_1.weight", False),
-            (p + "ln_1.bias", (C,), p + "ln_1.bias", False),
-            (p + "attn.c_attn.weight", (C, 3 * C), p + "attn.qkv.weight", True),
-            (p + "attn.c_attn.bias", (3 * C,), p + "attn.qkv.bias", False),
-            (p + "attn.c_proj.weight", (C, C), p + "attn.proj.weight", True),
-            (p + "attn.c_proj.bias", (C,), p + "attn.proj.bias", False),
-            (p + "ln_2.weight", (C,), p + "ln_2.weight", False),
-            (p + "ln_2.bias", (C,), p + "ln_2.bias", False),
-            (p + "mlp.c_fc.weight", (C, H), p + "mlp.fc.weight", True),
-            (p + "mlp.c_fc.bias", (H,), p + "mlp.fc.bias", False),
-            (p + "mlp.c_proj.weight", (H, C), p + "mlp.proj.weight", True),
-            (p + "mlp.c_proj.bias", (C,), p + "mlp.proj.bias", False),
-        ]
-    return plan
+    return [(hf, shape[::-1] if transpose else shape, name, transpose)
+            for name, shape, hf, transpose in gpt2_format.tensors(c)]
 
 
 def config_summary(c):
@@ -307,7 +289,7 @@ def config_summary(c):
 def check_tensors(src, c, config_path):
     """Matches the source tensors against the config. Returns [(out_name, SourceTensor, transpose)]."""
     path = src.path
-    if isinstance(src.metadata, dict) and src.metadata.get("format") == "gpt2-gen":
+    if isinstance(src.metadata, dict) and src.metadata.get("format") == gpt2_format.FORMAT:
         raise ConvertError(f"{path} is already a converted gpt2-gen model (from {src.metadata.get('source', '?')}); "
                            f"convert the original checkpoint instead")
     by_name = {}
@@ -535,7 +517,7 @@ def convert(args):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
     try:
-        metadata = {"format": "gpt2-gen", "format_version": FORMAT_VERSION, "source": source_label,
+        metadata = {"format": gpt2_format.FORMAT, "format_version": gpt2_format.FORMAT_VERSION, "source": source_label,
                     "dtype": args.dtype, "source_dtype": ",".join(source_dtypes)}
         n_params, size = write_safetensors(os.path.join(tmp, "model.safetensors"), items, args.dtype, metadata)
         config_out = {k: c[k] for k in ("model_type", "vocab_size", "n_positions", "n_embd", "n_layer",

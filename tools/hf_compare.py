@@ -31,6 +31,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpt2_format  # noqa: E402 - the tensor list of tools/convert_weights.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2}
@@ -228,19 +231,19 @@ def cmd_random(a):
     def w(*shape, std=0.02):
         return (rng.standard_normal(shape, dtype=np.float32) * std).astype(dt)
 
-    t = {"wte": w(V, C), "wpe": w(P, C, std=0.01), "ln_f.weight": np.ones(C, dt), "ln_f.bias": np.zeros(C, dt)}
-    for i in range(L):
-        p = f"h.{i}."
-        t.update({p + "ln_1.weight": np.ones(C, dt), p + "ln_1.bias": np.zeros(C, dt),
-                  p + "ln_2.weight": np.ones(C, dt), p + "ln_2.bias": np.zeros(C, dt),
-                  p + "attn.qkv.weight": w(3 * C, C), p + "attn.qkv.bias": np.zeros(3 * C, dt),
-                  p + "attn.proj.weight": w(C, C, std=0.02 / np.sqrt(2 * L)), p + "attn.proj.bias": np.zeros(C, dt),
-                  p + "mlp.fc.weight": w(H, C), p + "mlp.fc.bias": np.zeros(H, dt),
-                  p + "mlp.proj.weight": w(C, H, std=0.02 / np.sqrt(2 * L)), p + "mlp.proj.bias": np.zeros(C, dt)})
-    os.makedirs(a.out, exist_ok=True)
-    save_file(t, os.path.join(a.out, "model.safetensors"))
     cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": P, "n_embd": C, "n_layer": L, "n_head": NH,
            "n_inner": None, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new", "eos_token_id": 50256}
+    t = {}
+    for name, shape, _, _ in gpt2_format.tensors(dict(cfg, n_inner=H)):
+        if name.endswith(".bias"):
+            t[name] = np.zeros(shape, dt)
+        elif "ln_" in name:
+            t[name] = np.ones(shape, dt)
+        else:  # GPT-2's init: the residual projections scaled by 1/sqrt(2L), positions at half
+            std = 0.01 if name == "wpe" else 0.02 / np.sqrt(2 * L) if name.endswith("proj.weight") else 0.02
+            t[name] = w(*shape, std=std)
+    os.makedirs(a.out, exist_ok=True)
+    save_file(t, os.path.join(a.out, "model.safetensors"))
     json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=1)
     for f in ("vocab.json", "merges.txt"):
         src = os.path.join(a.tokenizer, f)

@@ -288,7 +288,6 @@ TEST(CudaEmu, RadixSortDescendingIsStableAndOrdersSignedZerosByBits) {
 BackendOptions cuda_options(ComputeDType dtype, int kv_capacity = 0) {
   BackendOptions o;
   o.device = Device::Cuda;
-  o.dtype_set = true;
   o.dtype = dtype;
   o.kv_capacity = kv_capacity;
   return o;
@@ -325,7 +324,7 @@ TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
     g.context_shift = true;
     g.ignore_eos = true;
     g.sampling.temperature = cache ? 0.9f : 0.0f;
-    const auto r = generate(*backend, {2061, 318, 509, 53}, model.config.n_positions, g, nullptr);
+    const auto r = generate(*backend, {2061, 318, 509, 53}, g, nullptr);
     EXPECT_EQ(int(r.generated.size()), 24);
     EXPECT_GE(r.context_shifts, 1);
   }

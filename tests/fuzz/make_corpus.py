@@ -25,6 +25,8 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+import gpt2_format  # noqa: E402 - the tensor list of tools/convert_weights.py
 CORPUS = os.path.join(HERE, "corpus")
 
 # The fuzzer's small config (keep in sync with fuzz_safetensors.cpp).
@@ -53,18 +55,8 @@ def clear_generated(target):
 # variants can break exactly one rule each.
 
 def tensor_specs():
-    specs = [("wte", (V, C)), ("wpe", (P, C)), ("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
-    for l in range(L):
-        p = f"h.{l}."
-        specs += [
-            (p + "ln_1.weight", (C,)), (p + "ln_1.bias", (C,)),
-            (p + "attn.qkv.weight", (3 * C, C)), (p + "attn.qkv.bias", (3 * C,)),
-            (p + "attn.proj.weight", (C, C)), (p + "attn.proj.bias", (C,)),
-            (p + "ln_2.weight", (C,)), (p + "ln_2.bias", (C,)),
-            (p + "mlp.fc.weight", (H, C)), (p + "mlp.fc.bias", (H,)),
-            (p + "mlp.proj.weight", (C, H)), (p + "mlp.proj.bias", (C,)),
-        ]
-    return specs
+    config = {"vocab_size": V, "n_positions": P, "n_embd": C, "n_layer": L, "n_inner": H}
+    return [(name, shape) for name, shape, _, _ in gpt2_format.tensors(config)]
 
 
 NP_DTYPE = {"F32": "<f4", "F16": "<f2", "I32": "<i4"}

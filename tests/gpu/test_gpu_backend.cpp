@@ -27,7 +27,6 @@ using test::tiny_golden;
 std::unique_ptr<Backend> cuda_backend(const Model& m, ComputeDType dtype, int capacity = 0) {
   BackendOptions o;
   o.device = Device::Cuda;
-  o.dtype_set = true;
   o.dtype = dtype;
   o.kv_capacity = capacity;
   return make_cuda_backend(m, o);
@@ -94,7 +93,7 @@ TEST_P(CudaGolden, GreedyContinuations) {
       opt.sampling.temperature = 0;
       for (const auto& g : goldens) {
         opt.max_new_tokens = int(g.new_tokens.size());
-        const GenerationResult r = generate(*backend_, g.prompt, model_->config.n_positions, opt, nullptr);
+        const GenerationResult r = generate(*backend_, g.prompt, opt, nullptr);
         EXPECT_EQ(r.generated, g.new_tokens) << (cache ? "cache" : "no-cache");
       }
     }
@@ -137,7 +136,7 @@ TEST_P(CudaGolden, GreedyContinuations) {
     opt.ignore_eos = true;
     opt.sampling.temperature = 0;
     opt.max_new_tokens = int(g.new_tokens.size());
-    const GenerationResult r = generate(*backend_, g.prompt, model_->config.n_positions, opt, nullptr);
+    const GenerationResult r = generate(*backend_, g.prompt, opt, nullptr);
     for (int j = 0; j < first_close; ++j) EXPECT_EQ(r.generated[size_t(j)], g.new_tokens[size_t(j)]) << "free step " << j;
     std::printf("[%s] greedy: %d of %zu steps had a clear margin; free generation compared for %d\n",
                 variant_name({GetParam(), 0}).c_str(), checked, g.new_tokens.size(), first_close);
@@ -164,7 +163,7 @@ class CudaGeneration : public ::testing::Test {
     opt.ignore_eos = true;
     opt.sampling.temperature = temperature;
     opt.seed = seed;
-    return generate(b, prompt, model_->config.n_positions, opt, nullptr);
+    return generate(b, prompt, opt, nullptr);
   }
   std::unique_ptr<Model> model_;
   const std::vector<int> prompt_ = {2061, 318, 509, 53, 40918, 30};

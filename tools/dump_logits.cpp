@@ -72,7 +72,6 @@ int main(int argc, char** argv) {
                                                                                             : (usage("--device " + d), Device::Auto);
     } else if (a == "--dtype") {
       const std::string d = value();
-      options.dtype_set = true;
       options.dtype = d == "fp32" ? ComputeDType::F32 : d == "fp16" ? ComputeDType::F16 : d == "bf16" ? ComputeDType::BF16
                                                                                                       : (usage("--dtype " + d), ComputeDType::F32);
     } else usage("unknown argument " + a);
