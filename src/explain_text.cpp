@@ -82,7 +82,8 @@ std::string diagram_text(const ExplainModel& m, const ExplainStep& s, const char
   const std::string hs = "scores " + std::to_string(t) + "x" + std::to_string(L);
   const int wq = std::max<int>(d.q_width, int(hq.size())), wk = std::max<int>(d.kt_width, int(hk.size()));
   out += "    " + pad(hq, wq, int(hq.size())) + "   " + pad(hk, wk, int(hk.size())) + "   " + hs +
-         "   (one head; x " + std::to_string(m.n_head) + " heads x " + std::to_string(m.n_layer) + " layers)\n";
+         "   (one head; x " + std::to_string(m.n_head) + " heads x " + std::to_string(m.n_layer) + " layers" +
+         (std::max(t, L) > kMaxCells ? "; at most " + std::to_string(kMaxCells) + " cells a side drawn" : "") + ")\n";
   const size_t rows = std::max(d.q.size(), d.kt.size());
   const size_t op_row = (std::min(d.q.size(), d.kt.size()) - 1) / 2;  // "x" and "=" beside a row of all three
   for (size_t r = 0; r < rows; ++r) {
