@@ -135,7 +135,7 @@ std::string no_cache_estimate_line(const std::vector<double>& first_token_ms, in
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "gpt2-gen: benchmark no-cache: about %s estimated for the warm-up and %d runs of %d tokens "
-                "(from the first %zu steps: %.2f ms + %.3f ms per token of context per step)",
+                "(from the first %zu steps: token i takes %.2f + %.3f i ms)",
                 seconds_text(double(runs + 1) * run_ms).c_str(), runs, n_tokens, first_token_ms.size(), trend.a,
                 trend.b);
   return buf;
