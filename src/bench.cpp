@@ -101,6 +101,14 @@ TokenCallback progress_ticker(Progress& progress, const Mode& m, int run, const 
   };
 }
 
+// --explain: each mode's steps with their mean times, on stderr and into each mode's JSON.
+void add_explain(nlohmann::json& j, const std::vector<Mode>& modes, const ExplainModel& em, bool quiet) {
+  const ExplainRun cache = explain_runs(em, modes[0].runs, true), no_cache = explain_runs(em, modes[1].runs, false);
+  if (!quiet) std::cerr << explain_text(em, cache, no_cache);
+  j["modes"][0]["explain"] = explain_json(em, cache, no_cache);
+  j["modes"][1]["explain"] = explain_json(em, no_cache, cache);
+}
+
 }  // namespace
 
 ModeSummary summarize(const std::vector<GenerationResult>& runs) {
@@ -199,13 +207,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
                       {"speedup", speedup},
                       {"tokens_identical", identical},
                       {"modes", {mode_json(modes[0], info), mode_json(modes[1], info)}}};
-  if (o.explain) {
-    const ExplainModel em = explain_model(setup.config, info, backend.kv_capacity());
-    const ExplainRun cache = explain_runs(em, modes[0].runs, true), no_cache = explain_runs(em, modes[1].runs, false);
-    if (!o.quiet) std::cerr << explain_text(em, cache, no_cache);
-    j["modes"][0]["explain"] = explain_json(em, cache, no_cache);
-    j["modes"][1]["explain"] = explain_json(em, no_cache, cache);
-  }
+  if (o.explain) add_explain(j, modes, explain_model(setup.config, info, backend.kv_capacity()), o.quiet);
   if (o.json && o.json_file.empty()) {
     std::cerr << out;  // stdout carries the JSON
     std::fwrite(dump_json(j).data(), 1, dump_json(j).size(), stdout);
