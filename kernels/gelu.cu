@@ -3,8 +3,8 @@
 //   x[t, j] = gelu_new(x[t, j] + bias[j]),  gelu_new(v) = 0.5 v (1 + tanh(sqrt(2/pi)(v + 0.044715 v^3)))
 //   x (n, H) in T, in place; bias (H) fp32 or null.
 //
-// Thread layout: a grid-stride loop over the n*H elements, 256 threads per block, at most
-// 8 blocks per multiprocessor's worth of blocks (the loop covers the rest).
+// Thread layout: a grid-stride loop over the n*H elements, 256 threads per block, at most 4096
+// blocks (the loop covers the rest).
 #include "device_common.cuh"
 #include "kernels.h"
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "build_info.h"
 #include "cuda_check.h"
 #include "error.h"
 #include "half.h"
@@ -47,6 +48,15 @@ std::string describe_cuda_error(cudaError_t e) {
 }
 
 }  // namespace
+
+std::string cuda_build_info() {
+#if defined(GPT2_CUDA_EMULATED)
+  return "emulated on the CPU (tests/cuda_emu), not a GPU build";
+#else
+  return std::string("compiled in, CUDA architectures ") + GPT2_CUDA_ARCHITECTURES + ", runtime " +
+         std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+#endif
+}
 
 bool cuda_device_usable(std::string* why) {
   int n = 0;

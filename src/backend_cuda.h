@@ -11,6 +11,10 @@ namespace gpt2 {
 // True when a CUDA device can be used; otherwise `why` says why not (no driver, no device).
 bool cuda_device_usable(std::string* why);
 
+// How this build runs CUDA, for --version: "compiled in for sm_90", "not compiled in", or
+// "emulated on the CPU" (tests/cuda_emu).
+std::string cuda_build_info();
+
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options);
 
 }  // namespace gpt2

@@ -10,6 +10,8 @@ bool cuda_device_usable(std::string* why) {
   return false;
 }
 
+std::string cuda_build_info() { return "not compiled in (CPU only)"; }
+
 std::unique_ptr<Backend> make_cuda_backend(const Model&, const BackendOptions&) {
   throw Error("this gpt2-gen was built without CUDA; rebuild where the CUDA Toolkit is installed");
 }

@@ -162,7 +162,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
   Progress progress(progress_wanted(o.quiet), 0);
   for (Mode& m : modes) {
     gen.use_cache = m.use_cache;
-    if (!o.quiet) std::cerr << "gpt2-gen: benchmark " << m.name << ": warm-up + " << o.runs << " runs\n";
+    if (!o.quiet) std::cerr << "gpt2-gen: benchmark " << m.name << ": warm-up + " << count_of(o.runs, "run") << "\n";
     for (int i = 0; i <= o.runs; ++i) {  // run 0 is the warm-up, discarded
       progress.begin_run(std::string("benchmark ") + m.name, i, o.runs, o.max_new_tokens);
       GenerationResult r = generate(backend, setup.prompt, gen, progress_ticker(progress, m, i, o));
@@ -178,11 +178,11 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
   std::string out;
   std::snprintf(buf, sizeof buf,
                 "gpt2-gen benchmark: %s (%s), %s, model %s (%.0fM parameters)\n"
-                "prompt %zu tokens, %d new tokens, greedy, EOS ignored, %d runs per mode after a warm-up\n"
+                "prompt %zu tokens, %d new tokens, greedy, EOS ignored, %s per mode after a warm-up\n"
                 "load %.1f ms and tokenization %.3f ms, excluded from the times below\n\n",
                 info.device.c_str(), info.device_name.c_str(), compute_dtype_name(info.dtype),
                 setup.model_dir.c_str(), double(setup.config.n_params()) / 1e6, setup.prompt.size(),
-                o.max_new_tokens, o.runs, setup.load_ms, setup.tokenize_ms);
+                o.max_new_tokens, count_of(o.runs, "run").c_str(), setup.load_ms, setup.tokenize_ms);
   out += buf;
   for (const Mode& m : modes) {
     std::snprintf(buf, sizeof buf, "%s: %.3f +- %.3f seconds\n", m.label, m.summary.total_s_mean, m.summary.total_s_std);

@@ -2,6 +2,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "backend_cuda.h"
+#include "build_info.h"
+
 namespace gpt2 {
 namespace {
 
@@ -26,11 +29,17 @@ CLI::Validator number_in(double lo, double hi, bool open_lo, const std::string& 
 
 }  // namespace
 
+std::string version_text() {
+  return std::string("gpt2-gen ") + GPT2_VERSION + "\ncommit: " + GPT2_GIT_COMMIT + "\nbuild type: " +
+         GPT2_BUILD_TYPE + "\nCUDA: " + cuda_build_info();
+}
+
 void setup_cli(CLI::App& app, CliOptions& o) {
   app.description(
       "gpt2-gen: generate text with OpenAI's GPT-2, with a K/V cache in a preallocated ring\n"
       "(or --no-cache to recompute the whole context every step, for comparison).");
   app.get_formatter()->column_width(34);
+  app.set_version_flag("--version", version_text(), "Print the version, commit, build type and CUDA support");
 
   app.add_option("-m,--model", o.model_dir, "Converted model directory (tools/convert_weights.py)")
       ->capture_default_str();

@@ -47,4 +47,7 @@ struct CliOptions {
 
 void setup_cli(CLI::App& app, CliOptions& options);
 
+// --version's text: version, commit, build type, and how CUDA is built in.
+std::string version_text();
+
 }  // namespace gpt2

@@ -1,11 +1,10 @@
 #include "config.h"
 
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "error.h"
+#include "file_io.h"
 
 namespace gpt2 {
 namespace {
@@ -93,12 +92,9 @@ GPT2Config parse_config(std::string_view json_text, const std::string& source) {
 }
 
 GPT2Config load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open the model's config.json");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in.good() && !in.eof()) throw Error(path + ": cannot read the file");
-  return parse_config(ss.str(), path);
+  std::string text, why;
+  if (!read_regular_file(path, &text, &why)) throw Error(path + ": cannot read the model's config.json: " + why);
+  return parse_config(text, path);
 }
 
 }  // namespace gpt2

@@ -13,11 +13,11 @@ int main(int argc, char** argv) {
   gpt2::setup_cli(app, options);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::Success& e) {  // --help
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::ParseError& e) {  // exit status 1 like every other bad input (not CLI11's codes)
     std::cerr << "error: " << e.what() << " (see gpt2-gen --help)\n";
-    return e.get_exit_code() ? e.get_exit_code() : 1;
+    return 1;
   }
   try {
     return gpt2::run_app(options);

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "report.h"
+
 namespace gpt2 {
 namespace {
 
@@ -134,10 +136,10 @@ std::string no_cache_estimate_line(const std::vector<double>& first_token_ms, in
   const double run_ms = (first_token_ms.empty() ? 0 : first_token_ms[0]) + trend.sum(1, n_tokens);
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "gpt2-gen: benchmark no-cache: about %s estimated for the warm-up and %d runs of %d tokens "
+                "gpt2-gen: benchmark no-cache: about %s estimated for the warm-up and %s of %d tokens "
                 "(from the first %zu steps: token i takes %.2f + %.3f i ms)",
-                seconds_text(double(runs + 1) * run_ms).c_str(), runs, n_tokens, first_token_ms.size(), trend.a,
-                trend.b);
+                seconds_text(double(runs + 1) * run_ms).c_str(), count_of(runs, "run").c_str(), n_tokens,
+                first_token_ms.size(), trend.a, trend.b);
   return buf;
 }
 

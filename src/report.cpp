@@ -84,6 +84,10 @@ nlohmann::json report_json(const RunReport& r) {
   return j;
 }
 
+std::string count_of(long n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 std::string dump_json(const nlohmann::json& j, int indent) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }

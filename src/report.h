@@ -29,6 +29,7 @@ size_t peak_host_bytes();
 
 // "12.3 MB"
 std::string format_bytes(size_t bytes);
+std::string count_of(long n, const std::string& noun);  // "1 run", "5 runs"
 
 // The llama.cpp-style summary, several "gpt2-gen: ..." lines for stderr.
 std::string summary_text(const RunReport& r);

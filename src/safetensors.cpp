@@ -12,6 +12,7 @@
 #include <set>
 
 #include "error.h"
+#include "file_io.h"
 #include "half.h"
 
 namespace gpt2 {
@@ -242,12 +243,13 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const 
 }
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path + ": cannot open weight file: " + std::strerror(errno));
+  std::string why;
+  const int fd = open_regular_file(path, &why);
+  if (fd < 0) throw Error(path + ": cannot open the weight file: " + why);
   struct stat st{};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, &st) != 0) {
     ::close(fd);
-    throw Error(path + ": not a regular file");
+    throw Error(path + ": cannot open the weight file: " + std::strerror(errno));
   }
   auto m = std::make_shared<Mapping>();
   m->size = size_t(st.st_size);

@@ -6,18 +6,16 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <tuple>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "file_io.h"
 #include "unicode.h"
 #include "unicode_pretokenize.h"
 
@@ -362,13 +360,10 @@ std::vector<MergeLine> parse_merges_txt(std::string_view text, const std::string
 }
 
 std::string read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path + ": " + std::strerror(errno) +
-                       "; the model directory needs GPT-2's vocab.json and merges.txt");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error("cannot read " + path + ": read error");
-  return ss.str();
+  std::string text, why;
+  if (!read_regular_file(path, &text, &why))
+    throw Error("cannot read " + path + ": " + why + "; the model directory needs GPT-2's vocab.json and merges.txt");
+  return text;
 }
 
 constexpr int kNotMergeable = -2;  // a vocab entry that BPE never produces (e.g. <|endoftext|>)

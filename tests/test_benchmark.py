@@ -121,6 +121,14 @@ class Benchmark(unittest.TestCase):
         self.assertIn(b"error:", proc.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.tmp.name, "x.png")))
 
+    def test_one_run_is_one_run(self):
+        proc = subprocess.run([BIN, "-m", TINY, "--benchmark", "-p", "Hi", "-n", "4", "--runs", "1"],
+                              capture_output=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(b"warm-up + 1 run\n", proc.stderr)
+        self.assertIn(b", 1 run per mode after a warm-up", proc.stdout)
+        self.assertNotIn(b"1 runs", proc.stdout + proc.stderr)
+
     def test_benchmark_refuses_a_length_that_does_not_fit(self):
         proc = subprocess.run([BIN, "-m", TINY, "--benchmark", "-p", "Hi", "-n", "500", "--runs", "1"],
                               capture_output=True, timeout=60)

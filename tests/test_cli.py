@@ -167,6 +167,18 @@ class SamplingFlags(CliTest):
             self.assertEqual(got, self.GREEDY["new_tokens"][: self.N], flags)
 
 
+class Version(CliTest):
+    def test_version_names_version_commit_build_type_and_cuda(self):
+        proc = run("--version")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.decode().splitlines()
+        self.assertRegex(lines[0], r"^gpt2-gen \d+\.\d+\.\d+$")
+        self.assertRegex(lines[1], r"^commit: [0-9a-f]{7,}(-dirty)?$|^commit: unknown$")
+        self.assertRegex(lines[2], r"^build type: \w+$")
+        self.assertRegex(lines[3], r"^CUDA: (not compiled in|compiled in, CUDA architectures \S+)")
+        self.assertEqual(len(lines), 4)
+
+
 class BadInput(CliTest):
     def test_flag_values(self):
         cases = [
@@ -186,7 +198,11 @@ class BadInput(CliTest):
         ]
         for args, needle in cases:
             with self.subTest(args=args):
-                self.assert_error(run("-m", TINY, *args), needle)
+                proc = run("-m", TINY, *args)
+                self.assert_error(proc, needle)
+                # status 1 like every other bad input (CLI11's own codes are 105, 106, ...), one line
+                self.assertEqual(proc.returncode, 1)
+                self.assertEqual(len(proc.stderr.decode().strip().splitlines()), 1, proc.stderr)
 
     def test_missing_model_directory_says_how_to_convert(self):
         self.assert_error(run("-m", "/nonexistent/model", "-p", "x"), "convert_weights.py")
@@ -239,6 +255,22 @@ class BadInput(CliTest):
             self.assert_error(run("-m", bad, "-p", "x"), "has shape")
             os.remove(os.path.join(bad, "config.json"))
             self.assert_error(run("-m", bad, "-p", "x"), "config.json")
+
+    def test_a_fifo_in_the_model_directory_is_refused_without_blocking(self):
+        # Nobody writes into the FIFO: opening it the plain way would wait forever, so the
+        # timeout turns a regression into a failure instead of a hung test.
+        for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
+            with self.subTest(file=name), tempfile.TemporaryDirectory() as d:
+                bad = os.path.join(d, "m")
+                shutil.copytree(TINY, bad)
+                os.remove(os.path.join(bad, name))
+                os.mkfifo(os.path.join(bad, name))
+                try:
+                    proc = run("-m", bad, "-p", "x", "-n", "1", timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.fail(f"gpt2-gen blocked on {name} as a FIFO")
+                self.assert_error(proc, name)
+                self.assert_error(proc, "not a regular file")
 
 
 class Process(CliTest):

@@ -107,6 +107,14 @@ TEST(Config, RefusesTextThatIsNotAJsonObject) {
   }
 }
 
+TEST(Config, AFifoIsRefusedWithoutBlocking) {
+  const std::string path = test::temp_dir() + "/config.json";
+  const std::string message = test::error_loading_fifo(path, [&] { load_config(path); });
+  EXPECT_NE(message.find("config.json: cannot read the model's config.json: it is not a regular file"),
+            std::string::npos) << message;
+  EXPECT_EQ(message.rfind("blocked", 0), std::string::npos) << message;
+}
+
 TEST(Config, MissingFileNamesThePath) {
   try {
     load_config("/nonexistent/config.json");

@@ -161,6 +161,14 @@ TEST(Safetensors, EveryTruncationOfARealFileIsRefused) {
   for (size_t n = 0; n < good.size(); ++n) EXPECT_THROW(parse(good.substr(0, n)), Error) << n;
 }
 
+TEST(Safetensors, AFifoIsRefusedWithoutBlocking) {
+  const std::string path = test::temp_dir() + "/model.safetensors";
+  const std::string message = test::error_loading_fifo(path, [&] { SafetensorsFile::open(path); });
+  EXPECT_NE(message.find("model.safetensors: cannot open the weight file: it is not a regular file"),
+            std::string::npos) << message;
+  EXPECT_EQ(message.rfind("blocked", 0), std::string::npos) << message;
+}
+
 TEST(Safetensors, OpenNamesMissingFilesAndDirectories) {
   EXPECT_THROW(SafetensorsFile::open("/nonexistent/model.safetensors"), Error);
   EXPECT_THROW(SafetensorsFile::open(test::temp_dir()), Error);

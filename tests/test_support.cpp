@@ -1,10 +1,20 @@
 #include "test_support.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
+
+#include "error.h"
 
 namespace gpt2::test {
 
@@ -51,6 +61,35 @@ std::string temp_dir() {
   auto p = root.path / std::to_string(counter++);
   std::filesystem::create_directories(p);
   return p.string();
+}
+
+std::string error_loading_fifo(const std::string& path, const std::function<void()>& load) {
+  std::filesystem::remove(path);
+  if (mkfifo(path.c_str(), 0600) != 0) throw std::runtime_error("cannot make the FIFO " + path);
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false, blocked = false;
+  std::thread unblock([&] {
+    std::unique_lock<std::mutex> lock(m);
+    if (cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; })) return;
+    blocked = true;
+    lock.unlock();
+    const int fd = ::open(path.c_str(), O_WRONLY);  // meets the blocked reader
+    if (fd >= 0) ::close(fd);
+  });
+  std::string message;
+  try {
+    load();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  {
+    std::lock_guard<std::mutex> lock(m);
+    done = true;
+  }
+  cv.notify_one();
+  unblock.join();
+  return blocked ? "blocked on the FIFO until a writer came; then: " + message : message;
 }
 
 }  // namespace gpt2::test

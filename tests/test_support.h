@@ -1,5 +1,6 @@
 // Helpers shared by the GoogleTest binaries: where the reference data and test models are.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,5 +13,11 @@ std::string tiny_model(const std::string& dtype = "fp32");  // test_models_dir()
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
 std::string temp_dir();          // a fresh directory, removed at exit
+
+// Makes `path` a FIFO nobody writes into and returns the message of the gpt2::Error that
+// `load` throws ("" if none). Opening such a FIFO the plain way blocks forever: if `load` has
+// not returned after 10 s, a writer opens and closes the FIFO so that it returns, and the
+// message starts with "blocked", so the caller's check fails instead of hanging.
+std::string error_loading_fifo(const std::string& path, const std::function<void()>& load);
 
 }  // namespace gpt2::test

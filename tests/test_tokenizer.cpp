@@ -399,5 +399,16 @@ TEST(TokenizerFiles, MissingFilesNameThePath) {
   }
 }
 
+TEST(TokenizerFiles, AFifoIsRefusedWithoutBlocking) {
+  for (const std::string name : {"vocab.json", "merges.txt"}) {
+    const std::string dir = test::temp_dir();
+    test::write_file(dir + "/vocab.json", test::read_file(tokenizer_dir() + "/vocab.json"));
+    test::write_file(dir + "/merges.txt", test::read_file(tokenizer_dir() + "/merges.txt"));
+    const std::string message = test::error_loading_fifo(dir + "/" + name, [&] { Tokenizer::load(dir, 50257); });
+    EXPECT_NE(message.find(name + ": it is not a regular file"), std::string::npos) << message;
+    EXPECT_EQ(message.rfind("blocked", 0), std::string::npos) << message;
+  }
+}
+
 }  // namespace
 }  // namespace gpt2

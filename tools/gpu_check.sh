@@ -7,7 +7,7 @@
 #   3. gpt2-gen vs Hugging Face on a seeded random GPT-2 124M (fp32 and fp16): last-position
 #      logits and greedy tokens (tools/hf_compare.py)
 #   4. the benchmark: 124M fp16, "What is KV caching?" ids, 1000 new tokens, greedy, ignore EOS,
-#      with and without the cache; then gpt2-gen --benchmark if this build has it
+#      with and without the cache; then gpt2-gen --benchmark
 #   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled), racecheck
 #      on the attention / matrix-vector / argmax kernel tests, initcheck on a generation
 # Every step is time-boxed (timeout) inside a global budget (GPU_CHECK_BUDGET_S, default 285 s);
@@ -18,7 +18,9 @@
 # GPU_CHECK_DRY=1: the plumbing only, on a machine without a GPU (skips nvidia-smi and the
 # sanitizers; the tests skip; the HF step compares the CPU backend with the tiny golden; the
 # benchmark runs the tiny model on the CPU for 20 tokens).
-# Usage (device tool): run(command="bash tools/gpu_check.sh", carry=[".gpu"], timeout_s=420)
+# Usage, from the repository root with .gpu/ (tools/gpu_bundle.sh) beside it:
+#   bash tools/gpu_check.sh                  # on the GPU machine
+#   GPU_CHECK_DRY=1 bash tools/gpu_check.sh  # here, without a GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -221,17 +223,13 @@ else
     else record "bench $mode" FAIL "rc $rc; $info $(tail -1 "$LOGDIR/bench_$mode.log" | cut -c1-120)"
     fi
   done
-  if "$G/bin/gpt2-gen" --help 2>/dev/null | grep -q -- '--benchmark'; then
-    runs=3; [ "$DRY" = 1 ] && runs=1
-    run_boxed 100 45 "$LOGDIR/benchmark.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
-      -n "$BENCH_N" --device "$BENCH_DEV" --benchmark --runs $runs --json "$LOGDIR/benchmark.json"
-    rc=$?
-    if [ $rc = 0 ]; then record "--benchmark" ok "$runs runs/mode; table in benchmark.log"
-    elif [ $rc = 125 ]; then record "--benchmark" SKIP "no time left"
-    else record "--benchmark" FAIL "rc $rc; $(tail -1 "$LOGDIR/benchmark.log" | cut -c1-150)"
-    fi
-  else
-    record "--benchmark" SKIP "this gpt2-gen has no --benchmark"
+  runs=3; [ "$DRY" = 1 ] && runs=1
+  run_boxed 100 45 "$LOGDIR/benchmark.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
+    -n "$BENCH_N" --device "$BENCH_DEV" --benchmark --runs $runs --json "$LOGDIR/benchmark.json"
+  rc=$?
+  if [ $rc = 0 ]; then record "--benchmark" ok "$runs runs/mode; table in benchmark.log"
+  elif [ $rc = 125 ]; then record "--benchmark" SKIP "no time left"
+  else record "--benchmark" FAIL "rc $rc; $(tail -1 "$LOGDIR/benchmark.log" | cut -c1-150)"
   fi
 fi
 

@@ -57,6 +57,11 @@ class CudaCli(unittest.TestCase):
         self.assertIn("device cuda (cuda-emu", err)
         self.assertIn("peak memory", err)
 
+    def test_version_says_cuda_is_emulated(self):
+        proc = run("--version")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(b"\nCUDA: emulated on the CPU", proc.stdout)
+
     def test_device_auto_chooses_the_gpu(self):
         out, err = self.generate_json("--prompt-ids", "464", "-n", "2", "--temperature", "0")
         self.assertEqual(out["stats"]["device"], "cuda")

@@ -76,7 +76,7 @@ template <> inline const char* dtype_label<float>() { return "fp32"; }
 template <> inline const char* dtype_label<__half>() { return "fp16"; }
 template <> inline const char* dtype_label<__nv_bfloat16>() { return "bf16"; }
 
-// The tolerances: normalized MSE <= 1e-10 in fp32, <= 5e-4 in fp16 / bf16.
+// The project's tolerances: normalized MSE <= 1e-10 in fp32, <= 5e-4 in fp16 / bf16.
 template <typename T> inline double nmse_tolerance() { return sizeof(T) == 4 ? 1e-10 : 5e-4; }
 
 // ---- device buffers ------------------------------------------------------------------------
