@@ -15,7 +15,6 @@
 
 #include "backend_cuda.h"
 #include "cuda_check.h"
-#include "half.h"
 
 namespace gpt2::test {
 
@@ -43,33 +42,21 @@ inline bool quick() {
 inline int quick_or(int small, int full) { return quick() ? small : full; }
 
 // ---- host rounding to a dtype ----------------------------------------------------------------
+// By the CUDA headers' own host conversions (NVIDIA's, or on cuda-emu the compiler's _Float16 and
+// tests/ieee_reference.h), not by src/half.h, the code under test.
 template <typename T> inline float round_to(float v);
 template <> inline float round_to<float>(float v) { return v; }
-template <> inline float round_to<__half>(float v) { return fp16_to_float(float_to_fp16(v)); }
-template <> inline float round_to<__nv_bfloat16>(float v) { return bf16_to_float(float_to_bf16(v)); }
+template <> inline float round_to<__half>(float v) { return __half2float(__float2half_rn(v)); }
+template <> inline float round_to<__nv_bfloat16>(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 template <typename T> inline void host_store(float v, T* dst);
 template <> inline void host_store<float>(float v, float* dst) { *dst = v; }
-template <> inline void host_store<__half>(float v, __half* dst) {
-  const uint16_t b = float_to_fp16(v);
-  std::memcpy(static_cast<void*>(dst), &b, 2);
-}
-template <> inline void host_store<__nv_bfloat16>(float v, __nv_bfloat16* dst) {
-  const uint16_t b = float_to_bf16(v);
-  std::memcpy(static_cast<void*>(dst), &b, 2);
-}
+template <> inline void host_store<__half>(float v, __half* dst) { *dst = __float2half_rn(v); }
+template <> inline void host_store<__nv_bfloat16>(float v, __nv_bfloat16* dst) { *dst = __float2bfloat16_rn(v); }
 template <typename T> inline float host_load(const T& v);
 template <> inline float host_load<float>(const float& v) { return v; }
-template <> inline float host_load<__half>(const __half& v) {
-  uint16_t b;
-  std::memcpy(&b, static_cast<const void*>(&v), 2);
-  return fp16_to_float(b);
-}
-template <> inline float host_load<__nv_bfloat16>(const __nv_bfloat16& v) {
-  uint16_t b;
-  std::memcpy(&b, static_cast<const void*>(&v), 2);
-  return bf16_to_float(b);
-}
+template <> inline float host_load<__half>(const __half& v) { return __half2float(v); }
+template <> inline float host_load<__nv_bfloat16>(const __nv_bfloat16& v) { return __bfloat162float(v); }
 
 template <typename T> const char* dtype_label();
 template <> inline const char* dtype_label<float>() { return "fp32"; }

@@ -1,10 +1,13 @@
-// cuda-emu: __nv_bfloat16 and __nv_bfloat162 as bit patterns, converted with gpt2-gen's
-// bit-exact bfloat16 routines (src/half.h; round to nearest even like __float2bfloat16_rn).
+// cuda-emu: __nv_bfloat16 and __nv_bfloat162 as bit patterns. Widening is the format's
+// definition (the top half of an fp32); narrowing rounds to nearest even by the IEEE definition
+// in tests/ieee_reference.h (g++ 12 has no arithmetic __bf16) -- never by src/half.h, the code
+// the tests check.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
+#include "../../ieee_reference.h"
 #include "cuda_runtime.h"
-#include "half.h"
 
 struct __nv_bfloat16 {
   uint16_t __x;
@@ -13,6 +16,13 @@ struct __attribute__((aligned(4))) __nv_bfloat162 {
   __nv_bfloat16 x, y;
 };
 
-inline float __bfloat162float(__nv_bfloat16 h) { return gpt2::bf16_to_float(h.__x); }
-inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16{gpt2::float_to_bf16(f)}; }
+inline float __bfloat162float(__nv_bfloat16 h) {
+  const uint32_t bits = uint32_t(h.__x) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  return __nv_bfloat16{ieee_reference::float_to(f, ieee_reference::kBfloat16)};
+}
 inline float2 __bfloat1622float2(__nv_bfloat162 h) { return float2{__bfloat162float(h.x), __bfloat162float(h.y)}; }
