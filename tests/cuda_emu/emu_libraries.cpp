@@ -11,10 +11,18 @@
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
 #include "emu_internal.h"
+#include "../ieee_reference.h"
 
 struct cublasContext {
   cudaStream_t stream = nullptr;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
 };
+
+namespace {
+emu::Fp32GemmCounts g_fp32_gemms;
+}  // namespace
+
+emu::Fp32GemmCounts emu::fp32_gemm_counts() { return g_fp32_gemms; }
 
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   *handle = new cublasContext;
@@ -35,18 +43,26 @@ cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void* workspace, size_t
   if (bytes && !emu::is_device_range(workspace, bytes)) return CUBLAS_STATUS_INVALID_VALUE;
   return CUBLAS_STATUS_SUCCESS;
 }
-// The math mode only matters for TF32, which the emulation never uses (fp32 products in fp32).
-cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
-  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+// Recorded: it decides whether fp32 products may use TF32 (below).
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (mode != CUBLAS_DEFAULT_MATH && mode != CUBLAS_TENSOR_OP_MATH && mode != CUBLAS_PEDANTIC_MATH &&
+      mode != CUBLAS_TF32_TENSOR_OP_MATH)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  handle->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 namespace {
 
 size_t type_bytes(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 
-float load(const void* base, size_t i, cudaDataType_t t) {
+// TF32: fp32's exponent with 10 fraction bits, what tensor cores read fp32 inputs as.
+float round_to_tf32(float v) { return float(ieee_reference::round_to(v, ieee_reference::Format{10, 8})); }
+
+float load(const void* base, size_t i, cudaDataType_t t, bool tf32 = false) {
   switch (t) {
-    case CUDA_R_32F: return static_cast<const float*>(base)[i];
+    case CUDA_R_32F: return tf32 ? round_to_tf32(static_cast<const float*>(base)[i]) : static_cast<const float*>(base)[i];
     case CUDA_R_16F: return __half2float(static_cast<const __half*>(base)[i]);
     case CUDA_R_16BF: return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
   }
@@ -85,6 +101,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
       !emu::is_device_range(C, (size_t(n - 1) * ldc + m) * type_bytes(Ctype)))
     return CUBLAS_STATUS_EXECUTION_FAILED;
   const float alpha = *static_cast<const float*>(alpha_p), beta = *static_cast<const float*>(beta_p);
+  // CUBLAS_TF32_TENSOR_OP_MATH lets cuBLAS read fp32 A and B as TF32; the emulation does so, so
+  // a backend that turned it on would lose fp32 accuracy here as on a GPU.
+  const bool tf32 = Atype == CUDA_R_32F && handle->math == CUBLAS_TF32_TENSOR_OP_MATH;
+  if (Atype == CUDA_R_32F) ++(tf32 ? g_fp32_gemms.tf32 : g_fp32_gemms.default_math);
   const cudaError_t e = emu::enqueue(handle->stream, [=] {
     // op(A)(i, p) and op(B)(p, j) as strides into the column-major arrays.
     const size_t a_i = transa == CUBLAS_OP_N ? 1 : size_t(lda), a_p = transa == CUBLAS_OP_N ? size_t(lda) : 1;
@@ -92,10 +112,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < n; ++j) {
       std::vector<float> b_col(static_cast<size_t>(k));
-      for (int p = 0; p < k; ++p) b_col[size_t(p)] = load(B, size_t(p) * b_p + size_t(j) * b_j, Btype);
+      for (int p = 0; p < k; ++p) b_col[size_t(p)] = load(B, size_t(p) * b_p + size_t(j) * b_j, Btype, tf32);
       for (int i = 0; i < m; ++i) {
         float acc = 0.0f;
-        for (int p = 0; p < k; ++p) acc += load(A, size_t(i) * a_i + size_t(p) * a_p, Atype) * b_col[size_t(p)];
+        for (int p = 0; p < k; ++p) acc += load(A, size_t(i) * a_i + size_t(p) * a_p, Atype, tf32) * b_col[size_t(p)];
         const size_t c = size_t(j) * ldc + size_t(i);
         // beta == 0: C is not read (it may hold NaN), as in cuBLAS.
         store(C, c, Ctype, beta == 0.0f ? alpha * acc : alpha * acc + beta * load(C, c, Ctype));

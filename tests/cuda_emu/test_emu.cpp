@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cub/device/device_radix_sort.cuh>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -265,6 +266,32 @@ TEST(CudaEmu, GemmExMatchesAReferenceForEveryTranspose) {
   cublasDestroy(h);
 }
 
+// The math mode is recorded: under CUBLAS_TF32_TENSOR_OP_MATH an fp32 GemmEx reads its inputs
+// as TF32 (10 fraction bits), as tensor cores do; under the default math it stays exact.
+TEST(CudaEmu, Tf32MathModeRoundsFp32InputsAndIsCounted) {
+  cublasHandle_t h;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  // 1 + 2^-12 holds 12 fraction bits: TF32 rounds it to 1, fp32 keeps it.
+  const float a = 1.0f + std::ldexp(1.0f, -12), b = 1.0f, zero = 0.0f, one = 1.0f;
+  float* d = device_alloc<float>(3);
+  cudaMemcpy(d, &a, 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(d + 1, &b, 4, cudaMemcpyHostToDevice);
+  const auto product = [&](cublasMath_t mode) {
+    EXPECT_EQ(cublasSetMathMode(h, mode), CUBLAS_STATUS_SUCCESS);
+    EXPECT_EQ(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, d, CUDA_R_32F, 1, d + 1, CUDA_R_32F, 1, &zero,
+                           d + 2, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              CUBLAS_STATUS_SUCCESS);
+    return download(d + 2, 1)[0];
+  };
+  const emu::Fp32GemmCounts before = emu::fp32_gemm_counts();
+  EXPECT_EQ(product(CUBLAS_DEFAULT_MATH), a);
+  EXPECT_EQ(product(CUBLAS_TF32_TENSOR_OP_MATH), 1.0f);
+  EXPECT_EQ(emu::fp32_gemm_counts().default_math, before.default_math + 1);
+  EXPECT_EQ(emu::fp32_gemm_counts().tf32, before.tf32 + 1);
+  cudaFree(d);
+  cublasDestroy(h);
+}
+
 // CUB's descending radix order: by bits, so +0 before -0 and the sort is stable.
 TEST(CudaEmu, RadixSortDescendingIsStableAndOrdersSignedZerosByBits) {
   const std::vector<float> keys = {1.0f, -0.0f, 3.0f, 0.0f, 1.0f, -2.0f, 0.0f};
@@ -329,6 +356,22 @@ TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
     EXPECT_GE(r.context_shifts, 1);
   }
   EXPECT_EQ(emu::allocation_calls(), before);
+}
+
+// The backend's fp32 products stay in fp32: its cuBLAS calls (the rows path: a prefill and
+// --no-cache) run under default math, never TF32.
+TEST(CudaEmu, TheBackendsFp32GemmsUseDefaultMathNotTf32) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F32));
+  const emu::Fp32GemmCounts before = emu::fp32_gemm_counts();
+  GenerationOptions g;
+  g.max_new_tokens = 2;
+  g.use_cache = false;
+  g.sampling.temperature = 0;
+  generate(*backend, {2061, 318, 509, 53}, g, nullptr);
+  const emu::Fp32GemmCounts after = emu::fp32_gemm_counts();
+  EXPECT_GT(after.default_math, before.default_math);
+  EXPECT_EQ(after.tf32, before.tf32);
 }
 
 }  // namespace

@@ -40,3 +40,13 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             int k, const void* alpha, const void* A, cudaDataType_t Atype, int lda, const void* B,
                             cudaDataType_t Btype, int ldb, const void* beta, void* C, cudaDataType_t Ctype, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t algo);
+
+namespace emu {
+// fp32 cublasGemmEx calls so far: under a math mode that keeps fp32 products in fp32, and under
+// CUBLAS_TF32_TENSOR_OP_MATH (TF32 inputs). Tests check that the backend's fp32 makes no TF32 call.
+struct Fp32GemmCounts {
+  long default_math = 0;
+  long tf32 = 0;
+};
+Fp32GemmCounts fp32_gemm_counts();
+}  // namespace emu
