@@ -1,6 +1,8 @@
 // The CPU reference backend against Hugging Face's float64 goldens for the tiny GPT-2.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "backend_cpu.h"
 #include "generator.h"
 #include "golden.h"
@@ -18,17 +20,23 @@ class CpuGolden : public ::testing::TestWithParam<std::string> {
     model_ = std::make_unique<Model>(load_model(test::tiny_model(GetParam())));
     backend_ = make_cpu_backend(*model_, BackendOptions{});
   }
-  // fp32 weights must reproduce float64 logits to 1e-4; fp16/bf16-stored weights (widened to
-  // fp32) carry their rounding error, bounded by the half-precision tolerance.
-  double tolerance() const { return GetParam() == "fp32" ? 1e-4 : 2e-2; }
+  // max |logit - ref| / max |ref|, from the error measured here (2026-12-01, g++ 12 -O2):
+  // fp32 weights 4.7e-7 (last logits) and 7.7e-7 (every position) -> 1e-5 (an erf GELU in
+  // place of tanh errs by 1.8e-4); fp16-stored weights (widened to fp32) carry their rounding,
+  // 8.5e-4 and 1.2e-3 -> 5e-3 (4x); bf16-stored, 6.7e-3 and 1.4e-2 -> 5e-2 (3.5x).
+  double tolerance() const { return GetParam() == "fp32" ? 1e-5 : GetParam() == "fp16" ? 5e-3 : 5e-2; }
   std::unique_ptr<Model> model_;
   std::unique_ptr<Backend> backend_;
 };
 
-TEST_P(CpuGolden, LastLogitsOfEverySequence) { test::expect_last_logits_match(*backend_, tolerance()); }
+TEST_P(CpuGolden, LastLogitsOfEverySequence) {
+  const double err = test::expect_last_logits_match(*backend_, tolerance());
+  std::printf("[%s] last logits: max|d|/max|ref| = %.3g\n", GetParam().c_str(), err);
+}
 
 TEST_P(CpuGolden, SubsetLogitsAtEveryPositionWithAndWithoutCache) {
-  test::expect_subset_logits_match(*backend_, tolerance());
+  const double err = test::expect_subset_logits_match(*backend_, tolerance());
+  std::printf("[%s] every position: max|d|/max|ref| = %.3g\n", GetParam().c_str(), err);
 }
 
 INSTANTIATE_TEST_SUITE_P(StoredDtypes, CpuGolden, ::testing::Values("fp32", "fp16", "bf16"));
