@@ -11,9 +11,11 @@
 #   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled), racecheck
 #      on the attention / matrix-vector / argmax kernel tests, initcheck on a generation
 # Every step is time-boxed (timeout) inside a global budget (GPU_CHECK_BUDGET_S, default 285 s);
-# a step that no longer fits is reported SKIP. Progress lines carry timestamps; full logs go to
-# /tmp/gpu_check_logs and, when $OUT is set, to $OUT (gpu_check.log, summary.txt, logs.tgz and
-# the JSON reports). Ends with one summary table; exit status 1 if any step failed.
+# a step that no longer fits, or a sanitizer cut short by its box, is reported INCOMPLETE.
+# Progress lines carry timestamps; full logs go to /tmp/gpu_check_logs and, when $OUT is set, to
+# $OUT (gpu_check.log, summary.txt, logs.tgz and the JSON reports). Ends with one summary table;
+# exit status 1 if any step failed, else 2 (and a loud INCOMPLETE banner) if any step did not
+# run to its end for lack of time: a check that did not run is not a pass.
 #
 # GPU_CHECK_DRY=1: the plumbing only, on a machine without a GPU (skips nvidia-smi and the
 # sanitizers; the tests skip; the HF step compares the CPU backend with the tiny golden; the
@@ -47,13 +49,14 @@ if [ -n "${LD_LIBRARY_PATH+x}" ]; then PY=(env "LD_LIBRARY_PATH=$LD_LIBRARY_PATH
 else PY=(env -u LD_LIBRARY_PATH python3); fi
 
 NAMES=() RESULTS=() INFOS=()
-FAILED=0
+FAILED=0 INCOMPLETE=()
 elapsed() { echo $(( $(date +%s) - START )); }
 remaining() { echo $(( BUDGET - $(elapsed) )); }
 say() { printf '[%s +%3ss] %s\n' "$(date +%H:%M:%S)" "$(elapsed)" "$*"; }
 record() {  # NAME RESULT INFO
   NAMES+=("$1"); RESULTS+=("$2"); INFOS+=("$3")
   [ "$2" = FAIL ] && FAILED=1
+  [ "$2" = INCOMPLETE ] && INCOMPLETE+=("$1")
   say "$1: $2 ${3:+- $3}"
 }
 # run_boxed MAX_S MIN_S LOG cmd...: runs cmd under timeout min(MAX_S, remaining - 5) with its
@@ -146,7 +149,7 @@ for t in test_gpu_kernels:170 test_gpu_backend:100; do
   read -r p f s < <(gtest_counts "$LOGDIR/$name.log")
   failed_names=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$LOGDIR/$name.log" | awk '{print $4}' | tr -d ',' | sort -u | head -4 | tr '\n' ' ')
   info="$p passed, $f failed, $s skipped${failed_names:+: $failed_names}"
-  if [ $rc = 125 ]; then record "$name" SKIP "no time left"
+  if [ $rc = 125 ]; then record "$name" INCOMPLETE "not run: no time left in the budget"
   elif [ $rc = 124 ]; then record "$name" FAIL "timed out; $info"
   elif [ $rc != 0 ]; then record "$name" FAIL "rc $rc; $info"
   elif [ "$DRY" != 1 ] && [ "$s" != 0 ]; then record "$name" FAIL "$info (skipped on a GPU machine: is the device usable?)"
@@ -171,7 +174,7 @@ else
   rc=$?
   lines=$(grep -E ': (ok|FAIL) ' "$LOGDIR/hf_compare.log" | sed -E 's/^gpt2-124M-random //; s/ vs HF fp64//; s/logits max\|d\|\/max\|ref\|/rel/; s/ steps compared//; s/ \(margin floor [^)]*\)//; s/ \(tol [^)]*\)//' | tr '\n' ';')
   if [ $rc = 0 ]; then record "HF compare" ok "$lines"
-  elif [ $rc = 125 ]; then record "HF compare" SKIP "no time left"
+  elif [ $rc = 125 ]; then record "HF compare" INCOMPLETE "not run: no time left in the budget"
   else record "HF compare" FAIL "rc $rc; ${lines:-$(tail -1 "$LOGDIR/hf_compare.log" | cut -c1-150)}"
   fi
 fi
@@ -219,7 +222,7 @@ else
       if [ $mode = cache_pdl ] && [ "${same:-0}" != "$BENCH_N" ]; then rc=97; info="$info (PDL must not change tokens)"; fi
     fi
     if [ $rc = 0 ] && [ -n "$info" ]; then record "bench $mode" ok "$info"
-    elif [ $rc = 125 ]; then record "bench $mode" SKIP "no time left"
+    elif [ $rc = 125 ]; then record "bench $mode" INCOMPLETE "not run: no time left in the budget"
     else record "bench $mode" FAIL "rc $rc; $info $(tail -1 "$LOGDIR/bench_$mode.log" | cut -c1-120)"
     fi
   done
@@ -228,7 +231,7 @@ else
     -n "$BENCH_N" --device "$BENCH_DEV" --benchmark --runs $runs --json "$LOGDIR/benchmark.json"
   rc=$?
   if [ $rc = 0 ]; then record "--benchmark" ok "$runs runs/mode; table in benchmark.log"
-  elif [ $rc = 125 ]; then record "--benchmark" SKIP "no time left"
+  elif [ $rc = 125 ]; then record "--benchmark" INCOMPLETE "not run: no time left in the budget"
   else record "--benchmark" FAIL "rc $rc; $(tail -1 "$LOGDIR/benchmark.log" | cut -c1-150)"
   fi
 fi
@@ -242,8 +245,8 @@ sanitize() {  # NAME TOOL MAX_S LOG cmd...
   local errs; errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | awk '{s += $1} END {print s + 0}')
   if grep -qiE 'device not supported|not supported on this platform|unable to (open|attach)' "$log"; then
     record "$name" SKIP "compute-sanitizer cannot use this device here: $(grep -iE 'not supported|unable' "$log" | head -1 | cut -c1-100)"
-  elif [ $rc = 125 ]; then record "$name" SKIP "no time left"
-  elif [ $rc = 124 ]; then record "$name" SKIP "incomplete: timed out (sanitizers are slow), ${errs:-0} errors before that"
+  elif [ $rc = 125 ]; then record "$name" INCOMPLETE "not run: no time left in the budget"
+  elif [ $rc = 124 ]; then record "$name" INCOMPLETE "timed out (sanitizers are slow), ${errs:-0} errors before that"
   elif [ $rc = 0 ]; then record "$name" ok "0 errors"
   else record "$name" FAIL "rc $rc, ${errs:-?} errors: $(grep -m1 -E '^========= (Invalid|Race|Uninitialized|Error|Program hit)' "$log" | cut -c1-120)"
   fi
@@ -268,8 +271,8 @@ EOF
   if grep -qiE 'device not supported|not supported on this platform' "$LOGDIR/memcheck.log"; then
     record "memcheck" SKIP "compute-sanitizer cannot use this device here"
   elif [ $rc = 0 ]; then record "memcheck" ok "greedy cache, no-cache, sampled: errors ${errs:-?}"
-  elif [ $rc = 125 ]; then record "memcheck" SKIP "no time left"
-  elif [ $rc = 124 ]; then record "memcheck" SKIP "incomplete: timed out; errors so far ${errs:-none}"
+  elif [ $rc = 125 ]; then record "memcheck" INCOMPLETE "not run: no time left in the budget"
+  elif [ $rc = 124 ]; then record "memcheck" INCOMPLETE "timed out; errors so far ${errs:-none}"
   else record "memcheck" FAIL "rc $rc; errors ${errs:-?}: $(grep -m1 -E '^========= (Invalid|Error|Program hit)' "$LOGDIR/memcheck.log" | cut -c1-120)"
   fi
   export GPT2_GPU_TEST_QUICK=1  # small sizes: racecheck instruments every shared-memory access
@@ -283,10 +286,17 @@ fi
 {
   echo
   echo "== gpu_check summary ($(elapsed)s of ${BUDGET}s; logs in $LOGDIR${OUT:+ and \$OUT})"
-  printf '| %-18s | %-6s | %s\n' "step" "result" "key numbers"
-  printf '|%s|%s|%s\n' "--------------------" "--------" "------------------------------------------------------------"
-  for i in "${!NAMES[@]}"; do printf '| %-18s | %-6s | %s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${INFOS[$i]}"; done
-  if [ $FAILED = 0 ]; then echo "gpu_check: PASSED"; else echo "gpu_check: FAILED"; fi
+  printf '| %-18s | %-10s | %s\n' "step" "result" "key numbers"
+  printf '|%s|%s|%s\n' "--------------------" "------------" "------------------------------------------------------------"
+  for i in "${!NAMES[@]}"; do printf '| %-18s | %-10s | %s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${INFOS[$i]}"; done
+  if [ $FAILED = 1 ]; then echo "gpu_check: FAILED"
+  elif [ ${#INCOMPLETE[@]} -gt 0 ]; then
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+    echo "gpu_check: INCOMPLETE -- ${#INCOMPLETE[@]} step(s) did not run to the end for lack of time:"
+    echo "  ${INCOMPLETE[*]}"
+    echo "  This is NOT a pass: rerun with a larger GPU_CHECK_BUDGET_S (and the device tool's timeout_s)."
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+  else echo "gpu_check: PASSED"; fi
 } | tee "$LOGDIR/summary.txt"
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
@@ -298,4 +308,6 @@ fi
 # Let tee write the last lines into the logs (and $OUT) before the call returns.
 exec >&- 2>&-
 wait "$TEE_PID" 2>/dev/null
-exit $FAILED
+if [ $FAILED = 1 ]; then exit 1; fi
+if [ ${#INCOMPLETE[@]} -gt 0 ]; then exit 2; fi
+exit 0
