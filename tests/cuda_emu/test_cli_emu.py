@@ -74,6 +74,15 @@ class CudaCli(unittest.TestCase):
         cpu, _ = self.generate_json("--device", "cpu", *args)
         self.assertEqual(gpu["generated_ids"], cpu["generated_ids"])
 
+    def test_sampling_flags_reach_the_device_sampler(self):
+        # At temperature 100 the draws are nearly uniform: only the flag itself (top-k 1, or a
+        # tiny top-p over the whole vocabulary) keeps the device on the greedy golden path.
+        case = GOLDEN["greedy"][0]
+        for flags in (["--top-k", "1", "--top-p", "1"], ["--top-k", "0", "--top-p", "0.000001"]):
+            out, _ = self.generate_json("--device", "cuda", "--dtype", "fp32", "--prompt-ids", ids(case["prompt"]),
+                                        "-n", str(N), "--temperature", "100", "--seed", "3", "--ignore-eos", *flags)
+            self.assertEqual(out["generated_ids"], case["new_tokens"][:N], flags)
+
     def test_benchmark_json_follows_the_schema(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "bench.json")
