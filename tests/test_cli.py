@@ -100,6 +100,17 @@ class Goldens(CliTest):
         proc = run("-m", TINY, "-p", "Hi", "-n", "2")
         self.assertRegex(proc.stderr.decode(), r"seed \d+")
 
+    def test_the_seed_decides_the_draws(self):
+        # Another seed draws other tokens (20 draws at temperature 1.5 over the whole vocabulary
+        # cannot coincide by chance), and the seed a run without --seed reports reproduces it.
+        args = ("-p", "Hi", "-n", "20", "--top-k", "0", "--top-p", "1", "--temperature", "1.5")
+        a = self.generate_json(*args, "--seed", "5")
+        b = self.generate_json(*args, "--seed", "6")
+        self.assertNotEqual(a["generated_ids"], b["generated_ids"])
+        free = self.generate_json(*args)
+        again = self.generate_json(*args, "--seed", str(free["stats"]["seed"]))
+        self.assertEqual(free["generated_ids"], again["generated_ids"])
+
     def test_max_new_tokens_zero(self):
         out = self.generate_json("-p", "Hi", "-n", "0")
         self.assertEqual(out["generated_ids"], [])
