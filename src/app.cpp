@@ -50,7 +50,11 @@ BackendOptions backend_options(const CliOptions& o) {
   BackendOptions b;
   b.device = o.device == "cpu" ? Device::Cpu : o.device == "cuda" ? Device::Cuda : Device::Auto;
   if (!o.dtype.empty())
-    b.dtype = o.dtype == "fp16" ? ComputeDType::F16 : o.dtype == "bf16" ? ComputeDType::BF16 : ComputeDType::F32;
+    b.dtype = o.dtype == "fp16"   ? ComputeDType::F16
+              : o.dtype == "bf16" ? ComputeDType::BF16
+              : o.dtype == "int8" ? ComputeDType::Int8
+                                  : ComputeDType::F32;
+  b.threads = o.threads;
   b.kv_capacity = o.ctx_size;
   return b;
 }

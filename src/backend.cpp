@@ -12,6 +12,7 @@ const char* compute_dtype_name(ComputeDType d) {
     case ComputeDType::F32: return "fp32";
     case ComputeDType::F16: return "fp16";
     case ComputeDType::BF16: return "bf16";
+    case ComputeDType::Int8: return "int8";
   }
   return "?";
 }
@@ -43,13 +44,15 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   const bool cuda_ok = options.device != Device::Cpu && cuda_device_usable(&why_not_cuda);
   if (options.device == Device::Cuda && !cuda_ok)
     throw Error("--device cuda: no usable CUDA device: " + why_not_cuda + "; use --device cpu");
-  if (cuda_ok) return make_cuda_backend(model, options);
+  const bool int8 = options.dtype == ComputeDType::Int8;
+  if (cuda_ok && int8 && options.device == Device::Cuda)
+    throw Error("--dtype int8 runs on the CPU only; use --device cpu or another --dtype");
+  if (cuda_ok && !int8) return make_cuda_backend(model, options);
   if (note) {
     note->clear();
-    if (options.device == Device::Auto) *note = "note: running on the CPU: no usable CUDA device: " + why_not_cuda;
-    if (options.dtype && *options.dtype != ComputeDType::F32)
-      *note += std::string(note->empty() ? "note: " : "; ") + "the CPU backend computes in fp32, --dtype " +
-               compute_dtype_name(*options.dtype) + " applies to CUDA only";
+    if (options.device == Device::Auto)
+      *note = cuda_ok ? "note: running on the CPU: --dtype int8 is the CPU's only"
+                      : "note: running on the CPU: no usable CUDA device: " + why_not_cuda;
   }
   return make_cpu_backend(model, options);
 }

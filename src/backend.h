@@ -25,14 +25,17 @@ namespace gpt2 {
 struct Model;
 
 enum class Device { Auto, Cpu, Cuda };
-enum class ComputeDType { F32, F16, BF16 };
-const char* compute_dtype_name(ComputeDType d);  // "fp32", "fp16", "bf16"
+// On CUDA the compute precision; on the CPU, which always computes in fp32, the precision the
+// weight matrices are held in (Int8: the CPU only, one scale per 32 weights).
+enum class ComputeDType { F32, F16, BF16, Int8 };
+const char* compute_dtype_name(ComputeDType d);  // "fp32", "fp16", "bf16", "int8"
 
 struct BackendOptions {
   Device device = Device::Auto;
-  // Unset: fp16 on CUDA, fp32 on the CPU (which always computes in fp32).
+  // Unset: fp16 on CUDA; on the CPU the weight file's dtype.
   std::optional<ComputeDType> dtype;
   int kv_capacity = 0;  // slots per layer; 0 = the model's n_positions
+  int threads = 0;      // CPU threads; 0 = the physical cores
 };
 
 struct BackendInfo {
@@ -43,6 +46,8 @@ struct BackendInfo {
   size_t kv_bytes = 0;      // K and V rings of all layers
   size_t activation_bytes = 0;
   size_t peak_device_bytes = 0;  // CUDA: peak device memory in use by the process; CPU: 0
+  size_t decode_weight_bytes = 0;  // CPU: weight bytes one decode step reads; CUDA: 0
+  int threads = 0;                 // CPU threads; CUDA: 0
 };
 
 class Backend {

@@ -1,23 +1,103 @@
-// The CPU reference backend. It reads like nanoGPT's model.py: embeddings, n_layer pre-LN
-// blocks (x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))), a final LayerNorm and logits against
-// the tied token embedding. Weights are widened to fp32 at load; all buffers are allocated once.
+// The CPU backend. It reads like nanoGPT's model.py: embeddings, n_layer pre-LN blocks
+// (x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))), a final LayerNorm and logits against the
+// tied token embedding. The weight matrices stay in the backend's weight type (--dtype;
+// default: the file's, so an fp16 file keeps 2 bytes per weight) and are widened to fp32 in
+// registers by the kernels of cpu_fast.h; LayerNorm parameters, biases, the position embedding,
+// activations and the K/V rings are fp32. Everything is allocated once, here.
+//
+// Two paths share the weights, as on CUDA: one token (decode) streams each matrix once through
+// the matrix-vector kernel with its epilogue fused; more tokens (prefill, --no-cache, the re-run
+// after a context shift) go through the GEMM library. The two sum in different orders, so a
+// token's logits differ between them in the last bits (about 1e-6 relative).
 #include "backend_cpu.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <set>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "cpu_fast.h"
 #include "cpu_ops.h"
 #include "error.h"
+#include "half.h"
 #include "model.h"
 
 namespace gpt2 {
 namespace {
 
-// Widens a weight tensor to fp32 (the loader has refused NaN and Inf).
+using simd::WType;
+
+// Widens a tensor to fp32 (the loader has refused NaN and Inf).
 std::vector<float> widen(const TensorView& t) {
   std::vector<float> v(size_t(t.numel));
   t.to_float(v.data());
   return v;
+}
+
+// A weight matrix held in one WType; view points into the vectors.
+struct Matrix {
+  std::vector<uint8_t> data;
+  std::vector<float> scales;  // Q8 only
+  simd::WeightView view;
+
+  size_t bytes() const { return data.size() + scales.size() * sizeof(float); }
+};
+
+// The tensor in `type`: copied as stored when the types agree (fp16/bf16 bits unchanged),
+// else rounded to it (or quantised, for int8).
+Matrix load_matrix(const TensorView& t, WType type) {
+  const std::vector<float> f = widen(t);
+  Matrix m;
+  m.view.type = type;
+  m.view.rows = int(t.shape[0]);
+  m.view.cols = int(t.shape[1]);
+  const size_t n = f.size();
+  const bool same = (type == WType::F16 && t.dtype == DType::F16) || (type == WType::BF16 && t.dtype == DType::BF16);
+  if (same) {
+    m.data.assign(t.data, t.data + t.nbytes);
+  } else if (type == WType::F32) {
+    m.data.resize(n * 4);
+    std::memcpy(m.data.data(), f.data(), n * 4);
+  } else if (type == WType::Q8) {
+    m.data.resize(n);
+    m.scales.resize(size_t(m.view.rows) * simd::q8_blocks(m.view.cols));
+    fast::quantize_q8(f.data(), m.view.rows, m.view.cols, reinterpret_cast<int8_t*>(m.data.data()), m.scales.data());
+  } else {
+    std::vector<uint16_t> h(n);
+    for (size_t i = 0; i < n; ++i) h[i] = type == WType::F16 ? float_to_fp16(f[i]) : float_to_bf16(f[i]);
+    m.data.resize(n * 2);
+    std::memcpy(m.data.data(), h.data(), n * 2);
+  }
+  m.view.data = m.data.data();
+  m.view.scales = m.scales.empty() ? nullptr : m.scales.data();
+  return m;
+}
+
+WType weight_type(const BackendOptions& o, DType stored) {
+  if (o.dtype) {
+    switch (*o.dtype) {
+      case ComputeDType::F32: return WType::F32;
+      case ComputeDType::F16: return WType::F16;
+      case ComputeDType::BF16: return WType::BF16;
+      case ComputeDType::Int8: return WType::Q8;
+    }
+  }
+  return stored == DType::F16 ? WType::F16 : stored == DType::BF16 ? WType::BF16 : WType::F32;
+}
+
+ComputeDType compute_dtype(WType t) {
+  switch (t) {
+    case WType::F32: return ComputeDType::F32;
+    case WType::F16: return ComputeDType::F16;
+    case WType::BF16: return ComputeDType::BF16;
+    case WType::Q8: return ComputeDType::Int8;
+  }
+  return ComputeDType::F32;
 }
 
 std::string cpu_model_name() {
@@ -31,58 +111,61 @@ std::string cpu_model_name() {
   return "cpu";
 }
 
-// The tensors of model.h's lists, in fp32.
+// The tensors of model.h's lists: matrices in the weight type, vectors in fp32.
 struct Weights {
-  std::vector<float> wte, wpe;        // (V, C), (P, C)
+  Matrix wte;                         // (V, C): the token embedding and the LM head
+  std::vector<float> wpe;             // (P, C)
   std::vector<float> ln_f_w, ln_f_b;  // (C)
 };
 
 struct Block {
-  std::vector<float> ln_1_w, ln_1_b;            // (C)
-  std::vector<float> qkv_w, qkv_b;              // (3C, C), (3C)
-  std::vector<float> attn_proj_w, attn_proj_b;  // (C, C), (C)
-  std::vector<float> ln_2_w, ln_2_b;            // (C)
-  std::vector<float> fc_w, fc_b;                // (H, C), (H)
-  std::vector<float> fc_proj_w, fc_proj_b;      // (C, H), (C)
-  std::vector<float> k_ring, v_ring;            // (capacity, C) each
+  std::vector<float> ln_1_w, ln_1_b;  // (C)
+  Matrix qkv_w;                       // (3C, C)
+  std::vector<float> qkv_b;           // (3C)
+  Matrix attn_proj_w;                 // (C, C)
+  std::vector<float> attn_proj_b;     // (C)
+  std::vector<float> ln_2_w, ln_2_b;  // (C)
+  Matrix fc_w;                        // (H, C)
+  std::vector<float> fc_b;            // (H)
+  Matrix fc_proj_w;                   // (C, H)
+  std::vector<float> fc_proj_b;       // (C)
+  std::vector<float> k_ring, v_ring;  // (capacity, C) each
 };
+
+// Visits model.h's tensors of `w` and of every block, as (name, shape rule, member).
+template <typename Visit>
+void for_each_tensor(Visit&& visit, const Weights& w, const std::vector<Block>& blocks) {
+  auto member = [&visit](const char* name, const ShapeRule& rule, const auto& t) { visit(name, rule, t); };
+  for_each_model_tensor(member, w);
+  for (const Block& b : blocks) for_each_layer_tensor(member, b);
+}
+
 
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const Model& m, const BackendOptions& o) : Backend(m.config, o) {
-    const GPT2Config& cfg = config();
-    const int C = cfg.n_embd, H = cfg.n_inner;
-    const int capacity = kv_capacity(), max_T = context_window();  // rows per forward()
-    auto load = [](const char*, const ShapeRule&, const TensorView* view, std::vector<float>& dst) {
-      dst = widen(*view);
+    const int C = config().n_embd;
+    threads_ = o.threads > 0 ? o.threads : physical_cores();
+    omp_set_num_threads(threads_);  // every parallel region here and in the GEMM library
+    const WType type = weight_type(o, m.wte->dtype);
+    auto load = [type](const char*, const ShapeRule&, const TensorView* view, auto& dst) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(dst)>, Matrix>) dst = load_matrix(*view, type);
+      else dst = widen(*view);
     };
     for_each_model_tensor(load, m, w_);
     for (const LayerTensors& t : m.layers) {
       Block b;
       for_each_layer_tensor(load, t, b);
-      b.k_ring.assign(size_t(capacity) * C, 0.0f);
-      b.v_ring.assign(size_t(capacity) * C, 0.0f);
+      b.k_ring.assign(size_t(kv_capacity()) * C, 0.0f);
+      b.v_ring.assign(size_t(kv_capacity()) * C, 0.0f);
       blocks_.push_back(std::move(b));
     }
-
-    x_.resize(size_t(max_T) * C);
-    ln_.resize(size_t(max_T) * C);
-    qkv_.resize(size_t(max_T) * 3 * C);
-    att_.resize(size_t(max_T) * C);
-    proj_.resize(size_t(max_T) * C);
-    fc_.resize(size_t(max_T) * H);
-    logits_.resize(size_t(cfg.vocab_size));
-
-    info_.device = "cpu";
-    info_.device_name = cpu_model_name();
-    info_.dtype = ComputeDType::F32;
-    info_.weight_bytes = size_t(cfg.n_params()) * sizeof(float);
-    info_.kv_bytes = size_t(2) * cfg.n_layer * capacity * C * sizeof(float);
-    info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + proj_.size() +
-                              fc_.size() + logits_.size()) * sizeof(float);
+    allocate_activations(type);
+    describe(type);
   }
 
   int sample(const SamplingParams& params, double u) override {
+    if (params.greedy()) return argmax_;  // sampler.h's greedy rule, found by gemv_argmax
     return sample_token(logits_.data(), config().vocab_size, params, u);
   }
 
@@ -93,43 +176,118 @@ class CpuBackend final : public Backend {
   void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
-    cpu::embedding(x_.data(), ids, n, pos, w_.wte.data(), w_.wpe.data(), C);  // (T, C)
+    embedding(ids, n, pos);  // x (T, C)
     for (Block& b : blocks_) block(b, n, pos, ring);
-    // Only the last token's logits are needed: final LayerNorm and LM head on one row.
+    // Only the last token's logits are needed: final LayerNorm and LM head on one row, with
+    // the greedy choice found while the logits are written.
     const float* last = x_.data() + long(n - 1) * C;
     cpu::layernorm(ln_.data(), last, w_.ln_f_w.data(), w_.ln_f_b.data(), 1, C, cfg.layer_norm_epsilon);
-    cpu::matmul(logits_.data(), ln_.data(), w_.wte.data(), nullptr, 1, C, cfg.vocab_size);  // (1, V)
+    argmax_ = fast::gemv_argmax(logits_.data(), ln_.data(), w_.wte.view);  // (1, V)
+  }
+
+  // x (T, C) = wte[ids[t]] + wpe[pos + t]; the wte row widened from the weight type.
+  void embedding(const int* ids, int T, int pos) {
+    const int C = config().n_embd;
+    for (int t = 0; t < T; ++t) {
+      float* row = x_.data() + long(t) * C;
+      simd::widen_rows(w_.wte.view, ids[t], ids[t] + 1, row);
+      const float* pe = w_.wpe.data() + long(pos + t) * C;
+      for (int c = 0; c < C; ++c) row[c] += pe[c];
+    }
+  }
+
+  // out (T, OC) = in (T, IC) W^T + bias, then the epilogue (Store, Gelu, or AddTo: out +=).
+  // One row: the matrix-vector kernel, epilogue fused. More: the GEMM, then the epilogue.
+  void linear(float* out, const float* in, const Matrix& w, const std::vector<float>& bias, int T,
+              fast::Epilogue e) {
+    if (T == 1) return fast::gemv(out, in, w.view, bias.data(), e);
+    fast::matmul(out, in, w.view, bias.data(), T, e == fast::Epilogue::AddTo, gemm_scratch_.data());
+    if (e == fast::Epilogue::Gelu) fast::gelu(out, long(T) * w.view.rows);
   }
 
   // One transformer block on the residual stream x (T, C).
   void block(Block& b, int T, int pos, const KvRing& ring) {
+    using fast::Epilogue;
     const GPT2Config& cfg = config();
-    const int C = cfg.n_embd, H = cfg.n_inner;
+    const int C = cfg.n_embd;
     const float eps = cfg.layer_norm_epsilon;
     float* x = x_.data();
     // x = x + attn(ln_1(x))
     cpu::layernorm(ln_.data(), x, b.ln_1_w.data(), b.ln_1_b.data(), T, C, eps);
-    cpu::matmul(qkv_.data(), ln_.data(), b.qkv_w.data(), b.qkv_b.data(), T, C, 3 * C);  // (T, 3C)
+    linear(qkv_.data(), ln_.data(), b.qkv_w, b.qkv_b, T, Epilogue::Store);  // (T, 3C)
     cpu::kv_append(b.k_ring.data(), b.v_ring.data(), qkv_.data(), T, pos, ring, C);
-    cpu::attention(att_.data(), qkv_.data(), b.k_ring.data(), b.v_ring.data(), T, pos, ring,
-                   cfg.n_head, cfg.head_dim());                                          // (T, C)
-    cpu::matmul(proj_.data(), att_.data(), b.attn_proj_w.data(), b.attn_proj_b.data(), T, C, C);  // (T, C)
-    cpu::residual_add(x, proj_.data(), long(T) * C);
+    fast::attention(att_.data(), qkv_.data(), b.k_ring.data(), b.v_ring.data(), T, pos, ring, cfg.n_head,
+                    cfg.head_dim(), att_scratch_.data(), kv_capacity());       // (T, C)
+    linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
     cpu::layernorm(ln_.data(), x, b.ln_2_w.data(), b.ln_2_b.data(), T, C, eps);
-    cpu::matmul(fc_.data(), ln_.data(), b.fc_w.data(), b.fc_b.data(), T, C, H);            // (T, H)
-    cpu::gelu_new(fc_.data(), long(T) * H);
-    cpu::matmul(proj_.data(), fc_.data(), b.fc_proj_w.data(), b.fc_proj_b.data(), T, H, C);  // (T, C)
-    cpu::residual_add(x, proj_.data(), long(T) * C);
+    linear(fc_.data(), ln_.data(), b.fc_w, b.fc_b, T, Epilogue::Gelu);      // (T, H)
+    linear(x, fc_.data(), b.fc_proj_w, b.fc_proj_b, T, Epilogue::AddTo);  // x += (T, C)
   }
 
+  void allocate_activations(WType type) {
+    const GPT2Config& cfg = config();
+    const int C = cfg.n_embd, H = cfg.n_inner, max_T = context_window();  // rows per forward()
+    x_.resize(size_t(max_T) * C);
+    ln_.resize(size_t(max_T) * C);
+    qkv_.resize(size_t(max_T) * 3 * C);
+    att_.resize(size_t(max_T) * C);
+    fc_.resize(size_t(max_T) * H);
+    logits_.resize(size_t(cfg.vocab_size));
+    att_scratch_.resize(size_t(threads_) * kv_capacity());
+    // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
+    size_t largest = 0;
+    auto measure = [&largest](const char*, const ShapeRule&, const auto& t) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(t)>, Matrix>)
+        largest = std::max(largest, size_t(t.view.rows) * t.view.cols);
+    };
+    for (const Block& b : blocks_) for_each_layer_tensor(measure, b);
+    gemm_scratch_.resize(type == WType::F32 ? 0 : largest);
+  }
+
+  void describe(WType type) {
+    const GPT2Config& cfg = config();
+    info_.device = "cpu";
+    info_.device_name = cpu_model_name();
+    info_.dtype = compute_dtype(type);
+    info_.threads = threads_;
+    size_t bytes = 0;
+    for_each_tensor([&bytes](const char*, const ShapeRule&, const auto& t) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(t)>, Matrix>) bytes += t.bytes();
+      else bytes += t.size() * sizeof(float);
+    }, w_, blocks_);
+    info_.weight_bytes = bytes;
+    // A decode step reads every matrix and vector once, and one row of wpe.
+    info_.decode_weight_bytes = bytes - (w_.wpe.size() - size_t(cfg.n_embd)) * sizeof(float);
+    info_.kv_bytes = size_t(2) * cfg.n_layer * kv_capacity() * cfg.n_embd * sizeof(float);
+    info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + fc_.size() + logits_.size() +
+                              att_scratch_.size() + gemm_scratch_.size()) * sizeof(float);
+  }
+
+  int threads_ = 1;
   Weights w_;
   std::vector<Block> blocks_;
-  std::vector<float> x_, ln_, qkv_, att_, proj_, fc_, logits_;  // activations, context_window() rows
+  std::vector<float> x_, ln_, qkv_, att_, fc_, logits_;  // activations, context_window() rows
+  std::vector<float> att_scratch_;   // one softmax row (capacity) per thread
+  std::vector<float> gemm_scratch_;  // a layer matrix widened to fp32 for the GEMM
+  int argmax_ = 0;                   // of logits_
   BackendInfo info_;
 };
 
 }  // namespace
+int physical_cores() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, physical;
+  std::set<std::pair<std::string, std::string>> cores;  // (physical id, core id)
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::string value = line.substr(colon + 1);
+    if (line.rfind("physical id", 0) == 0) physical = value;
+    if (line.rfind("core id", 0) == 0) cores.insert({physical, value});
+  }
+  return cores.empty() ? std::max(1, omp_get_num_procs()) : int(cores.size());
+}
 
 std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options) {
   return std::make_unique<CpuBackend>(model, options);

@@ -613,6 +613,7 @@ std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOpti
     case ComputeDType::F32: return std::make_unique<CudaBackend<float>>(model, options);
     case ComputeDType::F16: return std::make_unique<CudaBackend<__half>>(model, options);
     case ComputeDType::BF16: return std::make_unique<CudaBackend<__nv_bfloat16>>(model, options);
+    case ComputeDType::Int8: break;  // make_backend keeps int8 on the CPU
   }
   throw Error("internal: unknown compute dtype");
 }

@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "explain.h"
+#include "membw.h"
 #include "progress.h"
 #include "report.h"
 
@@ -109,6 +110,28 @@ void add_explain(nlohmann::json& j, const std::vector<Mode>& modes, const Explai
   j["modes"][1]["explain"] = explain_json(em, no_cache, cache);
 }
 
+// The CPU's decode floor (its decode is bound by how fast the weights stream in): the bytes a
+// decode step must read (every weight once, and the K/V rings up to the mean context of the
+// run) over the measured read bandwidth. Appends the line to `out` and the record to `j`.
+void add_bandwidth_floor(nlohmann::json& j, std::string& out, const BackendInfo& info, const BenchSetup& setup,
+                         int new_tokens, const Mode& cache) {
+  const ReadBandwidth bw = measure_read_bandwidth();
+  const GPT2Config& c = setup.config;
+  const double mean_context = double(setup.prompt.size()) + new_tokens / 2.0;
+  const double kv_read = 2.0 * c.n_layer * c.n_embd * sizeof(float) * mean_context;
+  const double bytes = double(info.decode_weight_bytes) + kv_read;
+  const double floor_tps = bw.gb_per_s * 1e9 / bytes, pct = 100.0 * cache.summary.decode_tps_mean / floor_tps;
+  char buf[400];
+  std::snprintf(buf, sizeof buf,
+                "memory read bandwidth %.1f GB/s (%d threads, %s buffer); a decode step reads %.1f MB "
+                "(weights %.1f MB + K/V): floor %.1f tokens/s, reached %.0f%%\n",
+                bw.gb_per_s, bw.threads, format_bytes(bw.buffer_bytes).c_str(), bytes / 1e6,
+                double(info.decode_weight_bytes) / 1e6, floor_tps, pct);
+  out += std::string("\n") + buf;
+  j["memory_bandwidth"] = {{"read_gb_per_s", bw.gb_per_s}, {"threads", bw.threads}, {"buffer_bytes", bw.buffer_bytes},
+                            {"decode_bytes_per_token", bytes}, {"floor_tokens_per_s", floor_tps}, {"floor_reached_pct", pct}};
+}
+
 }  // namespace
 
 ModeSummary summarize(const std::vector<GenerationResult>& runs) {
@@ -208,6 +231,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
                       {"tokens_identical", identical},
                       {"modes", {mode_json(modes[0], info), mode_json(modes[1], info)}}};
   if (o.explain) add_explain(j, modes, explain_model(setup.config, info, backend.kv_capacity()), o.quiet);
+  if (info.decode_weight_bytes > 0) add_bandwidth_floor(j, out, info, setup, o.max_new_tokens, modes[0]);
   if (o.json && o.json_file.empty()) {
     std::cerr << out;  // stdout carries the JSON
     std::fwrite(dump_json(j).data(), 1, dump_json(j).size(), stdout);

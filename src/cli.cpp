@@ -45,8 +45,12 @@ void setup_cli(CLI::App& app, CliOptions& o) {
       ->capture_default_str();
   app.add_option("--device", o.device, "auto: CUDA when a GPU is usable, else the CPU")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
-  app.add_option("--dtype", o.dtype, "Compute precision on CUDA (default fp16; the CPU computes in fp32)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  app.add_option("--dtype", o.dtype,
+                 "CUDA: compute precision (default fp16). CPU: weights in memory (default: the file's; "
+                 "int8: CPU only), computing in fp32")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16", "int8"}));
+  app.add_option("-t,--threads", o.threads, "CPU threads; 0 = the physical cores")
+      ->check(number_in(0, 1024, false, "in [0, 1024]"))->capture_default_str();
   app.add_option("-c,--ctx-size", o.ctx_size, "K/V ring slots per layer; 0 = the model's n_positions")
       ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
 

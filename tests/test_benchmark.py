@@ -62,6 +62,32 @@ class Benchmark(unittest.TestCase):
                 self.assertEqual(len(run["token_ms"]), NEW)
                 self.assertEqual(len(run["generated_ids"]), NEW)
 
+    def test_memory_bandwidth_floor_follows_from_its_parts(self):
+        bw = self.data["memory_bandwidth"]
+        with open(os.path.join(TINY, "config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+        C, L, P = cfg["n_embd"], cfg["n_layer"], cfg["n_positions"]
+        # fp32 weights, all read once per step except wpe (one row); K and V of every layer up to
+        # the mean context of the run.
+        weights = 4 * (self.data["n_params"] - (P - 1) * C)
+        kv = 2 * L * C * 4 * (len(GOLDEN["prompt"]) + NEW / 2)
+        self.assertAlmostEqual(bw["decode_bytes_per_token"], weights + kv)
+        self.assertGreater(bw["read_gb_per_s"], 0)
+        self.assertGreaterEqual(bw["threads"], 1)
+        self.assertGreaterEqual(bw["buffer_bytes"], 256 << 20)
+        floor = bw["read_gb_per_s"] * 1e9 / bw["decode_bytes_per_token"]
+        self.assertAlmostEqual(bw["floor_tokens_per_s"], floor, delta=1e-9 * floor)
+        tps = self.data["modes"][0]["summary"]["decode_tokens_per_s_mean"]
+        self.assertAlmostEqual(bw["floor_reached_pct"], 100 * tps / floor, delta=1e-6)
+        self.assertRegex(self.proc.stdout.decode(), r"memory read bandwidth [\d.]+ GB/s .* floor [\d.]+ tokens/s, "
+                                                    r"reached \d+%")
+
+    def test_schema_rejects_an_incomplete_bandwidth_record(self):
+        broken = json.loads(json.dumps(self.data))
+        del broken["memory_bandwidth"]["floor_tokens_per_s"]
+        with self.assertRaisesRegex(ValueError, "memory_bandwidth: missing \"floor_tokens_per_s\""):
+            benchmark_schema.validate(broken)
+
     def test_both_modes_generate_the_hugging_face_greedy_tokens(self):
         for mode in self.data["modes"]:
             for run in mode["runs"]:

@@ -70,6 +70,22 @@ class Goldens(CliTest):
         # K and V, 2 layers, 128 slots, 128 channels, fp32
         self.assertEqual(out["stats"]["kv_cache_bytes"], 2 * 2 * 128 * 128 * 4)
 
+    def test_cpu_weight_types_and_threads(self):
+        # --dtype on the CPU is how the weight matrices are held: fp16 halves their bytes, int8
+        # (one fp32 scale per 32) takes 1.125 bytes each; -t sets the threads. The tiny model's
+        # matrices: wte (50257 x 128) and 12 C^2 per layer.
+        matrices = 50257 * 128 + 2 * 12 * 128 * 128
+        stats = {}
+        for args in (["--dtype", "fp32"], ["--dtype", "fp16"], ["--dtype", "int8"], ["-t", "1"]):
+            out = self.generate_json("--prompt-ids", "464", "-n", "3", "--temperature", "0", *args)
+            stats[" ".join(args)] = out["stats"]
+        self.assertEqual(stats["--dtype fp16"]["dtype"], "fp16")
+        self.assertEqual(stats["--dtype int8"]["dtype"], "int8")
+        fp32_bytes = stats["--dtype fp32"]["weight_bytes"]
+        self.assertEqual(fp32_bytes - stats["--dtype fp16"]["weight_bytes"], 2 * matrices)
+        self.assertEqual(fp32_bytes - stats["--dtype int8"]["weight_bytes"], 4 * matrices - matrices * 9 // 8)
+        self.assertEqual(stats["-t 1"]["weight_bytes"], fp32_bytes)
+
     def test_tokenize(self):
         proc = run("-m", TINY, "--tokenize", "-p", "What is KV caching?")
         self.assertEqual(proc.returncode, 0, proc.stderr)
@@ -200,7 +216,9 @@ class BadInput(CliTest):
             (["--top-p", "1.5"], "top-p"),
             (["--top-p", "abc"], "top-p"),
             (["--device", "tpu"], "device"),
-            (["--dtype", "int8"], "dtype"),
+            (["--dtype", "int4"], "dtype"),
+            (["-t", "-1"], "threads"),
+            (["--threads", "x"], "threads"),
             (["--ctx-size", "-1"], "ctx-size"),
             (["--ctx-size", "4096"], "ctx-size"),
             (["--runs", "0"], "runs"),

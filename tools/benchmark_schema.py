@@ -8,7 +8,11 @@ Python tools and by the tests (README documents the same fields).
             runs: [{total_s, prefill_ms, decode_ms, decode_tokens_per_s, token_ms[], generated_ids[]}],
             summary: {total_s_mean, total_s_std, prefill_ms_mean, prefill_ms_std,
                       decode_tokens_per_s_mean, decode_tokens_per_s_std, p50_ms, p90_ms, p99_ms,
-                      first_10pct_ms, last_10pct_ms}}]}
+                      first_10pct_ms, last_10pct_ms}}],
+   memory_bandwidth (optional; gpt2-gen on the CPU): {read_gb_per_s, threads, buffer_bytes,
+                     decode_bytes_per_token, floor_tokens_per_s, floor_reached_pct}}
+floor_tokens_per_s = read_gb_per_s * 1e9 / decode_bytes_per_token, and floor_reached_pct is the
+cache mode's decode_tokens_per_s_mean as a percentage of it.
 """
 import math
 import statistics
@@ -23,6 +27,8 @@ MODE = {"name": str, "kv_cache": bool, "kv_cache_bytes": int, "weight_bytes": in
         "peak_memory_bytes": int, "runs": list, "summary": dict}
 RUN = {"total_s": NUMBER, "prefill_ms": NUMBER, "decode_ms": NUMBER, "decode_tokens_per_s": NUMBER,
        "token_ms": list, "generated_ids": list}
+BANDWIDTH = {"read_gb_per_s": NUMBER, "threads": int, "buffer_bytes": int, "decode_bytes_per_token": NUMBER,
+             "floor_tokens_per_s": NUMBER, "floor_reached_pct": NUMBER}
 SUMMARY = ["total_s_mean", "total_s_std", "prefill_ms_mean", "prefill_ms_std", "decode_tokens_per_s_mean",
            "decode_tokens_per_s_std", "p50_ms", "p90_ms", "p99_ms", "first_10pct_ms", "last_10pct_ms"]
 
@@ -60,6 +66,8 @@ def validate(data):
         for key in SUMMARY:
             if not isinstance(mode["summary"].get(key), NUMBER):
                 raise ValueError(f"{where}.summary.{key}: missing or not a number")
+    if "memory_bandwidth" in data:
+        _check_fields(data["memory_bandwidth"], BANDWIDTH, "$.memory_bandwidth")
 
 
 def summarize(runs):

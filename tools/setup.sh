@@ -3,7 +3,8 @@
 # installs nothing new. Usage: tools/setup.sh   (as root, or with sudo available)
 set -euo pipefail
 
-debian_packages=(cmake g++ make libcli11-dev nlohmann-json3-dev libgtest-dev clang libclang-rt-dev libomp-dev)
+debian_packages=(cmake g++ make libcli11-dev nlohmann-json3-dev libgtest-dev clang libclang-rt-dev libomp-dev
+                 libhwy-dev libdnnl-dev)  # the last two: the fast CPU path (optional, see CMakeLists.txt)
 python_packages=(numpy safetensors tokenizers tiktoken matplotlib huggingface_hub)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -1,0 +1,51 @@
+// The fast CPU path: the operations of cpu_ops.h that dominate the time, multithreaded
+// (OpenMP, every thread on every matrix) over weights kept in their stored precision
+// (simd::WType) and widened in registers. cpu_ops stays the readable reference; each function
+// here is tested against it by normalized MSE (tests/test_cpu_fast.cpp). Nothing here
+// allocates: callers pass preallocated scratch.
+//
+// Two paths share the weights, as on CUDA:
+//   decode (one token): gemv / gemv_argmax, matrix-vector products fused with their epilogue;
+//   rows (prefill, --no-cache, context shift): matmul, a GEMM library call (oneDNN) when the
+//   build found one, else the matrix-vector kernel row by row.
+#pragma once
+#include "cpu_simd.h"
+#include "kv_ring.h"
+
+namespace gpt2::fast {
+
+using simd::WeightView;
+
+// What a matrix-vector product does with its result y = W x + bias:
+//   Store: out = y;  Gelu: out = gelu_new(y);  AddTo: out += y (the residual stream).
+enum class Epilogue { Store, Gelu, AddTo };
+
+// out (OC) per `e` from y = W x + bias; x (IC); bias (OC) or null.
+void gemv(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e);
+
+// logits (OC) = W x, and returns argmax logits (the lowest id among equal maxima, as
+// sampler.h's greedy rule): the LM head and the greedy choice in one pass over W.
+int gemv_argmax(float* logits, const float* x, const WeightView& w);
+
+// out (T, OC) = x (T, IC) W^T + bias, or out += that when `accumulate`. `scratch` holds
+// w.rows * w.cols floats (the weights widened for the GEMM library; unused for fp32 weights).
+void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, bool accumulate,
+            float* scratch);
+
+// cpu::attention, with each thread's softmax row in scratch + thread * scratch_stride
+// (scratch_stride >= pos + T). Token t's output does not depend on T: the decode step and the
+// rows path compute it alike.
+void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
+               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride);
+
+// x (n) = gelu_new(x), all threads.
+void gelu(float* x, long n);
+
+// Quantises w (rows, cols) to Q8: per block of simd::kQ8Block inputs of a row, scale =
+// max |w| / 127 and q = round(w / scale). q is (rows, cols), scales (rows, q8_blocks(cols)).
+void quantize_q8(const float* w, int rows, int cols, int8_t* q, float* scales);
+
+// "oneDNN 2.6" or "none (plain loops)": what matmul() runs on.
+const char* gemm_library();
+
+}  // namespace gpt2::fast

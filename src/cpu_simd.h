@@ -1,0 +1,48 @@
+// The SIMD inner loops of the fast CPU path (src/cpu_fast.cpp), single-threaded. Built with
+// Google Highway when it is found (one source, compiled for SSE4 / AVX2+FMA+F16C / AVX-512 /
+// AVX-512 with VNNI+BF16..., the best the running CPU supports chosen at run time), else as
+// plain loops (same results up to summation order). Tested against cpu_ops in
+// tests/test_cpu_fast.cpp.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace gpt2::simd {
+
+// How a weight matrix is held in memory. Q8: int8 values with one fp32 scale per block of
+// kQ8Block consecutive inputs of a row (llama.cpp's q8_0 layout, with fp32 scales): w = q * scale.
+enum class WType { F32, F16, BF16, Q8 };
+constexpr int kQ8Block = 32;
+const char* wtype_name(WType t);  // "fp32", "fp16", "bf16", "int8"
+
+// A (rows, cols) row-major weight matrix in one of those types. F16 and BF16 hold the raw
+// 16-bit patterns; scales (Q8 only) is (rows, q8_blocks(cols)).
+struct WeightView {
+  WType type = WType::F32;
+  const void* data = nullptr;
+  const float* scales = nullptr;
+  int rows = 0, cols = 0;
+};
+inline int q8_blocks(int cols) { return (cols + kQ8Block - 1) / kQ8Block; }
+
+// out[r - r0] = dot(row r of w, x) for r in [r0, r1); x has w.cols floats. Weights are widened
+// to fp32 in registers; sums are fp32.
+void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out);
+
+// Rows [r0, r1) of w widened (and Q8 dequantised) to fp32: out is (r1 - r0, cols).
+void widen_rows(const WeightView& w, int r0, int r1, float* out);
+
+float dot(const float* a, const float* b, int n);
+void axpy(float* y, float a, const float* x, int n);  // y += a * x
+void scale(float* x, float a, int n);                 // x *= a
+
+// x[i] = exp(x[i] - max x); returns the sum of the new values.
+float exp_shifted(float* x, int n);
+
+// x = gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void gelu(float* x, long n);
+
+// The instruction set the dispatcher chose ("AVX3", "AVX2", ...; "plain loops" without Highway).
+const char* target_name();
+
+}  // namespace gpt2::simd

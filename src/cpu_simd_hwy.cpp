@@ -1,0 +1,240 @@
+// cpu_simd.h with Google Highway: this file is compiled once per x86 target by
+// hwy/foreach_target.h and HWY_DYNAMIC_DISPATCH calls the best one the CPU supports.
+// Every loop runs whole vectors and finishes the remainder with scalar code, so any size works
+// and nothing is read past an array's end.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu_simd_hwy.cpp"
+#include <hwy/foreach_target.h>  // must come before highway.h
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include "cpu_simd.h"
+#include "half.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gpt2::simd {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// One weight, widened to fp32 (the scalar remainders).
+inline float widen1(float w) { return w; }
+inline float widen1(hwy::float16_t w) { uint16_t b; std::memcpy(&b, &w, 2); return fp16_to_float(b); }
+inline float widen1(hwy::bfloat16_t w) { uint16_t b; std::memcpy(&b, &w, 2); return bf16_to_float(b); }
+inline float widen1(int8_t w) { return float(w); }
+
+// Lanes(df) consecutive weights, widened to fp32 in a register.
+inline VF load_widen(DF df, const float* p) { return hn::LoadU(df, p); }
+template <class T>
+inline VF load_widen(DF df, const T* p) {
+  const hn::Rebind<T, DF> dn;
+  return hn::PromoteTo(df, hn::LoadU(dn, p));
+}
+inline VF load_widen(DF df, const int8_t* p) {
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int32_t, DF> d32;
+  return hn::ConvertTo(df, hn::PromoteTo(d32, hn::LoadU(d8, p)));
+}
+
+// Four rows at a time: x is loaded once per vector for four independent FMA chains, and four
+// weight streams keep the prefetchers busy (decode is bound by how fast weights stream in).
+template <class T>
+void dot_rows_t(const T* w, int n, const float* x, int r0, int r1, float* out) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  int r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const T* w0 = w + size_t(r) * n;
+    const T *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    int i = 0;
+    for (; i + N <= n; i += N) {
+      const VF xv = hn::LoadU(df, x + i);
+      a0 = hn::MulAdd(load_widen(df, w0 + i), xv, a0);
+      a1 = hn::MulAdd(load_widen(df, w1 + i), xv, a1);
+      a2 = hn::MulAdd(load_widen(df, w2 + i), xv, a2);
+      a3 = hn::MulAdd(load_widen(df, w3 + i), xv, a3);
+    }
+    float s[4] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
+                  hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
+    for (; i < n; ++i) {
+      s[0] += widen1(w0[i]) * x[i];
+      s[1] += widen1(w1[i]) * x[i];
+      s[2] += widen1(w2[i]) * x[i];
+      s[3] += widen1(w3[i]) * x[i];
+    }
+    for (int k = 0; k < 4; ++k) out[r - r0 + k] = s[k];
+  }
+  for (; r < r1; ++r) {
+    const T* wr = w + size_t(r) * n;
+    VF a = hn::Zero(df);
+    int i = 0;
+    for (; i + N <= n; i += N) a = hn::MulAdd(load_widen(df, wr + i), hn::LoadU(df, x + i), a);
+    float s = hn::GetLane(hn::SumOfLanes(df, a));
+    for (; i < n; ++i) s += widen1(wr[i]) * x[i];
+    out[r - r0] = s;
+  }
+}
+
+// Q8: per block of 32 inputs, the int8 dot product in fp32, then times the block's scale.
+// Whole blocks in vectors (when a vector fits in a block), the last partial block in scalar.
+float dot_q8_row(const int8_t* q, const float* scales, int n, const float* x) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  const int whole = N <= kQ8Block ? n / kQ8Block : 0;
+  VF acc = hn::Zero(df);
+  for (int b = 0; b < whole; ++b) {
+    VF v = hn::Zero(df);
+    for (int j = 0; j < kQ8Block; j += N) {
+      const int i = b * kQ8Block + j;
+      v = hn::MulAdd(load_widen(df, q + i), hn::LoadU(df, x + i), v);
+    }
+    acc = hn::MulAdd(hn::Set(df, scales[b]), v, acc);
+  }
+  float s = hn::GetLane(hn::SumOfLanes(df, acc));
+  for (int b = whole; b * kQ8Block < n; ++b) {
+    float v = 0.0f;
+    for (int i = b * kQ8Block; i < n && i < (b + 1) * kQ8Block; ++i) v += float(q[i]) * x[i];
+    s += scales[b] * v;
+  }
+  return s;
+}
+
+void DotRows(const WeightView& w, const float* x, int r0, int r1, float* out) {
+  const int n = w.cols;
+  switch (w.type) {
+    case WType::F32: return dot_rows_t(static_cast<const float*>(w.data), n, x, r0, r1, out);
+    case WType::F16: return dot_rows_t(static_cast<const hwy::float16_t*>(w.data), n, x, r0, r1, out);
+    case WType::BF16: return dot_rows_t(static_cast<const hwy::bfloat16_t*>(w.data), n, x, r0, r1, out);
+    case WType::Q8: {
+      const int8_t* q = static_cast<const int8_t*>(w.data);
+      const int nb = q8_blocks(n);
+      for (int r = r0; r < r1; ++r) out[r - r0] = dot_q8_row(q + size_t(r) * n, w.scales + size_t(r) * nb, n, x);
+      return;
+    }
+  }
+}
+
+template <class T>
+void widen_t(const T* w, size_t count, float* out) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= count; i += N) hn::StoreU(load_widen(df, w + i), df, out + i);
+  for (; i < count; ++i) out[i] = widen1(w[i]);
+}
+
+void WidenRows(const WeightView& w, int r0, int r1, float* out) {
+  const size_t n = size_t(w.cols), count = size_t(r1 - r0) * n, first = size_t(r0) * n;
+  switch (w.type) {
+    case WType::F32: return widen_t(static_cast<const float*>(w.data) + first, count, out);
+    case WType::F16: return widen_t(static_cast<const hwy::float16_t*>(w.data) + first, count, out);
+    case WType::BF16: return widen_t(static_cast<const hwy::bfloat16_t*>(w.data) + first, count, out);
+    case WType::Q8: {
+      const int nb = q8_blocks(w.cols);
+      widen_t(static_cast<const int8_t*>(w.data) + first, count, out);
+      for (int r = r0; r < r1; ++r)
+        for (int b = 0; b < nb; ++b) {
+          const int end = std::min(w.cols, (b + 1) * kQ8Block);
+          float* o = out + size_t(r - r0) * n;
+          for (int i = b * kQ8Block; i < end; ++i) o[i] *= w.scales[size_t(r) * nb + b];
+        }
+      return;
+    }
+  }
+}
+
+float Dot(const float* a, const float* b, int n) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  VF acc = hn::Zero(df);
+  int i = 0;
+  for (; i + N <= n; i += N) acc = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc);
+  float s = hn::GetLane(hn::SumOfLanes(df, acc));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void Axpy(float* y, float a, const float* x, int n) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  const VF av = hn::Set(df, a);
+  int i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(av, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void Scale(float* x, float a, int n) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  int i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), hn::Set(df, a)), df, x + i);
+  for (; i < n; ++i) x[i] *= a;
+}
+
+float ExpShifted(float* x, int n) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = std::max(m, x[i]);
+  const VF mv = hn::Set(df, m);
+  VF sum = hn::Zero(df);
+  int i = 0;
+  for (; i + N <= n; i += N) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), mv));
+    hn::StoreU(e, df, x + i);
+    sum = hn::Add(sum, e);
+  }
+  float s = hn::GetLane(hn::SumOfLanes(df, sum));
+  for (; i < n; ++i) s += (x[i] = std::exp(x[i] - m));
+  return s;
+}
+
+void Gelu(float* x, long n) {
+  const DF df;
+  const long N = long(hn::Lanes(df));
+  const float k = std::sqrt(2.0f / float(M_PI));
+  const VF half = hn::Set(df, 0.5f), one = hn::Set(df, 1.0f), kv = hn::Set(df, k), c = hn::Set(df, 0.044715f);
+  long i = 0;
+  for (; i + N <= n; i += N) {
+    const VF v = hn::LoadU(df, x + i);
+    const VF inner = hn::Mul(kv, hn::MulAdd(hn::Mul(c, v), hn::Mul(v, v), v));
+    hn::StoreU(hn::Mul(hn::Mul(half, v), hn::Add(one, hn::Tanh(df, inner))), df, x + i);
+  }
+  for (; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::tanh(k * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gpt2::simd
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace gpt2::simd {
+HWY_EXPORT(DotRows);
+HWY_EXPORT(WidenRows);
+HWY_EXPORT(Dot);
+HWY_EXPORT(Axpy);
+HWY_EXPORT(Scale);
+HWY_EXPORT(ExpShifted);
+HWY_EXPORT(Gelu);
+HWY_EXPORT(TargetName);
+
+void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRows)(w, x, r0, r1, out);
+}
+void widen_rows(const WeightView& w, int r0, int r1, float* out) { HWY_DYNAMIC_DISPATCH(WidenRows)(w, r0, r1, out); }
+float dot(const float* a, const float* b, int n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
+void axpy(float* y, float a, const float* x, int n) { HWY_DYNAMIC_DISPATCH(Axpy)(y, a, x, n); }
+void scale(float* x, float a, int n) { HWY_DYNAMIC_DISPATCH(Scale)(x, a, n); }
+float exp_shifted(float* x, int n) { return HWY_DYNAMIC_DISPATCH(ExpShifted)(x, n); }
+void gelu(float* x, long n) { HWY_DYNAMIC_DISPATCH(Gelu)(x, n); }
+const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+}  // namespace gpt2::simd
+#endif

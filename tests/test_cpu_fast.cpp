@@ -1,0 +1,218 @@
+// The fast CPU path (src/cpu_fast.h) against the plain reference (src/cpu_ops.h), on random
+// inputs of odd sizes, for every weight type. The reference sees exactly the weights the fast
+// kernel reads (16-bit values widened, int8 values times their scale), so only summation order
+// differs: normalized MSE sum (fast - ref)^2 / sum ref^2 <= 1e-10. Outputs are poisoned (NaN)
+// first, so an element never written fails.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu_fast.h"
+#include "cpu_ops.h"
+#include "half.h"
+
+namespace gpt2 {
+namespace {
+
+using simd::WType;
+
+constexpr double kTol = 1e-10;
+
+double nmse(const std::vector<float>& got, const std::vector<float>& want) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    err += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    ref += double(want[i]) * want[i];
+  }
+  return ref > 0 ? err / ref : err;
+}
+
+std::vector<float> random_vector(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<float> poisoned(size_t n) { return std::vector<float>(n, NAN); }
+
+// A weight matrix held in one WType, and the fp32 values the reference multiplies by.
+struct TestWeights {
+  std::vector<uint16_t> halves;
+  std::vector<int8_t> q;
+  std::vector<float> f32, scales, exact;
+  simd::WeightView view;
+
+  TestWeights(WType type, int rows, int cols, std::mt19937& rng) {
+    const std::vector<float> w = random_vector(size_t(rows) * cols, rng, 0.1f);
+    view.type = type;
+    view.rows = rows;
+    view.cols = cols;
+    exact.resize(w.size());
+    if (type == WType::F32) {
+      f32 = exact = w;
+      view.data = f32.data();
+    } else if (type == WType::Q8) {
+      q.resize(w.size());
+      scales.resize(size_t(rows) * simd::q8_blocks(cols));
+      fast::quantize_q8(w.data(), rows, cols, q.data(), scales.data());
+      for (size_t i = 0; i < w.size(); ++i)
+        exact[i] = float(q[i]) * scales[(i / cols) * simd::q8_blocks(cols) + (i % cols) / simd::kQ8Block];
+      view.data = q.data();
+      view.scales = scales.data();
+    } else {
+      halves.resize(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        halves[i] = type == WType::F16 ? float_to_fp16(w[i]) : float_to_bf16(w[i]);
+        exact[i] = type == WType::F16 ? fp16_to_float(halves[i]) : bf16_to_float(halves[i]);
+      }
+      view.data = halves.data();
+    }
+  }
+};
+
+class FastByType : public ::testing::TestWithParam<WType> {
+ protected:
+  std::mt19937 rng{1234};
+};
+
+// (rows, cols): single elements, vector remainders, a partial int8 block, GPT-2's widths.
+const std::vector<std::pair<int, int>> kShapes = {{1, 1}, {5, 7}, {3, 33}, {67, 131}, {130, 768}, {9, 3072}};
+
+TEST_P(FastByType, GemvWithEachEpilogue) {
+  for (auto [rows, cols] : kShapes) {
+    const TestWeights w(GetParam(), rows, cols, rng);
+    const auto x = random_vector(size_t(cols), rng), bias = random_vector(size_t(rows), rng);
+    std::vector<float> want(static_cast<size_t>(rows));
+    cpu::matmul(want.data(), x.data(), w.exact.data(), bias.data(), 1, cols, rows);
+
+    auto got = poisoned(size_t(rows));
+    fast::gemv(got.data(), x.data(), w.view, bias.data(), fast::Epilogue::Store);
+    EXPECT_LE(nmse(got, want), kTol) << "store " << rows << "x" << cols;
+
+    auto gelu_want = want;
+    cpu::gelu_new(gelu_want.data(), rows);
+    got = poisoned(size_t(rows));
+    fast::gemv(got.data(), x.data(), w.view, bias.data(), fast::Epilogue::Gelu);
+    EXPECT_LE(nmse(got, gelu_want), kTol) << "gelu " << rows << "x" << cols;
+
+    const auto residual = random_vector(size_t(rows), rng);
+    auto add_want = residual;
+    cpu::residual_add(add_want.data(), want.data(), rows);
+    got = residual;
+    fast::gemv(got.data(), x.data(), w.view, bias.data(), fast::Epilogue::AddTo);
+    EXPECT_LE(nmse(got, add_want), kTol) << "add " << rows << "x" << cols;
+  }
+}
+
+TEST_P(FastByType, GemvArgmaxIsTheLmHeadAndTheGreedyToken) {
+  for (auto [rows, cols] : kShapes) {
+    TestWeights w(GetParam(), rows, cols, rng);
+    const auto x = random_vector(size_t(cols), rng);
+    std::vector<float> want(static_cast<size_t>(rows));
+    cpu::matmul(want.data(), x.data(), w.exact.data(), nullptr, 1, cols, rows);
+    auto got = poisoned(size_t(rows));
+    const int id = fast::gemv_argmax(got.data(), x.data(), w.view);
+    EXPECT_LE(nmse(got, want), kTol) << rows << "x" << cols;
+    int first_max = 0;
+    for (int r = 1; r < rows; ++r)
+      if (got[size_t(r)] > got[size_t(first_max)]) first_max = r;
+    EXPECT_EQ(id, first_max) << rows << "x" << cols;
+  }
+}
+
+TEST_P(FastByType, GemvArgmaxBreaksTiesTowardsTheLowestId) {
+  // Rows 40 and 70 (different threads' shares) are copies of row 100, the largest logit.
+  TestWeights w(GetParam(), 129, 65, rng);
+  const auto x = random_vector(65, rng);
+  std::vector<float> logits(129);
+  fast::gemv_argmax(logits.data(), x.data(), w.view);
+  int top = 0;
+  for (int r = 1; r < 129; ++r)
+    if (logits[size_t(r)] > logits[size_t(top)]) top = r;
+  const size_t row_bytes = w.view.type == WType::F32 ? 4 : w.view.type == WType::Q8 ? 1 : 2;
+  char* data = static_cast<char*>(const_cast<void*>(w.view.data));
+  const int nb = simd::q8_blocks(65);
+  for (int dup : {70, 40}) {
+    std::memcpy(data + dup * 65 * row_bytes, data + top * 65 * row_bytes, 65 * row_bytes);
+    if (w.view.type == WType::Q8) std::copy_n(w.scales.begin() + top * nb, nb, w.scales.begin() + dup * nb);
+  }
+  EXPECT_EQ(fast::gemv_argmax(logits.data(), x.data(), w.view), std::min(top, 40));
+}
+
+TEST_P(FastByType, MatmulRowsOverwriteAndAccumulate) {
+  for (auto [rows, cols] : kShapes) {
+    const TestWeights w(GetParam(), rows, cols, rng);
+    for (int T : {1, 2, 5, 33}) {
+      const auto x = random_vector(size_t(T) * cols, rng), bias = random_vector(size_t(rows), rng);
+      std::vector<float> want(size_t(T) * rows), scratch(size_t(rows) * cols);
+      cpu::matmul(want.data(), x.data(), w.exact.data(), bias.data(), T, cols, rows);
+      auto got = poisoned(want.size());
+      fast::matmul(got.data(), x.data(), w.view, bias.data(), T, false, scratch.data());
+      EXPECT_LE(nmse(got, want), kTol) << "T=" << T << " " << rows << "x" << cols;
+
+      const auto residual = random_vector(want.size(), rng);
+      auto add_want = residual;
+      cpu::residual_add(add_want.data(), want.data(), long(want.size()));
+      got = residual;
+      fast::matmul(got.data(), x.data(), w.view, bias.data(), T, true, scratch.data());
+      EXPECT_LE(nmse(got, add_want), kTol) << "accumulate T=" << T << " " << rows << "x" << cols;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightTypes, FastByType, ::testing::Values(WType::F32, WType::F16, WType::BF16, WType::Q8),
+                         [](const auto& info) { return std::string(simd::wtype_name(info.param)); });
+
+TEST(FastQuantize, EachWeightWithinHalfAStepOfItsBlockScale) {
+  std::mt19937 rng(5);
+  const int rows = 7, cols = 75;  // two whole blocks and a partial one per row
+  auto w = random_vector(size_t(rows) * cols, rng);
+  w[3] = 0.0f;
+  std::fill(w.begin() + 2 * cols, w.begin() + 2 * cols + 32, 0.0f);  // an all-zero block
+  std::vector<int8_t> q(w.size());
+  std::vector<float> scales(size_t(rows) * simd::q8_blocks(cols));
+  fast::quantize_q8(w.data(), rows, cols, q.data(), scales.data());
+  EXPECT_EQ(scales[2 * 3], 0.0f);
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < cols; ++i) {
+      const float s = scales[size_t(r) * 3 + i / 32], v = w[size_t(r) * cols + i];
+      EXPECT_LE(std::fabs(float(q[size_t(r) * cols + i]) * s - v), 0.5f * s + 1e-7f) << r << "," << i;
+    }
+}
+
+TEST(FastOps, GeluMatchesTheReference) {
+  std::mt19937 rng(7);
+  for (long n : {1L, 17L, 1000L, 3072L * 5 + 3}) {
+    auto x = random_vector(size_t(n), rng, 3.0f), want = x;
+    cpu::gelu_new(want.data(), n);
+    fast::gelu(x.data(), n);
+    EXPECT_LE(nmse(x, want), kTol) << n;
+  }
+}
+
+TEST(FastOps, AttentionMatchesTheReferenceThroughAWrappingRing) {
+  std::mt19937 rng(9);
+  const int n_head = 3, head_dim = 20, C = n_head * head_dim, capacity = 40;
+  // (T, pos): a decode step, a prompt, the rows path at a later position, all through a ring
+  // whose start makes the slots wrap.
+  for (auto [T, pos] : std::vector<std::pair<int, int>>{{1, 0}, {1, 38}, {7, 0}, {13, 20}, {40, 0}}) {
+    const KvRing ring{capacity, 29};
+    const auto qkv = random_vector(size_t(T) * 3 * C, rng);
+    auto k = random_vector(size_t(capacity) * C, rng), v = random_vector(size_t(capacity) * C, rng);
+    cpu::kv_append(k.data(), v.data(), qkv.data(), T, pos, ring, C);
+    std::vector<float> want(size_t(T) * C), scratch(size_t(omp_get_max_threads()) * capacity);
+    cpu::attention(want.data(), qkv.data(), k.data(), v.data(), T, pos, ring, n_head, head_dim);
+    auto got = poisoned(want.size());
+    fast::attention(got.data(), qkv.data(), k.data(), v.data(), T, pos, ring, n_head, head_dim, scratch.data(), capacity);
+    EXPECT_LE(nmse(got, want), kTol) << "T=" << T << " pos=" << pos;
+  }
+}
+
+}  // namespace
+}  // namespace gpt2
