@@ -4,7 +4,8 @@
 //
 // Thread layout: one block per token row, 256 threads striding over the C channels
 // (coalesced reads of both table rows). For the decode step the token and its position come
-// from the device-side StepParams, so the launch can be replayed from a CUDA graph.
+// from the device-side StepParams, so the launch can be replayed from a CUDA graph. Thread 0
+// of each row also records the token id in the context's token ring (for the penalties).
 #include "device_common.cuh"
 #include "kernels.h"
 
@@ -16,11 +17,12 @@ namespace {
 template <typename T>
 __global__ void embedding_kernel(float* __restrict__ x, const int* __restrict__ ids, int pos,
                                  const StepParams* __restrict__ step, const T* __restrict__ wte,
-                                 const T* __restrict__ wpe, int C) {
+                                 const T* __restrict__ wpe, int C, int* __restrict__ context, KvRing ring) {
   pdl_allow_dependents();  // the decode step's first matrix-vector kernel may start loading weights
   const int t = blockIdx.x;
   const int id = step ? step->token : ids[t];
   const int p = step ? step->pos : pos + t;
+  if (context && threadIdx.x == 0) context[(step ? step->ring : ring).slot(p)] = id;
   const T* te = wte + size_t(id) * C;  // (C)
   const T* pe = wpe + size_t(p) * C;   // (C)
   float* xo = x + size_t(t) * C;       // (C)
@@ -35,20 +37,22 @@ constexpr int kThreads = 256;
 
 template <typename T>
 void embedding_forward(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
-                       cudaStream_t stream) {
-  embedding_kernel<T><<<n, kThreads, 0, stream>>>(x, ids, pos, nullptr, wte, wpe, C);
+                       int* context, const KvRing& ring, cudaStream_t stream) {
+  embedding_kernel<T><<<n, kThreads, 0, stream>>>(x, ids, pos, nullptr, wte, wpe, C, context, ring);
   CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
-void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, cudaStream_t stream) {
-  embedding_kernel<T><<<1, kThreads, 0, stream>>>(x, nullptr, 0, step, wte, wpe, C);
+void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, int* context,
+                    cudaStream_t stream) {
+  embedding_kernel<T><<<1, kThreads, 0, stream>>>(x, nullptr, 0, step, wte, wpe, C, context, KvRing{});
   CUDA_CHECK_LAUNCH();
 }
 
-#define GPT2_INSTANTIATE(T)                                                                              \
-  template void embedding_forward<T>(float*, const int*, int, int, const T*, const T*, int, cudaStream_t); \
-  template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, cudaStream_t);
+#define GPT2_INSTANTIATE(T)                                                                                \
+  template void embedding_forward<T>(float*, const int*, int, int, const T*, const T*, int, int*, const KvRing&, \
+                                     cudaStream_t);                                                        \
+  template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, int*, cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "kv_ring.h"
+#include "processors.h"
 
 namespace gpt2::cuda {
 
@@ -30,6 +31,12 @@ struct StepParams {
   int top_k = 0;
   float top_p = 1;
   float u = 0;            // the uniform draw, as float (sample_token uses float(u))
+  float min_p = 0;
+  PenaltyParams penalties;  // the logits processors (processors.h), run when active()
+  // The context positions whose ids `counts` holds before this step (process_logits):
+  // [counted_begin, counted_end); counted_end < 0: count the window afresh.
+  int counted_begin = 0;
+  int counted_end = -1;
 };
 
 // Largest IC the fused matrix-vector kernel stages in shared memory: IC fp32 values plus the
@@ -43,13 +50,17 @@ constexpr int kHeadDim = 64;
 bool kernels_loadable(std::string* why);
 
 // ---- embedding.cu ------------------------------------------------------------------------
-// x (n, C) = wte[ids[t]] + wpe[pos + t]; ids (n) in device memory.
+// x (n, C) = wte[ids[t]] + wpe[pos + t]; ids (n) in device memory. Also records the ids in
+// `context` (capacity ints, or null: not recorded), the context's token ring that the logits
+// processors read: context[ring.slot(pos + t)] = ids[t], slots as in the K/V rings.
 template <typename T>
 void embedding_forward(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
-                       cudaStream_t stream);
-// x (C) = wte[step->token] + wpe[step->pos] (the decode step; reads the step from the device).
+                       int* context, const KvRing& ring, cudaStream_t stream);
+// x (C) = wte[step->token] + wpe[step->pos] (the decode step; reads the step from the device);
+// context[step->ring.slot(step->pos)] = step->token when context is not null.
 template <typename T>
-void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, cudaStream_t stream);
+void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, int* context,
+                    cudaStream_t stream);
 
 // ---- layernorm.cu ------------------------------------------------------------------------
 // For each row t of x (n, C): if resid_bias, x[t] += resid_bias (written back: the pending bias
@@ -134,7 +145,7 @@ void matmul_accumulate(cublasHandle_t handle, float* out, const T* x, const T* w
 // Greedy: *out = argmax logits (V), the lowest id among equal maxima.
 void argmax(const float* logits, int V, int* out, cudaStream_t stream);
 
-// Temperature / top-k / top-p sampling by sampler.h's rule, parameters read from `step`
+// Temperature / top-k / top-p / min-p sampling by sampler.h's rule, parameters read from `step`
 // (temperature > 0): sorts (logit, id) pairs descending with a stable radix sort (ties: lower
 // id first), then one block computes the kept prefix and inverts the CDF at u.
 struct SamplerWorkspace {
@@ -149,5 +160,15 @@ size_t sampler_temp_bytes(int V);
 void sampler_init(const SamplerWorkspace& ws, int V, cudaStream_t stream);
 void sample_top_k_top_p(const float* logits, int V, const StepParams* step, const SamplerWorkspace& ws, int* out,
                         cudaStream_t stream);
+
+// ---- penalties.cu: the logits processors of processors.h -----------------------------------
+// scores (V) = logits (V) after processors.h's rule for the context of positions [0, step->pos],
+// whose token ids are in `context` at slots step->ring.slot(p) (embedding_* write them), with
+// step->penalties. counts (V ints, this launch keeps them): each id's occurrences in the
+// penalty window; the launch moves them from the positions [step->counted_begin,
+// step->counted_end) they held to this step's window (counted_end < 0: from scratch), so a
+// decode step costs O(1) plus one pass over V. Greedy or sampling then read scores.
+void process_logits(const float* logits, float* scores, int V, const int* context, int* counts,
+                    const StepParams* step, cudaStream_t stream);
 
 }  // namespace gpt2::cuda

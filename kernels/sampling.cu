@@ -3,8 +3,9 @@
 //   greedy (temperature <= 0): argmax z, the lowest id among equal maxima;
 //   else order ids by z descending (ties: lower id first), keep the first top_k (if > 0),
 //   p_i = exp((z_i - z_max) / temperature), keep the shortest prefix whose mass before a token
-//   stays below top_p * total (the first is always kept), and return the first id whose
-//   cumulative p exceeds u * (kept total); past the end, the last kept id.
+//   stays below top_p * total and whose p_i stay >= min_p (the first is always kept), and
+//   return the first id whose cumulative p exceeds u * (kept total); past the end, the last
+//   kept id.
 //
 // Kernels and thread layouts:
 //   argmax_kernel:        one block of 1024 threads striding over V; each thread keeps its first
@@ -16,8 +17,8 @@
 //                         order, so equal logits stay in increasing id order.
 //   sample_sorted_kernel: one block of 1024 threads; thread t owns a contiguous run of the
 //                         sorted prefix, sums its p_i, and a block-wide exclusive scan gives each
-//                         run its starting mass; the top-p cut and the inverse CDF are each the
-//                         minimum index (block reduce) over the threads' first hits. Sums are
+//                         run its starting mass; the top-p / min-p cut and the inverse CDF are
+//                         each the minimum index (block reduce) over the threads' first hits. Sums are
 //                         fp32 like the CPU's, in a different order: the two can differ only when
 //                         a cumulative sum lands within rounding of u * total or top_p * total.
 #include <climits>
@@ -106,6 +107,7 @@ __global__ void __launch_bounds__(kThreads)
   const int top_k = step->top_k;
   const float top_p = step->top_p;
   const float u = step->u;
+  const float min_p = step->min_p;
 
   const int n = (top_k > 0 && top_k < V) ? top_k : V;  // candidates: z[0, n) (sorted)
   const float z_max = z[0];
@@ -119,16 +121,17 @@ __global__ void __launch_bounds__(kThreads)
   Scan(tmp.scan).ExclusiveSum(local, offset, total);
   __syncthreads();
 
-  // Nucleus: kept = the first i >= 1 whose mass before it reaches top_p * total (else n).
+  // Nucleus and min-p: kept = the first i >= 1 whose mass before it reaches top_p * total or
+  // whose p is below min_p (else n). Both conditions, once true, stay true along the order.
   int kept = n;
   float kept_total = total;
-  if (top_p < 1.0f) {
+  if (top_p < 1.0f || min_p > 0.0f) {
     const float threshold = top_p * total;
     int cand = INT_MAX;
     float cand_before = 0.0f;
     float before = offset;
     for (int i = begin; i < end; ++i) {
-      if (i >= 1 && before >= threshold) {
+      if (i >= 1 && ((top_p < 1.0f && before >= threshold) || prob(i) < min_p)) {
         cand = i;
         cand_before = before;
         break;

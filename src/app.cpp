@@ -18,6 +18,7 @@
 #include "progress.h"
 #include "prompt.h"
 #include "report.h"
+#include "stop_strings.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -66,6 +67,9 @@ GenerationOptions generation_options(const CliOptions& o, const GPT2Config& cfg,
   g.ignore_eos = o.ignore_eos;
   g.context_shift = o.context_shift;
   g.sampling = SamplingParams{o.temperature, o.top_k, o.top_p};
+  g.sampling.min_p = o.min_p;
+  g.sampling.penalties = {o.repeat_penalty, o.repeat_last_n, o.presence_penalty, o.frequency_penalty,
+                          o.no_repeat_ngram_size};
   g.seed = seed;
   g.eos_id = cfg.eos_token_id;
   return g;
@@ -73,6 +77,20 @@ GenerationOptions generation_options(const CliOptions& o, const GPT2Config& cfg,
 
 void note(const CliOptions& o, const std::string& text) {
   if (!o.quiet && !text.empty()) std::cerr << "gpt2-gen: " << text << "\n";
+}
+
+// The generation controls given with non-default values, for --benchmark's note.
+std::string generation_controls_given(const CliOptions& o) {
+  std::string names;
+  auto add = [&](bool given, const char* name) { if (given) names += std::string(names.empty() ? "" : ", ") + name; };
+  add(o.min_p != 0.0f, "--min-p");
+  add(o.repeat_penalty != 1.0f, "--repeat-penalty");
+  add(o.repeat_last_n != 0, "--repeat-last-n");
+  add(o.presence_penalty != 0.0f, "--presence-penalty");
+  add(o.frequency_penalty != 0.0f, "--frequency-penalty");
+  add(o.no_repeat_ngram_size != 0, "--no-repeat-ngram-size");
+  add(!o.stop.empty(), "--stop");
+  return names;
 }
 
 int run_tokenize(const CliOptions& o) {
@@ -121,9 +139,15 @@ int run_app(const CliOptions& o) {
   if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
   const GenerationOptions gen = generation_options(o, model.config, seed);
 
-  if (o.benchmark) return run_benchmark(*backend, {o.model_dir, model.config, prompt, load_ms, tokenize_ms}, o);
+  if (o.benchmark) {
+    const std::string ignored = generation_controls_given(o);
+    if (!ignored.empty()) note(o, "--benchmark ignores " + ignored + ": it runs greedy to a fixed length");
+    return run_benchmark(*backend, {o.model_dir, model.config, prompt, load_ms, tokenize_ms}, o);
+  }
 
   StreamDecoder stream(tok);
+  StopStrings stops(o.stop);
+  std::string shown;  // the generated text that passed the stop strings
   bool output_open = true;
   if (!o.json && !o.no_display_prompt && !empty_prompt)
     for (int id : prompt) output_open = output_open && write_stdout(stream.push(id));
@@ -132,15 +156,22 @@ int run_app(const CliOptions& o) {
   progress.begin_run(gen.use_cache ? "generating (cache)" : "generating (no-cache)", 0, 0, gen.max_new_tokens);
   TokenCallback on_token = [&](int id) {
     progress.tick();
-    if (o.json) return true;
-    output_open = output_open && write_stdout(stream.push(id));
-    return output_open;
+    const std::string text = stops.push(stream.push(id));
+    shown += text;
+    if (!o.json) output_open = output_open && write_stdout(text);
+    return output_open && !stops.matched();  // a stop string: finish reason "stop" below
   };
 
   RunReport report;
   report.result = generate(*backend, prompt, gen, on_token, &g_interrupted);
   progress.clear();
-  if (!o.json && output_open) write_stdout(stream.finish() + "\n");
+  const std::string rest = stops.push(stream.finish()) + stops.release();
+  shown += rest;
+  if (!o.json && output_open) write_stdout(rest + "\n");
+  if (stops.matched()) {
+    report.result.finish = FinishReason::Stop;
+    report.stop_string = stops.match();
+  }
 
   report.backend = backend->info();
   report.kv_cache = gen.use_cache;
@@ -149,7 +180,7 @@ int run_app(const CliOptions& o) {
   report.seed = seed;
   report.sampled = sampled;
   report.prompt_ids = prompt;
-  report.text = tok.decode(report.result.generated);
+  report.text = stops.matched() ? shown : tok.decode(report.result.generated);
 
   if (!o.quiet) std::cerr << summary_text(report);
   if (o.explain) {

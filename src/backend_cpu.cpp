@@ -26,6 +26,7 @@
 #include "error.h"
 #include "half.h"
 #include "model.h"
+#include "processors.h"
 
 namespace gpt2 {
 namespace {
@@ -165,8 +166,15 @@ class CpuBackend final : public Backend {
   }
 
   int sample(const SamplingParams& params, double u) override {
+    const int V = config().vocab_size;
+    if (params.penalties.active()) {
+      for (int p = 0; p < context_len_; ++p) context_in_order_[size_t(p)] = context_[size_t(context_ring_.slot(p))];
+      scores_ = logits_;
+      process_logits(scores_.data(), context_in_order_.data(), context_len_, params.penalties);
+      return sample_token(scores_.data(), V, params, u);
+    }
     if (params.greedy()) return argmax_;  // sampler.h's greedy rule, found by gemv_argmax
-    return sample_token(logits_.data(), config().vocab_size, params, u);
+    return sample_token(logits_.data(), V, params, u);
   }
 
   void read_logits(float* out) override { std::copy(logits_.begin(), logits_.end(), out); }
@@ -176,6 +184,7 @@ class CpuBackend final : public Backend {
   void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
+    record_context(ids, n, pos, ring);
     embedding(ids, n, pos);  // x (T, C)
     for (Block& b : blocks_) block(b, n, pos, ring);
     // Only the last token's logits are needed: final LayerNorm and LM head on one row, with
@@ -203,6 +212,14 @@ class CpuBackend final : public Backend {
     if (T == 1) return fast::gemv(out, in, w.view, bias.data(), e);
     fast::matmul(out, in, w.view, bias.data(), T, e == fast::Epilogue::AddTo, gemm_scratch_.data());
     if (e == fast::Epilogue::Gelu) fast::gelu(out, long(T) * w.view.rows);
+  }
+
+  // The context the logits processors see: positions [0, pos + n), ids by ring slot (as the
+  // K/V rings hold them).
+  void record_context(const int* ids, int n, int pos, const KvRing& ring) {
+    for (int i = 0; i < n; ++i) context_[size_t(ring.slot(pos + i))] = ids[i];
+    context_len_ = pos + n;
+    context_ring_ = ring;
   }
 
   // One transformer block on the residual stream x (T, C).
@@ -234,6 +251,9 @@ class CpuBackend final : public Backend {
     att_.resize(size_t(max_T) * C);
     fc_.resize(size_t(max_T) * H);
     logits_.resize(size_t(cfg.vocab_size));
+    scores_.resize(size_t(cfg.vocab_size));
+    context_.assign(size_t(kv_capacity()), 0);
+    context_in_order_.assign(size_t(kv_capacity()), 0);
     att_scratch_.resize(size_t(threads_) * kv_capacity());
     // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
     size_t largest = 0;
@@ -271,6 +291,10 @@ class CpuBackend final : public Backend {
   std::vector<float> att_scratch_;   // one softmax row (capacity) per thread
   std::vector<float> gemm_scratch_;  // a layer matrix widened to fp32 for the GEMM
   int argmax_ = 0;                   // of logits_
+  std::vector<float> scores_;                   // (V) the logits after process_logits()
+  std::vector<int> context_, context_in_order_;  // (capacity) token ids by ring slot; by position
+  int context_len_ = 0;
+  KvRing context_ring_;
   BackendInfo info_;
 };
 

@@ -10,9 +10,14 @@
 //          LayerNorm(+bias) fused into the LM-head matrix-vector product.
 //   decode (one token against the cache): embedding -> per layer 4 fused matrix-vector kernels
 //          (LayerNorm+qkv+bias+K/V append, proj+bias+residual, LayerNorm+fc+bias+gelu,
-//          proj+bias+residual) and the split attention -> LayerNorm+LM head -> argmax or
-//          sampling. The whole step, with the copy of its StepParams in and of the token id
-//          out, is captured once as a CUDA graph and replayed for every token.
+//          proj+bias+residual) and the split attention -> LayerNorm+LM head -> [logits
+//          processors] -> argmax or sampling. The whole step, with the copy of its StepParams
+//          in and of the token id out, is captured once per sampling mode as a CUDA graph and
+//          replayed for every token.
+// The logits processors (penalties, n-gram ban; processors.h) run on the device from the
+// context's token ring (written by the embedding kernels) and per-id counts of the penalty
+// window that the step itself keeps up to date; only the graphs of runs that use them include
+// them. The host only tracks which positions the counts hold (counted_).
 // forward(n == 1) only records the step; sample() (which knows the sampling mode) replays the
 // graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
 // kernels without the graph, =rows runs decode steps through the rows path (for bisecting);
@@ -173,17 +178,23 @@ class CudaBackend final : public Backend {
 
   int sample(const SamplingParams& params, double u) override {
     const bool greedy = params.greedy();
+    const bool processed = params.penalties.active();
     // No wait here: in-flight work never reads step_host_ (its only readers, the copies below
     // and in run_pending, are waited for before this returns).
+    step_host_->pos = context_end_ - 1;  // the sampler's context: positions [0, pos]
+    step_host_->ring = context_ring_;
     step_host_->temperature = params.temperature;
     step_host_->top_k = params.top_k;
     step_host_->top_p = params.top_p;
     step_host_->u = float(u);
+    step_host_->min_p = params.min_p;
+    step_host_->penalties = params.penalties;
+    if (processed) track_counts(params.penalties.repeat_last_n);
     if (pending_) {
-      run_pending(greedy);
+      run_pending(greedy, processed);
     } else {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      enqueue_sampler(greedy);
+      enqueue_sampler(greedy, processed);
       CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
       CUDA_CHECK(cudaStreamSynchronize(stream_));
       inflight_ = false;
@@ -194,7 +205,7 @@ class CudaBackend final : public Backend {
   }
 
   void read_logits(float* out) override {
-    if (pending_) run_pending(true);
+    if (pending_) run_pending(true, false);
     CUDA_CHECK(cudaMemcpyAsync(out, logits_, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     inflight_ = false;
@@ -223,8 +234,14 @@ class CudaBackend final : public Backend {
   };
 
   void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
-    if (pending_) run_pending(true);  // a decode step that was never sampled: run it first
-    if (n == 1 && mode_ != DecodeMode::Rows) {
+    if (pending_) run_pending(true, false);  // a decode step that was never sampled: run it first
+    const bool decode = n == 1 && mode_ != DecodeMode::Rows;
+    // Counts stay valid across a decode step that appends to the counted positions; anything
+    // else (prefill, --no-cache, a context shift) rewrote them: count afresh.
+    if (!decode || pos < counted_.end || ring.start != context_ring_.start) counted_.valid = false;
+    context_end_ = pos + n;
+    context_ring_ = ring;
+    if (decode) {
       wait_inflight();
       step_host_->token = ids[0];
       step_host_->pos = pos;
@@ -312,6 +329,9 @@ class CudaBackend final : public Backend {
     plan.add(&step_dev_, 1, &other);
     plan.add(&token_dev_, 1, &other);
     plan.add(&logits_, V, &other);  // (V) fp32
+    plan.add(&scores_, V, &other);  // (V) fp32: the logits after the processors
+    plan.add(&counts_, V, &other);  // (V) the penalty window's count of each id
+    plan.add(&context_, cap, &other);  // (capacity) the context's token ids, by ring slot
     plan.add(&sw_.keys_in, V, &other);
     plan.add(&sw_.keys_out, V, &other);
     plan.add(&sw_.ids_in, V, &other);
@@ -377,6 +397,7 @@ class CudaBackend final : public Backend {
   void warm_up_and_capture() {
     const int cap = kv_capacity();
     CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(NH_) * sizeof(unsigned int), stream_));
+    CUDA_CHECK(cudaMemsetAsync(context_, 0, cap * sizeof(int), stream_));  // every slot a valid id
     cuda::sampler_init(sw_, V_, stream_);
     *step_host_ = StepParams{};
     step_host_->ring = KvRing{cap, 0};
@@ -387,17 +408,17 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, sizeof(int), cudaMemcpyHostToDevice, stream_));
     enqueue_rows(1, 0, KvRing{cap, 0});
     if (mode_ != DecodeMode::Rows) enqueue_decode();
-    enqueue_sampler(true);
-    enqueue_sampler(false);
+    for (bool processed : {false, true}) {
+      enqueue_sampler(true, processed);
+      enqueue_sampler(false, processed);
+    }
     for (Layer& l : layers_) {  // start from clean rings
       CUDA_CHECK(cudaMemsetAsync(l.k, 0, size_t(cap) * C_ * sizeof(T), stream_));
       CUDA_CHECK(cudaMemsetAsync(l.v, 0, size_t(cap) * C_ * sizeof(T), stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (mode_ == DecodeMode::Graph) {
-      graphs_[0] = capture(true);
-      graphs_[1] = capture(false);
-    }
+    if (mode_ == DecodeMode::Graph)
+      for (int g = 0; g < 4; ++g) graphs_[g] = capture(graph_greedy(g), graph_processed(g));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
@@ -426,7 +447,7 @@ class CudaBackend final : public Backend {
   void enqueue_rows(int n, int pos, const KvRing& ring) {
     const int C = C_, H = H_;
     const float eps = cfg_.layer_norm_epsilon;
-    cuda::embedding_forward<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, stream_);  // x (n, C)
+    cuda::embedding_forward<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, context_, ring, stream_);  // x (n, C)
     for (int i = 0; i < L_; ++i) {
       const Layer& l = layers_[size_t(i)];
       const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fc_proj_b;
@@ -472,7 +493,7 @@ class CudaBackend final : public Backend {
   // The decode step: reads token, position and ring from step_dev_ (graph-replayable).
   void enqueue_decode() {
     const int C = C_, H = H_;
-    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C, stream_);  // xd (C)
+    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C, context_, stream_);  // xd (C)
     for (const Layer& l : layers_) {
       // LayerNorm + qkv + bias + K/V append: q (C) -> qd
       GemvParams<T> qkv = gemv_op(l.qkv_w, C, 3 * C, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
@@ -495,21 +516,42 @@ class CudaBackend final : public Backend {
     cuda::gemv<T>(head, stream_);
   }
 
-  void enqueue_sampler(bool greedy) {
+  // [the logits processors ->] argmax or sampling, reading the parameters from step_dev_.
+  void enqueue_sampler(bool greedy, bool processed) {
+    const float* z = logits_;
+    if (processed) {
+      cuda::process_logits(logits_, scores_, V_, context_, counts_, step_dev_, stream_);
+      z = scores_;
+    }
     if (greedy)
-      cuda::argmax(logits_, V_, token_dev_, stream_);
+      cuda::argmax(z, V_, token_dev_, stream_);
     else
-      cuda::sample_top_k_top_p(logits_, V_, step_dev_, sw_, token_dev_, stream_);
+      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_);
   }
 
+  // The counts process_logits() will hold after this step: the penalty window of the context
+  // [0, context_end_). Incremental from what they hold when that only moves forward.
+  void track_counts(int repeat_last_n) {
+    const int begin = penalty_window_begin(context_end_, repeat_last_n);
+    const bool incremental = counted_.valid && begin >= counted_.begin && context_end_ >= counted_.end;
+    step_host_->counted_begin = incremental ? counted_.begin : 0;
+    step_host_->counted_end = incremental ? counted_.end : -1;
+    counted_ = {true, begin, context_end_};
+  }
+
+  // graphs_[g]: greedy or sampling, with or without the logits processors.
+  static bool graph_greedy(int g) { return (g & 1) == 0; }
+  static bool graph_processed(int g) { return (g & 2) != 0; }
+  static int graph_index(bool greedy, bool processed) { return (greedy ? 0 : 1) + (processed ? 2 : 0); }
+
   // The decode step + sampler, its StepParams copied in first and the token copied out last.
-  cudaGraphExec_t capture(bool greedy) {
+  cudaGraphExec_t capture(bool greedy, bool processed) {
     cudaGraph_t graph = nullptr;
     CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
     try {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
       enqueue_decode();
-      enqueue_sampler(greedy);
+      enqueue_sampler(greedy, processed);
       CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
@@ -527,14 +569,14 @@ class CudaBackend final : public Backend {
   }
 
   // Runs the recorded decode step and the sampler; waits for the token.
-  void run_pending(bool greedy) {
+  void run_pending(bool greedy, bool processed) {
     pending_ = false;
     if (mode_ == DecodeMode::Graph) {
-      CUDA_CHECK(cudaGraphLaunch(graphs_[greedy ? 0 : 1], stream_));
+      CUDA_CHECK(cudaGraphLaunch(graphs_[graph_index(greedy, processed)], stream_));
     } else {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
       enqueue_decode();
-      enqueue_sampler(greedy);
+      enqueue_sampler(greedy, processed);
       CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -580,7 +622,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;
   size_t cublas_ws_bytes_ = 0;
-  cudaGraphExec_t graphs_[2] = {nullptr, nullptr};  // [0] greedy, [1] sampling
+  cudaGraphExec_t graphs_[4] = {};  // graph_index(greedy, processed)
 
   Weights w_;
   std::vector<Layer> layers_;
@@ -593,8 +635,11 @@ class CudaBackend final : public Backend {
   float* partials_ = nullptr;
   unsigned int* counters_ = nullptr;
   StepParams* step_dev_ = nullptr;
-  // logits and sampling
+  // logits, the logits processors' state, sampling
   float* logits_ = nullptr;  // (V)
+  float* scores_ = nullptr;  // (V) processed logits
+  int* counts_ = nullptr;    // (V)
+  int* context_ = nullptr;   // (capacity) token ids by ring slot
   int* token_dev_ = nullptr;
   cuda::SamplerWorkspace sw_;
   // pinned host staging
@@ -602,6 +647,12 @@ class CudaBackend final : public Backend {
   int* token_host_ = nullptr;
   int* ids_host_ = nullptr;
 
+  int context_end_ = 0;    // the last forward() left the context positions [0, context_end_) ...
+  KvRing context_ring_;    // ... in these ring slots
+  struct Counted {
+    bool valid = false;    // counts_ hold the ids of context positions [begin, end)
+    int begin = 0, end = 0;
+  } counted_;
   bool pending_ = false;   // forward(n == 1) recorded a decode step that has not run yet
   bool inflight_ = false;  // work enqueued that nobody has waited for
 };

@@ -4,6 +4,7 @@
 
 #include "backend_cuda.h"
 #include "build_info.h"
+#include "unicode.h"
 
 namespace gpt2 {
 namespace {
@@ -25,6 +26,32 @@ CLI::Validator number_in(double lo, double hi, bool open_lo, const std::string& 
         return ok ? "" : "must be " + description + ", got " + s;
       },
       description);
+}
+
+// The logits processors (processors.h), min-p and stop strings: the controls every generator
+// offers against repetition, named as in llama.cpp.
+void add_generation_controls(CLI::App& app, CliOptions& o) {
+  app.add_option("--min-p", o.min_p, "Keep tokens with probability >= P x the top one's; 0 = off")
+      ->check(number_in(0, 1, false, "in [0, 1]"))->capture_default_str();
+  app.add_option("--repeat-penalty", o.repeat_penalty,
+                 "Divide positive / multiply negative logits of tokens in the window by P; 1 = off")
+      ->check(number_in(0, 1e6, true, "> 0"))->capture_default_str();
+  app.add_option("--repeat-last-n", o.repeat_last_n, "Penalty window: the last N context tokens; 0 = all")
+      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
+  app.add_option("--presence-penalty", o.presence_penalty, "Subtract A from tokens present in the window")
+      ->check(number_in(-100, 100, false, "in [-100, 100]"))->capture_default_str();
+  app.add_option("--frequency-penalty", o.frequency_penalty, "Subtract F x count from tokens in the window")
+      ->check(number_in(-100, 100, false, "in [-100, 100]"))->capture_default_str();
+  app.add_option("--no-repeat-ngram-size", o.no_repeat_ngram_size, "Never repeat an n-gram of N tokens; 0 = off")
+      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
+  app.add_option("--stop", o.stop, "Stop when the generated text contains STR (repeatable; not printed)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            if (s.empty()) return "must not be empty";
+            return is_valid_utf8(s) ? "" : "must be valid UTF-8 (generated text is)";
+          },
+          "STR"))
+      ->allow_extra_args(false);
 }
 
 }  // namespace
@@ -76,6 +103,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_option("--top-p", o.top_p, "Nucleus sampling mass in (0, 1]; 1 = off")
       ->check(number_in(0, 1, true, "in (0, 1]"))->capture_default_str();
   app.add_option("-s,--seed", o.seed, "Random seed (default: random, printed to stderr)");
+  add_generation_controls(app, o);
 
   CLI::Option* json = app.add_option("--json", o.json_file,
                  "Print one JSON object (ids, text, finish_reason, stats) at the end instead of "

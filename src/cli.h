@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace CLI { class App; }
 
@@ -34,6 +35,15 @@ struct CliOptions {
   int top_k = 40;
   float top_p = 0.95f;
   std::optional<uint64_t> seed;
+  float min_p = 0.0f;
+
+  // Logits processors (processors.h) and stop strings
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 0;           // 0 = the whole context
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int no_repeat_ngram_size = 0;
+  std::vector<std::string> stop;   // --stop, repeatable
 
   // Output
   bool json = false;               // one JSON object on stdout at the end (or into json_file)

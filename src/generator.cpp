@@ -13,6 +13,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::Eos: return "eos";
     case FinishReason::Context: return "context";
     case FinishReason::Interrupted: return "interrupted";
+    case FinishReason::Stop: return "stop";
   }
   return "?";
 }

@@ -33,8 +33,10 @@ struct ForwardCall {
   bool operator!=(const ForwardCall& o) const { return !(*this == o); }
 };
 
-enum class FinishReason { Length, Eos, Context, Interrupted };
-const char* finish_reason_name(FinishReason r);  // "length", "eos", "context", "interrupted"
+// Stop: a stop string (--stop) matched; generate() never sets it (it sees no text): the
+// caller's on_token returns false and the caller records the reason.
+enum class FinishReason { Length, Eos, Context, Interrupted, Stop };
+const char* finish_reason_name(FinishReason r);  // "length", "eos", "context", "interrupted", "stop"
 
 struct GenerationResult {
   std::vector<int> generated;
@@ -49,7 +51,8 @@ struct GenerationResult {
   double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_tokens() / decode_ms : 0.0; }
 };
 
-// Called with each new token as soon as it is sampled; return false to stop (output closed).
+// Called with each new token as soon as it is sampled; return false to stop (output closed, a
+// stop string): finish reason "interrupted", which the caller may refine (FinishReason::Stop).
 using TokenCallback = std::function<bool(int id)>;
 
 // Refuses a prompt of `n_tokens` that does not fit a context window of `window` tokens

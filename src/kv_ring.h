@@ -7,11 +7,7 @@
 // lives in slot (start + p) mod capacity. A context shift moves `start` instead of memory.
 #pragma once
 
-#if defined(__CUDACC__)
-#define GPT2_HOST_DEVICE __host__ __device__
-#else
-#define GPT2_HOST_DEVICE
-#endif
+#include "host_device.h"
 
 namespace gpt2 {
 

@@ -81,6 +81,7 @@ nlohmann::json report_json(const RunReport& r) {
                       {"finish_reason", finish_reason_name(g.finish)},
                       {"stats", stats}};
   if (!r.explain.is_null()) j["explain"] = r.explain;
+  if (g.finish == FinishReason::Stop) j["stop_string"] = r.stop_string;
   return j;
 }
 

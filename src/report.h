@@ -20,7 +20,8 @@ struct RunReport {
   bool sampled = false;  // false when greedy (the seed is then irrelevant)
   std::vector<int> prompt_ids;
   GenerationResult result;
-  std::string text;      // the generated text (prompt excluded)
+  std::string text;      // the generated text (prompt excluded; cut before a stop string)
+  std::string stop_string;  // the stop string that ended generation (finish reason "stop")
   nlohmann::json explain;  // --explain's object (null without --explain)
 };
 

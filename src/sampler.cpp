@@ -36,11 +36,13 @@ int sample_token(const float* logits, int vocab, const SamplingParams& params, d
     total += p[i];
   }
 
-  // 5: nucleus: keep while the mass before the token is below top_p.
-  if (params.top_p < 1.0f) {
+  // 5-6: nucleus and min-p: keep while the mass before the token is below top_p * total and
+  // its p is at least min_p (p of the top id is 1).
+  if (params.top_p < 1.0f || params.min_p > 0.0f) {
     float before_mass = 0.0f;
     int kept = 0;
-    while (kept < n && (kept == 0 || before_mass < params.top_p * total)) {
+    while (kept < n && (kept == 0 || ((params.top_p >= 1.0f || before_mass < params.top_p * total) &&
+                                      p[kept] >= params.min_p))) {
       before_mass += p[kept];
       ++kept;
     }
@@ -48,7 +50,7 @@ int sample_token(const float* logits, int vocab, const SamplingParams& params, d
     total = before_mass;
   }
 
-  // 6: inverse CDF over what is kept.
+  // 7: inverse CDF over what is kept.
   const float r = float(u) * total;
   float acc = 0.0f;
   for (int i = 0; i < n; ++i) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend.h"
+#include "generator.h"
 
 #include "safetensors.h"
 #include "test_support.h"
@@ -38,6 +39,20 @@ Golden load() {
   for (const auto& r : ref["greedy"]) {
     g.greedy.push_back({r["prompt"].get<std::vector<int>>(), r["new_tokens"].get<std::vector<int>>(),
                         r["min_top2_margin"].get<double>()});
+  }
+  const auto proc = nlohmann::json::parse(read_file(dir + "/reference_processors.json"));
+  for (const auto& c : proc["cases"]) {
+    GoldenProcessed p;
+    const auto& s = c["settings"];
+    p.settings = s.dump();
+    p.params.repeat_penalty = s.value("repetition_penalty", 1.0f);
+    p.params.no_repeat_ngram_size = s.value("no_repeat_ngram_size", 0);
+    for (const auto& [key, value] : s.items())
+      if (key != "repetition_penalty" && key != "no_repeat_ngram_size")
+        throw std::runtime_error("reference_processors.json: unknown setting " + key);
+    p.greedy = {c["prompt"].get<std::vector<int>>(), c["new_tokens"].get<std::vector<int>>(),
+                c["min_top2_margin"].get<double>()};
+    g.processed.push_back(std::move(p));
   }
   return g;
 }
@@ -107,6 +122,18 @@ double expect_subset_logits_match(Backend& backend, double tolerance) {
     }
   }
   return worst;
+}
+
+void expect_processed_continuation_matches(Backend& backend, const GoldenProcessed& c, bool cache) {
+  GenerationOptions opt;
+  opt.use_cache = cache;
+  opt.ignore_eos = true;
+  opt.sampling.temperature = 0;
+  opt.sampling.penalties = c.params;
+  opt.max_new_tokens = int(c.greedy.new_tokens.size());
+  const GenerationResult r = generate(backend, c.greedy.prompt, opt, nullptr);
+  EXPECT_EQ(r.generated, c.greedy.new_tokens)
+      << c.settings << ", " << c.greedy.prompt.size() << "-token prompt, " << (cache ? "cache" : "no-cache");
 }
 
 }  // namespace gpt2::test

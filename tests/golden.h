@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "processors.h"
+
 namespace gpt2::test {
 
 struct GoldenSequence {
@@ -18,10 +20,19 @@ struct GoldenGreedy {
   double min_top2_margin = 0;
 };
 
+// reference_processors.json: a greedy continuation under transformers' logits processors
+// (the penalty window is the whole sequence, prompt included: repeat_last_n 0).
+struct GoldenProcessed {
+  std::string settings;  // as the file writes them, for messages
+  PenaltyParams params;
+  GoldenGreedy greedy;
+};
+
 struct Golden {
   std::vector<int> subset;  // (S) vocabulary ids of logits_subset's columns
   std::vector<GoldenSequence> sequences;
   std::vector<GoldenGreedy> greedy;
+  std::vector<GoldenProcessed> processed;
 };
 
 const Golden& tiny_golden();  // loaded once from shared_dir()/golden/tiny-gpt2
@@ -44,5 +55,9 @@ namespace gpt2::test {
 // wrap around. Returns the largest error seen.
 double expect_last_logits_match(Backend& backend, double tolerance);
 double expect_subset_logits_match(Backend& backend, double tolerance);
+
+// A reference_processors.json case, generated greedily with or without the cache, must equal
+// transformers' tokens exactly (fp32: the cases' top-2 margins are >= 0.0015).
+void expect_processed_continuation_matches(Backend& backend, const GoldenProcessed& c, bool cache);
 
 }  // namespace gpt2::test

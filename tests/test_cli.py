@@ -22,6 +22,18 @@ def read_json(path):
 
 
 GOLDEN = read_json(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"))
+PROCESSORS = read_json(os.path.join(SHARED, "golden/tiny-gpt2/reference_processors.json"))
+
+
+def token_bytes():
+    """GPT-2's id -> bytes, from vocab.json and the byte <-> unicode table of OpenAI's encoder.py."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    char_to_byte = {chr(b): b for b in printable}
+    char_to_byte.update({chr(256 + i): b for i, b in enumerate(others)})
+    vocab = read_json(os.path.join(SHARED, "gpt2-tokenizer/vocab.json"))
+    return {i: bytes(char_to_byte[c] for c in token) for token, i in vocab.items()}
 
 
 def run(*args, stdin=subprocess.DEVNULL, timeout=120):
@@ -206,6 +218,68 @@ class Version(CliTest):
         self.assertEqual(len(lines), 4)
 
 
+class GenerationControls(CliTest):
+    GREEDY = ("--prompt-ids", "464", "--temperature", "0", "--ignore-eos")
+
+    def test_processor_goldens(self):
+        # One prompt per setting through the CLI (every case runs in test_cpu_golden).
+        flags = {"repetition_penalty": "--repeat-penalty", "no_repeat_ngram_size": "--no-repeat-ngram-size"}
+        seen = set()
+        for case in PROCESSORS["cases"]:
+            key = json.dumps(case["settings"], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            args = [a for k, v in case["settings"].items() for a in (flags[k], str(v))]
+            out = self.generate_json("--prompt-ids", ids(case["prompt"]), "-n", str(len(case["new_tokens"])),
+                                     "--temperature", "0", "--ignore-eos", *args)
+            self.assertEqual(out["generated_ids"], case["new_tokens"], case["settings"])
+        self.assertEqual(len(seen), 4)
+
+    def greedy_text_and_pieces(self, n):
+        out = self.generate_json(*self.GREEDY, "-n", str(n))
+        vocab = token_bytes()
+        pieces = [vocab[i] for i in out["generated_ids"]]
+        self.assertEqual(b"".join(pieces).decode("utf-8", "replace"), out["text"])
+        return out, pieces
+
+    def test_stop_string_split_over_two_tokens(self):
+        out, pieces = self.greedy_text_and_pieces(12)
+        # The last two bytes of token 5 and the first two of token 6 (ASCII in this continuation).
+        stop = (pieces[5][-2:] + pieces[6][:2]).decode("ascii")
+        want_text = out["text"][:out["text"].index(stop)]
+        got = self.generate_json(*self.GREEDY, "-n", "12", "--stop", stop, "--stop", "never appears")
+        self.assertEqual(got["finish_reason"], "stop")
+        self.assertEqual(got["stop_string"], stop)
+        self.assertEqual(got["text"], want_text)
+        self.assertEqual(got["generated_ids"], out["generated_ids"][:7])  # up to the completing token
+        # Streaming: the prompt, the text before the stop string, a newline; the stop string never.
+        proc = run("-m", TINY, *self.GREEDY, "-n", "12", "--stop", stop)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.decode("utf-8"), "The" + want_text + "\n")
+        self.assertIn(b'finish reason "stop"', proc.stderr)
+
+    def test_stop_string_at_the_very_first_token(self):
+        out, pieces = self.greedy_text_and_pieces(3)
+        stop = pieces[0].decode("ascii")
+        got = self.generate_json(*self.GREEDY, "-n", "3", "--stop", stop)
+        self.assertEqual((got["finish_reason"], got["text"], got["generated_ids"]), ("stop", "", out["generated_ids"][:1]))
+        proc = run("-m", TINY, *self.GREEDY, "-n", "3", "--stop", stop, "--no-display-prompt")
+        self.assertEqual(proc.stdout, b"\n")
+
+    def test_no_stop_string_match_changes_nothing(self):
+        out = self.generate_json(*self.GREEDY, "-n", "6")
+        got = self.generate_json(*self.GREEDY, "-n", "6", "--stop", "\u00e9\u00e9\u00e9")
+        self.assertEqual((got["finish_reason"], got["text"]), ("length", out["text"]))
+        self.assertNotIn("stop_string", got)
+
+    def test_benchmark_says_it_ignores_them(self):
+        proc = run("-m", TINY, "--benchmark", "--runs", "1", "-n", "2", "--prompt-ids", "464",
+                   "--repeat-penalty", "1.3", "--stop", "x")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(b"--benchmark ignores --repeat-penalty, --stop", proc.stderr)
+
+
 class BadInput(CliTest):
     def test_flag_values(self):
         cases = [
@@ -224,6 +298,16 @@ class BadInput(CliTest):
             (["--runs", "0"], "runs"),
             (["--no-such-flag"], "no-such-flag"),
             (["-p", "a", "--prompt-ids", "1"], "excludes"),
+            (["--repeat-penalty", "0"], "repeat-penalty: must be > 0"),
+            (["--repeat-penalty", "-1.3"], "repeat-penalty"),
+            (["--min-p", "-0.1"], "min-p: must be in [0, 1]"),
+            (["--min-p", "1.01"], "min-p"),
+            (["--no-repeat-ngram-size", "-2"], "no-repeat-ngram-size: must be >= 0"),
+            (["--repeat-last-n", "-64"], "repeat-last-n: must be >= 0"),
+            (["--presence-penalty", "nan"], "presence-penalty"),
+            (["--frequency-penalty", "abc"], "frequency-penalty"),
+            (["--stop", ""], "stop: must not be empty"),
+            (["--stop", b"\xff"], "stop: must be valid UTF-8"),
         ]
         for args, needle in cases:
             with self.subTest(args=args):

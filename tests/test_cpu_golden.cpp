@@ -103,6 +103,15 @@ TEST_P(CpuGreedy, ReproducesHuggingFaceContinuations) {
   }
 }
 
+// transformers' repetition_penalty and no_repeat_ngram_size (reference_processors.json).
+TEST_P(CpuGreedy, ReproducesTransformersProcessorContinuations) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  auto backend = make_cpu_backend(model, BackendOptions{});
+  ASSERT_EQ(tiny_golden().processed.size(), 12u);
+  for (const auto& c : tiny_golden().processed)
+    test::expect_processed_continuation_matches(*backend, c, GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(CacheModes, CpuGreedy, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "cache" : "no_cache"; });
 

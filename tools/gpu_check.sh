@@ -3,12 +3,15 @@
 # safetensors, torch and transformers; no Debian packages, no network), in one call of at most
 # five minutes, on the build made here by tools/gpu_bundle.sh and carried in .gpu/:
 #   1. the libraries the binaries need, nvidia-smi
-#   2. the `gpu` tests (kernels against the CPU reference; the whole model against the goldens)
+#   2. the `gpu` tests (kernels against the CPU reference; the whole model against the goldens);
+#      the logits processors (penalties, n-gram blocking) against transformers' continuations
+#      through the CLI on the device (tools/check_processors.py)
 #   3. gpt2-gen vs Hugging Face on a seeded random GPT-2 124M (fp32 and fp16): last-position
 #      logits and greedy tokens (tools/hf_compare.py)
 #   4. the benchmark: 124M fp16, "What is KV caching?" ids, 1000 new tokens, greedy, ignore EOS,
-#      with and without the cache; then gpt2-gen --benchmark
-#   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled), racecheck
+#      with and without the cache, and with the penalties in the decode graph; then gpt2-gen
+#      --benchmark
+#   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled, penalties), racecheck
 #      on the attention / matrix-vector / argmax kernel tests, initcheck on a generation
 # Every step is time-boxed (timeout) inside a global budget (GPU_CHECK_BUDGET_S, default 285 s);
 # a step that no longer fits, or a sanitizer cut short by its box, is reported INCOMPLETE.
@@ -157,6 +160,22 @@ for t in test_gpu_kernels:170 test_gpu_backend:100; do
   fi
 done
 
+# The logits processors on the device (penalties and n-gram blocking inside the decode graph):
+# transformers' continuations of reference_processors.json through the CLI, cache and no-cache.
+if [ $LIBS_OK = 0 ] || [ $TINY_OK = 0 ]; then
+  record "processors" SKIP "no usable binaries or tiny models"
+else
+  pen_args=(--device cuda); [ "$DRY" = 1 ] && pen_args=(--device cpu --cases 2 --no-nocache)
+  run_boxed 60 10 "$LOGDIR/processors.log" "${PY[@]}" tools/check_processors.py "$G/bin/gpt2-gen" "$MODELS/tiny-fp32" \
+    "$G/shared/golden/tiny-gpt2/reference_processors.json" "${pen_args[@]}"
+  rc=$?
+  info=$(grep -E '^processors: ' "$LOGDIR/processors.log" | tail -1 | sed 's/^processors: //')
+  if [ $rc = 0 ]; then record "processors" ok "$info"
+  elif [ $rc = 125 ]; then record "processors" INCOMPLETE "not run: no time left in the budget"
+  else record "processors" FAIL "rc $rc; ${info:-$(tail -1 "$LOGDIR/processors.log" | cut -c1-120)}"
+  fi
+fi
+
 # ---- 3. Hugging Face comparison ----------------------------------------------------------------
 HF_DIR=$WORK/hf
 if [ $LIBS_OK = 0 ]; then
@@ -205,8 +224,10 @@ else
         --tokenizer "$G/shared/gpt2-tokenizer" || say "  could not write a random 124M model"
     fi
   fi
-  for mode in cache nocache cache_pdl; do
+  for mode in cache nocache cache_pdl cache_penalties; do
     flag=""; [ $mode = nocache ] && flag="--no-cache"
+    # The decode graph with every logits processor in it: its tokens/s against the plain graph's.
+    [ $mode = cache_penalties ] && flag="--repeat-penalty 1.3 --frequency-penalty 0.1 --no-repeat-ngram-size 3"
     pdl=0; [ $mode = cache_pdl ] && pdl=1
     [ $mode = cache_pdl ] && [ "$DRY" = 1 ] && continue
     GPT2_CUDA_PDL=$pdl run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" \
@@ -264,13 +285,14 @@ set -e
 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --json $WORK/san_cache.json
 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --no-cache --json $WORK/san_nocache.json
 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --json $WORK/san_sampled.json
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --min-p 0.05 --repeat-penalty 1.3 --repeat-last-n 8 --presence-penalty 0.5 --frequency-penalty 0.2 --no-repeat-ngram-size 2 --json $WORK/san_penalties.json
 EOF
   run_boxed 100 30 "$LOGDIR/memcheck.log" bash "$mc_script"
   rc=$?
   errs=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$LOGDIR/memcheck.log" | grep -oE '[0-9]+' | tr '\n' ' ')
   if grep -qiE 'device not supported|not supported on this platform' "$LOGDIR/memcheck.log"; then
     record "memcheck" SKIP "compute-sanitizer cannot use this device here"
-  elif [ $rc = 0 ]; then record "memcheck" ok "greedy cache, no-cache, sampled: errors ${errs:-?}"
+  elif [ $rc = 0 ]; then record "memcheck" ok "greedy cache, no-cache, sampled, penalties: errors ${errs:-?}"
   elif [ $rc = 125 ]; then record "memcheck" INCOMPLETE "not run: no time left in the budget"
   elif [ $rc = 124 ]; then record "memcheck" INCOMPLETE "timed out; errors so far ${errs:-none}"
   else record "memcheck" FAIL "rc $rc; errors ${errs:-?}: $(grep -m1 -E '^========= (Invalid|Error|Program hit)' "$LOGDIR/memcheck.log" | cut -c1-120)"
@@ -301,7 +323,8 @@ fi
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
   tar -C "$LOGDIR" -czf "$OUT/logs.tgz" . 2>/dev/null
-  for f in summary.txt hf_compare.json bench_cache.json bench_nocache.json bench_cache_pdl.json benchmark.json; do
+  for f in summary.txt hf_compare.json bench_cache.json bench_nocache.json bench_cache_pdl.json bench_cache_penalties.json \
+           benchmark.json; do
     [ -f "$LOGDIR/$f" ] && cp "$LOGDIR/$f" "$OUT/"
   done
 fi

@@ -58,6 +58,8 @@ template <> inline float host_load<float>(const float& v) { return v; }
 template <> inline float host_load<__half>(const __half& v) { return __half2float(v); }
 template <> inline float host_load<__nv_bfloat16>(const __nv_bfloat16& v) { return __bfloat162float(v); }
 
+template <> inline float host_load<int>(const int& v) { return float(v); }  // token ids: exact below 2^24
+
 template <typename T> const char* dtype_label();
 template <> inline const char* dtype_label<float>() { return "fp32"; }
 template <> inline const char* dtype_label<__half>() { return "fp16"; }

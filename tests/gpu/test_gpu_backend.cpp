@@ -218,6 +218,52 @@ TEST_F(CudaGeneration, AgreesWithTheCpuBackend) {
   }
 }
 
+// transformers' repetition_penalty and no_repeat_ngram_size (reference_processors.json), fp32,
+// with and without the cache: the penalties run inside the decode graph. One test per case
+// (each is 80 emulated steps on cuda-emu).
+class CudaProcessed : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaProcessed, ReproducesTransformersProcessorContinuation) {
+  GPT2_SKIP_WITHOUT_GPU();
+  const Model model = load_model(test::tiny_model("fp32"));
+  auto b = cuda_backend(model, ComputeDType::F32);
+  ASSERT_EQ(tiny_golden().processed.size(), 12u);
+  for (bool cache : {true, false})
+    test::expect_processed_continuation_matches(*b, tiny_golden().processed[size_t(GetParam())], cache);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaProcessed, ::testing::Range(0, 12));
+
+// Every logits processor at once, greedy and sampled, in a small ring (--ctx-size 40: a shift
+// after 34 tokens, then every 20, after which the counts are rebuilt): the GPU with and without the cache and
+// the CPU give the same tokens.
+TEST_F(CudaGeneration, LogitsProcessorsAgreeWithTheCpuAcrossContextShifts) {
+  auto gpu = cuda_backend(*model_, ComputeDType::F32, 40);
+  BackendOptions co;
+  co.kv_capacity = 40;
+  auto cpu = make_cpu_backend(*model_, co);
+  GenerationOptions opt;
+  opt.max_new_tokens = test::quick_or(45, 70);
+  opt.ignore_eos = true;
+  opt.context_shift = true;
+  opt.seed = 21;
+  opt.sampling.min_p = 0.05f;
+  PenaltyParams& p = opt.sampling.penalties;
+  p.repeat_penalty = 1.2f, p.repeat_last_n = 16, p.presence_penalty = 0.3f, p.frequency_penalty = 0.2f;
+  p.no_repeat_ngram_size = 3;
+  for (float temperature : {0.0f, 0.9f}) {
+    opt.sampling.temperature = temperature;
+    opt.use_cache = true;
+    const auto cached = generate(*gpu, prompt_, opt, nullptr);
+    const auto on_cpu = generate(*cpu, prompt_, opt, nullptr);
+    opt.use_cache = false;
+    const auto uncached = generate(*gpu, prompt_, opt, nullptr);
+    EXPECT_GE(cached.context_shifts, 1);
+    EXPECT_EQ(cached.generated, on_cpu.generated) << "temperature " << temperature;
+    EXPECT_EQ(cached.generated, uncached.generated) << "temperature " << temperature;
+  }
+}
+
 // GPT2_CUDA_DECODE=graph | eager | rows: the same decode step three ways, the same tokens.
 // GPT2_CUDA_PDL=1: the graph with programmatic dependent launch, the same tokens again.
 TEST_F(CudaGeneration, DecodeModesAgree) {

@@ -12,6 +12,7 @@
 #include "cpu_ops.h"
 #include "gpu_test_util.h"
 #include "kernels.h"
+#include "processors.h"
 #include "sampler.h"
 
 namespace gpt2 {
@@ -58,6 +59,8 @@ TYPED_TEST(Kernels, Embedding) {
   d_wte.upload(wte);
   d_wpe.upload(wpe);
   std::uniform_int_distribution<int> tok(0, kV - 1);
+  const KvRing ring{P, P - 3};  // the context's token ring wraps
+  DeviceBuffer<int> d_context(P);
   for (int n : lengths()) {
     const int pos = n <= P / 2 ? 7 : P - n;
     std::vector<int> ids(static_cast<size_t>(n));
@@ -67,23 +70,29 @@ TYPED_TEST(Kernels, Embedding) {
     CUDA_CHECK(cudaMemcpy(d_ids.get(), ids.data(), size_t(n) * sizeof(int), cudaMemcpyHostToDevice));
     DeviceBuffer<float> d_x(size_t(n) * C);
     d_x.poison();
-    k::embedding_forward<T>(d_x.get(), d_ids.get(), n, pos, d_wte.get(), d_wpe.get(), C, nullptr);
+    d_context.poison();
+    k::embedding_forward<T>(d_x.get(), d_ids.get(), n, pos, d_wte.get(), d_wpe.get(), C, d_context.get(), ring,
+                            nullptr);
     std::vector<float> want(size_t(n) * C);
     cpu::embedding(want.data(), ids.data(), n, pos, wte.data(), wpe.data(), C);
     EXPECT_NMSE(d_x.download(), want, "embedding n=" << n);
+    const auto context = d_context.download();
+    for (int t = 0; t < n; ++t) ASSERT_EQ(context[size_t(ring.slot(pos + t))], ids[size_t(t)]) << "n=" << n << " t=" << t;
   }
   // The decode step's variant reads the token and position from the device.
   k::StepParams step;
   step.token = 50256;
   step.pos = P - 1;
+  step.ring = ring;
   DeviceBuffer<k::StepParams> d_step(1);
   CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
   DeviceBuffer<float> d_x(C);
   d_x.poison();
-  k::embedding_step<T>(d_x.get(), d_step.get(), d_wte.get(), d_wpe.get(), C, nullptr);
+  k::embedding_step<T>(d_x.get(), d_step.get(), d_wte.get(), d_wpe.get(), C, d_context.get(), nullptr);
   std::vector<float> want(C);
   cpu::embedding(want.data(), &step.token, 1, step.pos, wte.data(), wpe.data(), C);
   EXPECT_NMSE(d_x.download(), want, "embedding_step");
+  EXPECT_EQ(d_context.download()[size_t(ring.slot(P - 1))], 50256);
 }
 
 // ---- layernorm -----------------------------------------------------------------------------
@@ -659,6 +668,63 @@ TEST_F(Sampling, TemperatureTopKTopPMatchTheCpuRule) {
   std::printf("sampling: %d draws, %d differ (cap %d); largest gap from the exact rule's threshold at the GPU's id "
               "%.3g (cap %.3g), at the CPU's %.3g (cap %.3g)\n",
               cases, mismatches, kMaxMismatches(cases), worst_gpu, kMaxGapGpu, worst_cpu, kMaxGapCpu);
+}
+
+// The logits processors step by step, as a generation drives them: the context grows by one
+// token per step in a wrapping ring, the counts move incrementally, and now and then (a prefill,
+// --no-cache, a context shift) are counted afresh. Every step's scores must equal the CPU rule
+// (process_logits) on the same context: -inf exactly where it bans, and the penalized values to
+// fp32 rounding (the device may fuse the frequency term into an FMA).
+TEST_F(Sampling, LogitsProcessorsMatchTheCpuRuleAsTheContextGrows) {
+  const int cap = quick_or(40, 100);
+  DeviceBuffer<float> d_logits(kV), d_scores(kV);
+  DeviceBuffer<int> d_counts(kV), d_context{size_t(cap)};
+  DeviceBuffer<k::StepParams> d_step(1);
+  const KvRing ring{cap, cap - 5};
+  std::uniform_int_distribution<int> pool(0, 11);  // few distinct ids: repeats and n-gram matches
+  std::vector<PenaltyParams> cases(4);
+  cases[0].repeat_penalty = 1.3f;
+  cases[1].repeat_penalty = 0.8f, cases[1].presence_penalty = 0.5f, cases[1].frequency_penalty = 0.25f;
+  cases[1].repeat_last_n = 7;
+  cases[2].no_repeat_ngram_size = 2;
+  cases[3].no_repeat_ngram_size = 3, cases[3].frequency_penalty = 1.0f, cases[3].repeat_last_n = 16;
+  int banned_seen = 0;
+  for (const PenaltyParams& params : cases) {
+    std::vector<int> context;  // by position
+    d_counts.poison();         // the first step counts afresh: nothing stale may survive
+    int counted_begin = 0, counted_end = -1;
+    for (int end = 1; end <= cap; ++end) {
+      const int id = end % 29 == 0 ? kV - 1 : pool(rng) * 4099;  // spread over the vocabulary
+      context.push_back(id);
+      CUDA_CHECK(cudaMemcpy(d_context.get() + ring.slot(end - 1), &id, sizeof(int), cudaMemcpyHostToDevice));
+      if (end % 23 == 0) counted_end = -1;  // as after a prefill or a --no-cache step
+      auto z = random_vector(kV, rng, 3.0f);
+      d_logits.upload(z);
+      k::StepParams step;
+      step.pos = end - 1;
+      step.ring = ring;
+      step.penalties = params;
+      step.counted_begin = counted_end < 0 ? 0 : counted_begin;
+      step.counted_end = counted_end;
+      CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+      d_scores.poison();
+      k::process_logits(d_logits.get(), d_scores.get(), kV, d_context.get(), d_counts.get(), d_step.get(), nullptr);
+      counted_begin = penalty_window_begin(end, params.repeat_last_n);
+      counted_end = end;
+      process_logits(z.data(), context.data(), end, params);
+      const auto got = d_scores.download();
+      for (int i = 0; i < kV; ++i) {
+        const float want = z[size_t(i)];
+        if (std::isinf(want)) {
+          ++banned_seen;
+          ASSERT_EQ(got[size_t(i)], want) << "id " << i << " at context length " << end;
+        } else {
+          ASSERT_NEAR(got[size_t(i)], want, 1e-6f * std::max(1.0f, std::fabs(want))) << "id " << i << " at " << end;
+        }
+      }
+    }
+  }
+  EXPECT_GT(banned_seen, cap);  // the n-gram cases did ban
 }
 
 }  // namespace
