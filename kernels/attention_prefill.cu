@@ -56,6 +56,73 @@ __device__ __forceinline__ void tile_fma(float (&acc)[4][4], const float* a, con
     for (int j = 0; j < 4; ++j) acc[i][j] += aa[i] * bb[j];
 }
 
+// The query tile of queries [q0, q0 + BR) of head h, transposed: Qs[d][r]; rows past n are zero
+// (never written out).
+template <typename T>
+__device__ __forceinline__ void load_query_tile(float* Qs, const T* qkv, int q0, int n, int h, int C) {
+  const size_t C3 = size_t(3) * C;
+  for (int idx = threadIdx.x; idx < BR * HS; idx += kThreads) {
+    const int r = idx / HS, d = idx % HS, t = q0 + r;
+    Qs[d * QS_STRIDE + r] = t < n ? to_f32(qkv[size_t(t) * C3 + size_t(h) * HS + d]) : 0.0f;
+  }
+}
+
+// The keys (transposed, Ks[d][c]) and values (Vs[c][d]) of positions [k0, k0 + BC) of head h,
+// read through the ring; positions from n_keys on are zero.
+template <typename T>
+__device__ __forceinline__ void load_key_value_tile(float* Ks, float* Vs, const T* k_ring, const T* v_ring,
+                                                    const KvRing& ring, int k0, int n_keys, int h, int C) {
+  for (int idx = threadIdx.x; idx < BC * HS; idx += kThreads) {
+    const int c = idx / HS, d = idx % HS, s = k0 + c;
+    float kv = 0.0f, vv = 0.0f;
+    if (s < n_keys) {
+      const size_t off = size_t(ring.slot(s)) * C + size_t(h) * HS + d;
+      kv = to_f32(k_ring[off]);
+      vv = to_f32(v_ring[off]);
+    }
+    Ks[d * KS_STRIDE + c] = kv;
+    Vs[c * VS_STRIDE + d] = vv;
+  }
+}
+
+// One tile's online-softmax step for a thread's 4 rows (positions p0 + i) and its 4 key
+// columns (positions s0 + 16 j): masks (s > p or s >= n_keys), scales, and turns the scores sc
+// into the tile's unnormalised probabilities, updating the running max m, sum l and the
+// output o. The row statistics are reduced over the 16 lanes of a half-warp that share the rows.
+__device__ __forceinline__ void online_softmax_update(float (&sc)[4][4], float (&m)[4], float (&l)[4],
+                                                      float (&o)[4][4], int p0, int s0, int n_keys, float scale) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int p = p0 + i;  // this row's position: it sees keys s <= p
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int s = s0 + 16 * j;
+      const float v = (s <= p && s < n_keys) ? sc[i][j] * scale : -INFINITY;
+      sc[i][j] = v;
+      tile_max = fmaxf(tile_max, v);
+    }
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, off));
+    const float m_new = fmaxf(m[i], tile_max);
+    const bool none = m_new == -INFINITY;  // no visible key yet (cannot happen; kept NaN-safe)
+    const float alpha = none ? 1.0f : expf(m[i] - m_new);
+    float row_sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float pj = none ? 0.0f : expf(sc[i][j] - m_new);
+      sc[i][j] = pj;
+      row_sum += pj;
+    }
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) row_sum += __shfl_xor_sync(0xffffffffu, row_sum, off);
+    l[i] = l[i] * alpha + row_sum;
+    m[i] = m_new;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[i][j] *= alpha;
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     attention_prefill_kernel(T* __restrict__ out, const T* __restrict__ qkv, const T* __restrict__ k_ring,
@@ -69,13 +136,8 @@ __global__ void __launch_bounds__(kThreads)
   const int q0 = blockIdx.x * BR;  // first query (token index) of this block
   const int h = blockIdx.y;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const size_t C3 = size_t(3) * C;
 
-  // The query tile, transposed; rows past n are zero (never written out).
-  for (int idx = tid; idx < BR * HS; idx += kThreads) {
-    const int r = idx / HS, d = idx % HS, t = q0 + r;
-    Qs[d * QS_STRIDE + r] = t < n ? to_f32(qkv[size_t(t) * C3 + size_t(h) * HS + d]) : 0.0f;
-  }
+  load_query_tile(Qs, qkv, q0, n, h, C);
 
   float o[4][4], m[4], l[4];
 #pragma unroll
@@ -91,17 +153,7 @@ __global__ void __launch_bounds__(kThreads)
   const int n_keys = min(pos + q0 + BR, pos + n);
   for (int k0 = 0; k0 < n_keys; k0 += BC) {
     __syncthreads();  // the previous tile's readers of Ks / Vs / Ps are done (and Qs is stored)
-    for (int idx = tid; idx < BC * HS; idx += kThreads) {
-      const int c = idx / HS, d = idx % HS, s = k0 + c;
-      float kv = 0.0f, vv = 0.0f;
-      if (s < n_keys) {
-        const size_t off = size_t(ring.slot(s)) * C + size_t(h) * HS + d;
-        kv = to_f32(k_ring[off]);
-        vv = to_f32(v_ring[off]);
-      }
-      Ks[d * KS_STRIDE + c] = kv;
-      Vs[c * VS_STRIDE + d] = vv;
-    }
+    load_key_value_tile(Ks, Vs, k_ring, v_ring, ring, k0, n_keys, h, C);
     __syncthreads();
 
     // S = Q K^T for this thread's 4 x 4 tile.
@@ -113,37 +165,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 8
     for (int d = 0; d < HS; ++d) tile_fma(sc, &Qs[d * QS_STRIDE + ty * 4], &Ks[d * KS_STRIDE + tx]);
 
-    // Mask, scale, online softmax update.
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int p = pos + q0 + ty * 4 + i;  // this row's position: it sees keys s <= p
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int s = k0 + tx + 16 * j;
-        const float v = (s <= p && s < n_keys) ? sc[i][j] * scale : -INFINITY;
-        sc[i][j] = v;
-        tile_max = fmaxf(tile_max, v);
-      }
-#pragma unroll
-      for (int off = 8; off > 0; off >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, off));
-      const float m_new = fmaxf(m[i], tile_max);
-      const bool none = m_new == -INFINITY;  // no visible key yet (cannot happen; kept NaN-safe)
-      const float alpha = none ? 1.0f : expf(m[i] - m_new);
-      float row_sum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float pj = none ? 0.0f : expf(sc[i][j] - m_new);
-        sc[i][j] = pj;
-        row_sum += pj;
-      }
-#pragma unroll
-      for (int off = 8; off > 0; off >>= 1) row_sum += __shfl_xor_sync(0xffffffffu, row_sum, off);
-      l[i] = l[i] * alpha + row_sum;
-      m[i] = m_new;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) o[i][j] *= alpha;
-    }
+    // Mask, scale, online softmax update; sc becomes P.
+    online_softmax_update(sc, m, l, o, pos + q0 + ty * 4, k0 + tx, n_keys, scale);
 
     // P to shared memory, transposed (Ps[c][r]) for float4 reads of 4 rows.
 #pragma unroll

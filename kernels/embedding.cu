@@ -36,8 +36,8 @@ constexpr int kThreads = 256;
 // kernel launchers ---------------------------------------------------------------------------
 
 template <typename T>
-void embedding_forward(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
-                       int* context, const KvRing& ring, cudaStream_t stream) {
+void embedding_rows(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
+                    int* context, const KvRing& ring, cudaStream_t stream) {
   embedding_kernel<T><<<n, kThreads, 0, stream>>>(x, ids, pos, nullptr, wte, wpe, C, context, ring);
   CUDA_CHECK_LAUNCH();
 }
@@ -50,8 +50,8 @@ void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe
 }
 
 #define GPT2_INSTANTIATE(T)                                                                                \
-  template void embedding_forward<T>(float*, const int*, int, int, const T*, const T*, int, int*, const KvRing&, \
-                                     cudaStream_t);                                                        \
+  template void embedding_rows<T>(float*, const int*, int, int, const T*, const T*, int, int*, const KvRing&,\
+                                  cudaStream_t);                                                           \
   template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, int*, cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE

@@ -28,14 +28,14 @@ __global__ void bias_gelu_kernel(T* __restrict__ x, const float* __restrict__ bi
 // kernel launchers ---------------------------------------------------------------------------
 
 template <typename T>
-void bias_gelu_forward(T* x, const float* bias, int n, int H, cudaStream_t stream) {
+void bias_gelu(T* x, const float* bias, int n, int H, cudaStream_t stream) {
   const long total = long(n) * H;
   const int blocks = ceil_div(total, kThreads) < 4096 ? ceil_div(total, kThreads) : 4096;
   bias_gelu_kernel<T><<<blocks, kThreads, 0, stream>>>(x, bias, total, H);
   CUDA_CHECK_LAUNCH();
 }
 
-#define GPT2_INSTANTIATE(T) template void bias_gelu_forward<T>(T*, const float*, int, int, cudaStream_t);
+#define GPT2_INSTANTIATE(T) template void bias_gelu<T>(T*, const float*, int, int, cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

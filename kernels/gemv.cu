@@ -72,6 +72,32 @@ __device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float y)
   }
 }
 
+// a (IC, shared memory) = p.in, or LayerNorm(p.in + p.ln_pre_bias; p.ln_w, p.ln_b) with fp32
+// statistics in two passes (like cpu::layernorm). The caller synchronizes before reading a.
+template <typename T, bool LN>
+__device__ __forceinline__ void stage_input(const GemvParams<T>& p, float* a) {
+  const int IC = p.IC;
+  if constexpr (LN) {
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < IC; i += kThreads) {
+      const float v = p.in[i] + (p.ln_pre_bias ? p.ln_pre_bias[i] : 0.0f);
+      a[i] = v;
+      sum += v;
+    }
+    const float mean = block_sum(sum) / float(IC);
+    float sq = 0.0f;
+    for (int i = threadIdx.x; i < IC; i += kThreads) {  // each thread re-reads its own a[i]
+      const float d = a[i] - mean;
+      sq += d * d;
+    }
+    const float var = block_sum(sq) / float(IC);
+    const float rstd = 1.0f / sqrtf(var + p.eps);
+    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * p.ln_w[i] + p.ln_b[i];
+  } else {
+    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = p.in[i];
+  }
+}
+
 // CUDA kernels -------------------------------------------------------------------------------
 
 template <typename T, bool LN, GemvEpilogue EPI>
@@ -104,25 +130,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const Gemv
   pdl_allow_dependents();
 
   // 2. Stage the input (LayerNorm'd if asked) in shared memory.
-  if constexpr (LN) {
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < IC; i += kThreads) {
-      const float v = p.in[i] + (p.ln_pre_bias ? p.ln_pre_bias[i] : 0.0f);
-      a[i] = v;
-      sum += v;
-    }
-    const float mean = block_sum(sum) / float(IC);
-    float sq = 0.0f;
-    for (int i = threadIdx.x; i < IC; i += kThreads) {  // each thread re-reads its own a[i]
-      const float d = a[i] - mean;
-      sq += d * d;
-    }
-    const float var = block_sum(sq) / float(IC);
-    const float rstd = 1.0f / sqrtf(var + p.eps);
-    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * p.ln_w[i] + p.ln_b[i];
-  } else {
-    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = p.in[i];
-  }
+  stage_input<T, LN>(p, a);
   __syncthreads();
 
   // 3. Rows: o_first, o_first + o_stride, ... (warp-uniform loop: full-mask shuffles are safe).

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <string>
 
+#include "dtype.h"
 #include "kv_ring.h"
 #include "processors.h"
 
@@ -46,6 +47,25 @@ constexpr int kGemvMaxIC = (48 * 1024 - 256) / 4;  // 12224
 // The only head size the attention kernels are built for (every GPT-2 size has 64).
 constexpr int kHeadDim = 64;
 
+// The compute types T, each mapped once to its names: --dtype's (ComputeDType), the weight
+// file's dtype of the same bits (DType) and cuBLAS's (cudaDataType_t).
+template <typename T> struct ComputeType;
+template <> struct ComputeType<float> {
+  static constexpr ComputeDType dtype = ComputeDType::F32;
+  static constexpr DType stored = DType::F32;
+  static constexpr cudaDataType_t cublas = CUDA_R_32F;
+};
+template <> struct ComputeType<__half> {
+  static constexpr ComputeDType dtype = ComputeDType::F16;
+  static constexpr DType stored = DType::F16;
+  static constexpr cudaDataType_t cublas = CUDA_R_16F;
+};
+template <> struct ComputeType<__nv_bfloat16> {
+  static constexpr ComputeDType dtype = ComputeDType::BF16;
+  static constexpr DType stored = DType::BF16;
+  static constexpr cudaDataType_t cublas = CUDA_R_16BF;
+};
+
 // True when this build's kernels can run on the current device; else `why` says why.
 bool kernels_loadable(std::string* why);
 
@@ -54,8 +74,8 @@ bool kernels_loadable(std::string* why);
 // `context` (capacity ints, or null: not recorded), the context's token ring that the logits
 // processors read: context[ring.slot(pos + t)] = ids[t], slots as in the K/V rings.
 template <typename T>
-void embedding_forward(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
-                       int* context, const KvRing& ring, cudaStream_t stream);
+void embedding_rows(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
+                    int* context, const KvRing& ring, cudaStream_t stream);
 // x (C) = wte[step->token] + wpe[step->pos] (the decode step; reads the step from the device);
 // context[step->ring.slot(step->pos)] = step->token when context is not null.
 template <typename T>
@@ -67,13 +87,13 @@ void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe
 // of the previous projection, whose product cuBLAS accumulated into x); then
 // out[t] = (x[t] - mean) / sqrt(var + eps) * w + b with fp32 statistics.
 template <typename T>
-void layernorm_forward(T* out, float* x, const float* resid_bias, const float* w, const float* b, int n, int C,
+void layernorm(T* out, float* x, const float* resid_bias, const float* w, const float* b, int n, int C,
                        float eps, cudaStream_t stream);
 
 // ---- gelu.cu -----------------------------------------------------------------------------
 // x (n, H) = gelu_new(x + bias); bias (H) or null.
 template <typename T>
-void bias_gelu_forward(T* x, const float* bias, int n, int H, cudaStream_t stream);
+void bias_gelu(T* x, const float* bias, int n, int H, cudaStream_t stream);
 
 // ---- kv_append.cu ------------------------------------------------------------------------
 // qkv (n, 3C) += bias (3C, or null: no bias) for the queries (in place), and the keys and

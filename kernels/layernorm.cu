@@ -55,14 +55,14 @@ __global__ void __launch_bounds__(kThreads)
 // kernel launchers ---------------------------------------------------------------------------
 
 template <typename T>
-void layernorm_forward(T* out, float* x, const float* resid_bias, const float* w, const float* b, int n, int C,
+void layernorm(T* out, float* x, const float* resid_bias, const float* w, const float* b, int n, int C,
                        float eps, cudaStream_t stream) {
   layernorm_kernel<T><<<ceil_div(n, kRowsPerBlock), kThreads, 0, stream>>>(out, x, resid_bias, w, b, n, C, eps);
   CUDA_CHECK_LAUNCH();
 }
 
 #define GPT2_INSTANTIATE(T)                                                                          \
-  template void layernorm_forward<T>(T*, float*, const float*, const float*, const float*, int, int, float, \
+  template void layernorm<T>(T*, float*, const float*, const float*, const float*, int, int, float, \
                                      cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE

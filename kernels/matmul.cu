@@ -16,30 +16,22 @@
 #include "kernels.h"
 
 namespace gpt2::cuda {
-namespace {
-
-template <typename T> constexpr cudaDataType_t data_type();
-template <> constexpr cudaDataType_t data_type<float>() { return CUDA_R_32F; }
-template <> constexpr cudaDataType_t data_type<__half>() { return CUDA_R_16F; }
-template <> constexpr cudaDataType_t data_type<__nv_bfloat16>() { return CUDA_R_16BF; }
-
-}  // namespace
 
 // kernel launchers ---------------------------------------------------------------------------
 
 template <typename T>
 void matmul_store(cublasHandle_t handle, T* out, const T* x, const T* w, int n, int IC, int OC) {
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, OC, n, IC, &alpha, w, data_type<T>(), IC, x,
-                            data_type<T>(), IC, &beta, out, data_type<T>(), OC, CUBLAS_COMPUTE_32F,
+  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, OC, n, IC, &alpha, w, ComputeType<T>::cublas, IC, x,
+                            ComputeType<T>::cublas, IC, &beta, out, ComputeType<T>::cublas, OC, CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
 }
 
 template <typename T>
 void matmul_accumulate(cublasHandle_t handle, float* out, const T* x, const T* w, int n, int IC, int OC) {
   const float alpha = 1.0f, beta = 1.0f;
-  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, OC, n, IC, &alpha, w, data_type<T>(), IC, x,
-                            data_type<T>(), IC, &beta, out, CUDA_R_32F, OC, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, OC, n, IC, &alpha, w, ComputeType<T>::cublas, IC, x,
+                            ComputeType<T>::cublas, IC, &beta, out, CUDA_R_32F, OC, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 #define GPT2_INSTANTIATE(T)                                                                   \

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "config.h"
+#include "dtype.h"
 #include "kv_ring.h"
 #include "sampler.h"
 
@@ -25,10 +26,6 @@ namespace gpt2 {
 struct Model;
 
 enum class Device { Auto, Cpu, Cuda };
-// On CUDA the compute precision; on the CPU, which always computes in fp32, the precision the
-// weight matrices are held in (Int8: the CPU only, one scale per 32 weights).
-enum class ComputeDType { F32, F16, BF16, Int8 };
-const char* compute_dtype_name(ComputeDType d);  // "fp32", "fp16", "bf16", "int8"
 
 struct BackendOptions {
   Device device = Device::Auto;

@@ -96,15 +96,7 @@ using cuda::GemvEpilogue;
 using cuda::GemvParams;
 using cuda::StepParams;
 
-template <typename T> constexpr DType stored_as();
-template <> constexpr DType stored_as<float>() { return DType::F32; }
-template <> constexpr DType stored_as<__half>() { return DType::F16; }
-template <> constexpr DType stored_as<__nv_bfloat16>() { return DType::BF16; }
-
-template <typename T> constexpr ComputeDType compute_dtype();
-template <> constexpr ComputeDType compute_dtype<float>() { return ComputeDType::F32; }
-template <> constexpr ComputeDType compute_dtype<__half>() { return ComputeDType::F16; }
-template <> constexpr ComputeDType compute_dtype<__nv_bfloat16>() { return ComputeDType::BF16; }
+using cuda::ComputeType;
 
 // Host-side rounding of fp32 to T's bit pattern (round to nearest even, bit-exact with the
 // device conversions: src/half.h).
@@ -292,7 +284,7 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemGetInfo(&free1, &total1));
     info_.device = "cuda";
     info_.device_name = prop.name;
-    info_.dtype = compute_dtype<T>();
+    info_.dtype = ComputeType<T>::dtype;
     // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
     // CUDA context itself is excluded. Nothing is allocated after this point.
     info_.peak_device_bytes = free0 > free1 ? free0 - free1 : need;
@@ -427,7 +419,7 @@ class CudaBackend final : public Backend {
   template <typename D>
   void upload(D* dst, const TensorView& t, const std::string& source) {
     const long n = long(t.numel);
-    if (t.dtype == stored_as<D>()) {
+    if (t.dtype == ComputeType<D>::stored) {
       CUDA_CHECK(cudaMemcpy(dst, t.data, t.nbytes, cudaMemcpyHostToDevice));
       return;
     }
@@ -436,9 +428,9 @@ class CudaBackend final : public Backend {
     std::vector<D> conv(static_cast<size_t>(n));
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; ++i) store_as(f[size_t(i)], &conv[size_t(i)]);
-    const int64_t overflow = first_non_finite(reinterpret_cast<const uint8_t*>(conv.data()), n, stored_as<D>());
+    const int64_t overflow = first_non_finite(reinterpret_cast<const uint8_t*>(conv.data()), n, ComputeType<D>::stored);
     if (overflow >= 0)
-      throw Error(source + ": tensor \"" + t.name + "\" overflows " + compute_dtype_name(compute_dtype<T>()) +
+      throw Error(source + ": tensor \"" + t.name + "\" overflows " + compute_dtype_name(ComputeType<T>::dtype) +
                   " at element " + std::to_string(overflow) + " (use --dtype fp32 or bf16)");
     CUDA_CHECK(cudaMemcpy(dst, conv.data(), size_t(n) * sizeof(D), cudaMemcpyHostToDevice));
   }
@@ -447,18 +439,18 @@ class CudaBackend final : public Backend {
   void enqueue_rows(int n, int pos, const KvRing& ring) {
     const int C = C_, H = H_;
     const float eps = cfg_.layer_norm_epsilon;
-    cuda::embedding_forward<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, context_, ring, stream_);  // x (n, C)
+    cuda::embedding_rows<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, context_, ring, stream_);  // x (n, C)
     for (int i = 0; i < L_; ++i) {
       const Layer& l = layers_[size_t(i)];
       const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fc_proj_b;
-      cuda::layernorm_forward<T>(ln_, x_, pending_bias, l.ln_1_w, l.ln_1_b, n, C, eps, stream_);     // ln (n, C)
+      cuda::layernorm<T>(ln_, x_, pending_bias, l.ln_1_w, l.ln_1_b, n, C, eps, stream_);     // ln (n, C)
       cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                               // qkv (n, 3C)
       cuda::qkv_bias_kv_append<T>(qkv_, l.qkv_b, l.k, l.v, n, pos, ring, C, stream_);
       cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, stream_);             // att (n, C)
       cuda::matmul_accumulate<T>(cublas_, x_, att_, l.attn_proj_w, n, C, C);                         // x += att W^T
-      cuda::layernorm_forward<T>(ln_, x_, l.attn_proj_b, l.ln_2_w, l.ln_2_b, n, C, eps, stream_);    // x += b; ln
+      cuda::layernorm<T>(ln_, x_, l.attn_proj_b, l.ln_2_w, l.ln_2_b, n, C, eps, stream_);    // x += b; ln
       cuda::matmul_store<T>(cublas_, fc_, ln_, l.fc_w, n, C, H);                                     // fc (n, H)
-      cuda::bias_gelu_forward<T>(fc_, l.fc_b, n, H, stream_);
+      cuda::bias_gelu<T>(fc_, l.fc_b, n, H, stream_);
       cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fc_proj_w, n, H, C);                            // x += fc W^T
     }
     // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.

@@ -149,6 +149,80 @@ std::string TensorView::shape_str() const {
   return s + "]";
 }
 
+namespace {
+
+// Where a tensor's bytes lie in the data buffer; `index` into the file's tensors.
+struct Range {
+  uint64_t begin, end;
+  size_t index;
+};
+
+// One header entry: its dtype, shape (element and byte counts checked for overflow) and
+// data_offsets (in bounds, matching the byte count). Fills `range` (begin, end).
+TensorView parse_entry(const std::string& name, const json& e, const uint8_t* buffer, uint64_t buffer_size,
+                       const std::string& source, Range* range) {
+  const std::string where = "tensor \"" + name + "\": ";
+  if (!e.is_object()) fail(source, where + "entry is not an object");
+  if (!e.contains("dtype") || !e["dtype"].is_string()) fail(source, where + "missing \"dtype\"");
+  TensorView t;
+  t.name = name;
+  if (!parse_dtype(e["dtype"].get<std::string>(), &t.dtype))
+    fail(source, where + "dtype " + e["dtype"].dump() + " is not supported (F32, F16, BF16 or I32)");
+  if (!e.contains("shape") || !e["shape"].is_array()) fail(source, where + "missing \"shape\" array");
+  uint64_t numel = 1;
+  for (const json& d : e["shape"]) {
+    uint64_t dim;
+    if (!as_u64(d, &dim)) fail(source, where + "shape entry " + d.dump() + " is not a non-negative integer");
+    // Checked on its own: next to a zero dimension the product below stays 0, and a
+    // dimension above 2^63 - 1 would become negative in the int64 shape.
+    if (dim > uint64_t(INT64_MAX)) fail(source, where + "shape entry " + d.dump() + " exceeds 2^63 - 1");
+    if (!mul_ok(numel, dim, &numel)) fail(source, where + "the shape's element count overflows 64 bits");
+    t.shape.push_back(int64_t(dim));
+  }
+  uint64_t nbytes;
+  if (!mul_ok(numel, dtype_size(t.dtype), &nbytes)) fail(source, where + "the byte size overflows 64 bits");
+  const json& off = e.contains("data_offsets") ? e["data_offsets"] : json();
+  uint64_t b, en;
+  if (!off.is_array() || off.size() != 2 || !as_u64(off[0], &b) || !as_u64(off[1], &en))
+    fail(source, where + "\"data_offsets\" must be two non-negative integers");
+  if (b > en) fail(source, where + "data_offsets begin > end");
+  if (en > buffer_size)
+    fail(source, where + "data ends at byte " + std::to_string(en) + " of a " + std::to_string(buffer_size) +
+                     "-byte buffer (truncated file?)");
+  if (en - b != nbytes)
+    fail(source, where + "holds " + std::to_string(en - b) + " bytes but " + dtype_name(t.dtype) + " " +
+                     t.shape_str() + " needs " + std::to_string(nbytes));
+  t.numel = int64_t(numel);
+  t.nbytes = size_t(nbytes);
+  t.data = buffer + b;
+  range->begin = b;
+  range->end = en;
+  return t;
+}
+
+// The tensors must tile the buffer exactly: sorted by offset, each starts where the previous
+// ended, the first at 0 and the last at the end (no overlap, no hole, no tail).
+void check_tiling(std::vector<Range> ranges, const std::vector<TensorView>& tensors, uint64_t buffer_size,
+                  const std::string& source) {
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t expected = 0;
+  for (const Range& r : ranges) {
+    const std::string& name = tensors[r.index].name;
+    if (r.begin < expected) fail(source, "tensor \"" + name + "\" overlaps the tensor before it");
+    if (r.begin > expected)
+      fail(source, "tensor \"" + name + "\" starts at byte " + std::to_string(r.begin) +
+                       ", leaving a hole after byte " + std::to_string(expected));
+    expected = r.end;
+  }
+  if (expected != buffer_size)
+    fail(source, "the tensors cover " + std::to_string(expected) + " of the " + std::to_string(buffer_size) +
+                     " data bytes (trailing garbage or a missing tensor)");
+}
+
+}  // namespace
+
 SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const std::string& source) {
   if (size < 8) fail(source, "file is " + std::to_string(size) + " bytes, too short for a safetensors header");
   uint64_t n = 0;
@@ -168,12 +242,10 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const 
   const uint8_t* buffer = bytes + 8 + n;
   const uint64_t buffer_size = size - 8 - n;
 
-  struct Range { uint64_t begin, end; size_t index; };
   std::vector<Range> ranges;
   for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& name = it.key();
-    const json& e = it.value();
-    if (name == "__metadata__") {
+    if (it.key() == "__metadata__") {
+      const json& e = it.value();
       if (!e.is_object()) fail(source, "__metadata__ must be an object of strings");
       for (auto m = e.begin(); m != e.end(); ++m) {
         if (!m.value().is_string()) fail(source, "__metadata__ value \"" + m.key() + "\" is not a string");
@@ -181,61 +253,11 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const 
       }
       continue;
     }
-    const std::string where = "tensor \"" + name + "\": ";
-    if (!e.is_object()) fail(source, where + "entry is not an object");
-    if (!e.contains("dtype") || !e["dtype"].is_string()) fail(source, where + "missing \"dtype\"");
-    TensorView t;
-    t.name = name;
-    if (!parse_dtype(e["dtype"].get<std::string>(), &t.dtype))
-      fail(source, where + "dtype " + e["dtype"].dump() + " is not supported (F32, F16, BF16 or I32)");
-    if (!e.contains("shape") || !e["shape"].is_array()) fail(source, where + "missing \"shape\" array");
-    uint64_t numel = 1;
-    for (const json& d : e["shape"]) {
-      uint64_t dim;
-      if (!as_u64(d, &dim)) fail(source, where + "shape entry " + d.dump() + " is not a non-negative integer");
-      // Checked on its own: next to a zero dimension the product below stays 0, and a
-      // dimension above 2^63 - 1 would become negative in the int64 shape.
-      if (dim > uint64_t(INT64_MAX)) fail(source, where + "shape entry " + d.dump() + " exceeds 2^63 - 1");
-      if (!mul_ok(numel, dim, &numel)) fail(source, where + "the shape's element count overflows 64 bits");
-      t.shape.push_back(int64_t(dim));
-    }
-    uint64_t nbytes;
-    if (!mul_ok(numel, dtype_size(t.dtype), &nbytes)) fail(source, where + "the byte size overflows 64 bits");
-    const json& off = e.contains("data_offsets") ? e["data_offsets"] : json();
-    uint64_t b, en;
-    if (!off.is_array() || off.size() != 2 || !as_u64(off[0], &b) || !as_u64(off[1], &en))
-      fail(source, where + "\"data_offsets\" must be two non-negative integers");
-    if (b > en) fail(source, where + "data_offsets begin > end");
-    if (en > buffer_size)
-      fail(source, where + "data ends at byte " + std::to_string(en) + " of a " +
-                       std::to_string(buffer_size) + "-byte buffer (truncated file?)");
-    if (en - b != nbytes)
-      fail(source, where + "holds " + std::to_string(en - b) + " bytes but " + dtype_name(t.dtype) +
-                       " " + t.shape_str() + " needs " + std::to_string(nbytes));
-    t.numel = int64_t(numel);
-    t.nbytes = size_t(nbytes);
-    t.data = buffer + b;
-    ranges.push_back({b, en, f.tensors_.size()});
-    f.tensors_.push_back(std::move(t));
+    Range r{0, 0, f.tensors_.size()};
+    f.tensors_.push_back(parse_entry(it.key(), it.value(), buffer, buffer_size, source, &r));
+    ranges.push_back(r);
   }
-
-  // The tensors must tile the buffer exactly: sorted by offset, each starts where the
-  // previous ended, the first at 0 and the last at the end (no overlap, no hole, no tail).
-  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t expected = 0;
-  for (const Range& r : ranges) {
-    const std::string& name = f.tensors_[r.index].name;
-    if (r.begin < expected) fail(source, "tensor \"" + name + "\" overlaps the tensor before it");
-    if (r.begin > expected)
-      fail(source, "tensor \"" + name + "\" starts at byte " + std::to_string(r.begin) +
-                       ", leaving a hole after byte " + std::to_string(expected));
-    expected = r.end;
-  }
-  if (expected != buffer_size)
-    fail(source, "the tensors cover " + std::to_string(expected) + " of the " +
-                     std::to_string(buffer_size) + " data bytes (trailing garbage or a missing tensor)");
+  check_tiling(ranges, f.tensors_, buffer_size, source);
 
   for (size_t i = 0; i < f.tensors_.size(); ++i) f.index_[f.tensors_[i].name] = i;
   f.data_bytes_ = size_t(buffer_size);

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "dtype.h"
+
 namespace gpt2 {
 
-// The dtypes gpt2-gen reads: the three float formats of weights, and I32 (reference data).
-enum class DType { F32, F16, BF16, I32 };
+// The dtypes gpt2-gen reads (dtype.h): the three float formats of weights, and I32 (reference
+// data).
 size_t dtype_size(DType d);
 const char* dtype_name(DType d);  // "F32", "F16", "BF16", "I32" as safetensors spells them
 bool is_float(DType d);

@@ -15,6 +15,7 @@
 
 #include "backend_cuda.h"
 #include "cuda_check.h"
+#include "kernels.h"
 
 namespace gpt2::test {
 
@@ -60,10 +61,7 @@ template <> inline float host_load<__nv_bfloat16>(const __nv_bfloat16& v) { retu
 
 template <> inline float host_load<int>(const int& v) { return float(v); }  // token ids: exact below 2^24
 
-template <typename T> const char* dtype_label();
-template <> inline const char* dtype_label<float>() { return "fp32"; }
-template <> inline const char* dtype_label<__half>() { return "fp16"; }
-template <> inline const char* dtype_label<__nv_bfloat16>() { return "bf16"; }
+template <typename T> const char* dtype_label() { return compute_dtype_name(cuda::ComputeType<T>::dtype); }
 
 // The project's tolerances: normalized MSE <= 1e-10 in fp32, <= 5e-4 in fp16 / bf16.
 template <typename T> inline double nmse_tolerance() { return sizeof(T) == 4 ? 1e-10 : 5e-4; }

@@ -71,8 +71,8 @@ TYPED_TEST(Kernels, Embedding) {
     DeviceBuffer<float> d_x(size_t(n) * C);
     d_x.poison();
     d_context.poison();
-    k::embedding_forward<T>(d_x.get(), d_ids.get(), n, pos, d_wte.get(), d_wpe.get(), C, d_context.get(), ring,
-                            nullptr);
+    k::embedding_rows<T>(d_x.get(), d_ids.get(), n, pos, d_wte.get(), d_wpe.get(), C, d_context.get(), ring,
+                         nullptr);
     std::vector<float> want(size_t(n) * C);
     cpu::embedding(want.data(), ids.data(), n, pos, wte.data(), wpe.data(), C);
     EXPECT_NMSE(d_x.download(), want, "embedding n=" << n);
@@ -114,7 +114,7 @@ TYPED_TEST(Kernels, LayerNormWithAndWithoutPendingBias) {
         d_x.upload(x);
         DeviceBuffer<T> d_out(x.size());
         d_out.poison();
-        k::layernorm_forward<T>(d_out.get(), d_x.get(), with_bias ? d_rb.get() : nullptr, d_w.get(), d_b.get(), n, C,
+        k::layernorm<T>(d_out.get(), d_x.get(), with_bias ? d_rb.get() : nullptr, d_w.get(), d_b.get(), n, C,
                                 1e-5f, nullptr);
         std::vector<float> xr = x;
         if (with_bias)
@@ -141,7 +141,7 @@ TYPED_TEST(Kernels, BiasGelu) {
     const auto x = rounded<T>(random_vector(size_t(n) * H, this->rng, 3.0f));
     DeviceBuffer<T> d_x(x.size());
     d_x.upload(x);
-    k::bias_gelu_forward<T>(d_x.get(), d_bias.get(), n, H, nullptr);
+    k::bias_gelu<T>(d_x.get(), d_bias.get(), n, H, nullptr);
     std::vector<float> want = x;
     for (int t = 0; t < n; ++t) cpu::residual_add(want.data() + size_t(t) * H, bias.data(), H);
     cpu::gelu_new(want.data(), long(want.size()));
@@ -151,7 +151,7 @@ TYPED_TEST(Kernels, BiasGelu) {
   const auto x = rounded<T>(random_vector(4099, this->rng, 3.0f));
   DeviceBuffer<T> d_x(x.size());
   d_x.upload(x);
-  k::bias_gelu_forward<T>(d_x.get(), nullptr, 1, int(x.size()), nullptr);
+  k::bias_gelu<T>(d_x.get(), nullptr, 1, int(x.size()), nullptr);
   std::vector<float> want = x;
   cpu::gelu_new(want.data(), long(want.size()));
   EXPECT_NMSE(d_x.download(), want, "gelu without bias");

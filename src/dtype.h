@@ -1,0 +1,14 @@
+// The number formats, named once: DType is how the weight file stores a tensor (safetensors'
+// names), ComputeDType what a backend computes in (--dtype). kernels/kernels.h maps each CUDA
+// compute type to both (ComputeType<T>).
+#pragma once
+
+namespace gpt2 {
+
+enum class DType { F32, F16, BF16, I32 };
+// On CUDA the compute precision; on the CPU, which always computes in fp32, the precision the
+// weight matrices are held in (Int8: the CPU only, one scale per 32 weights).
+enum class ComputeDType { F32, F16, BF16, Int8 };
+const char* compute_dtype_name(ComputeDType d);  // "fp32", "fp16", "bf16", "int8"
+
+}  // namespace gpt2
