@@ -94,7 +94,7 @@ __device__ __forceinline__ float gelu_new(float v) {
 
 __host__ __forceinline__ int ceil_div(long a, long b) { return int((a + b - 1) / b); }
 
-// Programmatic dependent launch (Hopper; used by the decode step when GPT2_CUDA_PDL=1).
+// Programmatic dependent launch (Hopper; used by the decode step when GPT2_CUDA_VARIANTS=pdl).
 // wait: blocks until the preceding kernel in the stream has completed and its writes are
 // visible; call it before touching anything that kernel wrote, and before any write. A no-op
 // when the kernel was launched without the programmatic attribute.

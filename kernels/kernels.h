@@ -148,7 +148,7 @@ struct GemvParams {
   T* v_ring = nullptr;
   const StepParams* step = nullptr;
   int C = 0;
-  bool pdl = false;  // launch with programmatic dependent launch (decode graph, GPT2_CUDA_PDL=1)
+  bool pdl = false;  // launch with programmatic dependent launch (decode graph, GPT2_CUDA_VARIANTS=pdl)
 };
 template <typename T>
 void gemv(const GemvParams<T>& p, cudaStream_t stream);

@@ -21,7 +21,7 @@
 // forward(n == 1) only records the step; sample() (which knows the sampling mode) replays the
 // graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
 // kernels without the graph, =rows runs decode steps through the rows path (for bisecting);
-// GPT2_CUDA_PDL=1 launches the decode kernels with programmatic dependent launch.
+// GPT2_CUDA_VARIANTS (src/cuda_variants.h) switches on the latency-fix variants, pdl among them.
 #include "backend_cuda.h"
 
 #include <cuda_runtime.h>
@@ -34,6 +34,7 @@
 
 #include "build_info.h"
 #include "cuda_check.h"
+#include "cuda_variants.h"
 #include "error.h"
 #include "half.h"
 #include "kernels.h"
@@ -148,13 +149,6 @@ DecodeMode decode_mode_from_env() {
   throw Error(std::string("GPT2_CUDA_DECODE=") + v + " is not one of graph, eager, rows");
 }
 
-// GPT2_CUDA_PDL=1: the decode step's kernels use programmatic dependent launch (each one's
-// weight loads overlap the previous kernel; see kernels/device_common.cuh). Off by default.
-bool pdl_from_env() {
-  const char* v = std::getenv("GPT2_CUDA_PDL");
-  return v && *v && std::strcmp(v, "0") != 0;
-}
-
 template <typename T>
 class CudaBackend final : public Backend {
  public:
@@ -257,7 +251,8 @@ class CudaBackend final : public Backend {
     V_ = cfg_.vocab_size;
     L_ = cfg_.n_layer;
     mode_ = decode_mode_from_env();
-    pdl_ = pdl_from_env();
+    variants_ = cuda_variants_from_env();
+    pdl_ = variants_.pdl;
 
     if (HS_ != cuda::kHeadDim)
       throw Error("the CUDA backend supports head_dim 64 only (every GPT-2 size); this model has n_embd " +
@@ -606,6 +601,7 @@ class CudaBackend final : public Backend {
   const GPT2Config& cfg_;
   int C_ = 0, H_ = 0, NH_ = 0, HS_ = 0, V_ = 0, L_ = 0;
   DecodeMode mode_ = DecodeMode::Graph;
+  CudaVariants variants_;  // GPT2_CUDA_VARIANTS, read once at load
   bool pdl_ = false;
   BackendInfo info_;
 

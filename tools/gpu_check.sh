@@ -228,9 +228,9 @@ else
     flag=""; [ $mode = nocache ] && flag="--no-cache"
     # The decode graph with every logits processor in it: its tokens/s against the plain graph's.
     [ $mode = cache_penalties ] && flag="--repeat-penalty 1.3 --frequency-penalty 0.1 --no-repeat-ngram-size 3"
-    pdl=0; [ $mode = cache_pdl ] && pdl=1
+    variants=none; [ $mode = cache_pdl ] && variants=pdl
     [ $mode = cache_pdl ] && [ "$DRY" = 1 ] && continue
-    GPT2_CUDA_PDL=$pdl run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" \
+    GPT2_CUDA_VARIANTS=$variants run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" \
       --prompt-ids "$PROMPT_IDS" -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" $flag \
       --json "$LOGDIR/bench_$mode.json"
     rc=$?

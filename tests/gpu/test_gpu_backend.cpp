@@ -265,19 +265,19 @@ TEST_F(CudaGeneration, LogitsProcessorsAgreeWithTheCpuAcrossContextShifts) {
 }
 
 // GPT2_CUDA_DECODE=graph | eager | rows: the same decode step three ways, the same tokens.
-// GPT2_CUDA_PDL=1: the graph with programmatic dependent launch, the same tokens again.
+// GPT2_CUDA_VARIANTS=pdl: the graph with programmatic dependent launch, the same tokens again.
 TEST_F(CudaGeneration, DecodeModesAgree) {
   struct EnvGuard {
     ~EnvGuard() {
       unsetenv("GPT2_CUDA_DECODE");
-      unsetenv("GPT2_CUDA_PDL");
+      unsetenv("GPT2_CUDA_VARIANTS");
     }
   } guard;
-  const char* modes[][2] = {{"graph", "0"}, {"eager", "0"}, {"rows", "0"}, {"graph", "1"}, {"eager", "1"}};
+  const char* modes[][2] = {{"graph", "none"}, {"eager", "none"}, {"rows", "none"}, {"graph", "pdl"}, {"eager", "pdl"}};
   std::vector<std::vector<int>> outs;
   for (const auto& m : modes) {
     setenv("GPT2_CUDA_DECODE", m[0], 1);
-    setenv("GPT2_CUDA_PDL", m[1], 1);
+    setenv("GPT2_CUDA_VARIANTS", m[1], 1);
     auto b = cuda_backend(*model_, ComputeDType::F32);
     outs.push_back(run(*b, prompt_, test::quick_or(15, 30), true, false, 0.0f).generated);
     // Sampled too (the sampling graph), with a context shift in a small ring (every 12 tokens).
@@ -285,9 +285,9 @@ TEST_F(CudaGeneration, DecodeModesAgree) {
     outs.push_back(run(*small, prompt_, test::quick_or(25, 40), true, true, 0.9f, 3).generated);
   }
   for (size_t i = 2; i < outs.size(); i += 2) {
-    EXPECT_EQ(outs[0], outs[i]) << "greedy: " << modes[i / 2][0] << " pdl=" << modes[i / 2][1] << " vs graph";
+    EXPECT_EQ(outs[0], outs[i]) << "greedy: " << modes[i / 2][0] << " variants=" << modes[i / 2][1] << " vs graph";
     if (std::string(modes[i / 2][0]) != "rows") {  // rows decodes through cuBLAS: fp16 rounding differs
-      EXPECT_EQ(outs[1], outs[i + 1]) << "sampled fp16: " << modes[i / 2][0] << " pdl=" << modes[i / 2][1];
+      EXPECT_EQ(outs[1], outs[i + 1]) << "sampled fp16: " << modes[i / 2][0] << " variants=" << modes[i / 2][1];
     }
   }
 }

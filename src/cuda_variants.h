@@ -1,0 +1,41 @@
+// The CUDA decode path's switchable variants: each one a latency fix that lives next to the
+// kernel or launch it replaces until a GPU measurement chooses between them (kernels/README.md,
+// "Variants"; tools/gpu_check.sh measures each alone and all together). They are read once, at
+// load, from GPT2_CUDA_VARIANTS: a comma-separated list of names from cuda_variant_table(),
+// "all", or "none" / unset for today's default path. Plain C++: the CPU build reports them too.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace gpt2 {
+
+struct CudaVariants {
+  bool attention_one_round = false;  // attn1: attention_decode with 16-byte K/V loads, one round
+  bool gemv_prologue = false;        // prologue: gemv parameters before the PDL wait, 16-byte staging
+  bool split_k = false;              // splitk: the 768-row matrices split across warps along K
+  bool lm_head_argmax = false;       // lmhead: pipelined LM head with the argmax fused into it
+  bool launch_ahead = false;         // ahead: token and pos + 1 kept on the device; step t+1 queued early
+  bool pdl = false;                  // pdl: programmatic dependent launch for every decode kernel
+  bool l2_window = false;            // l2: L2 persistence window on the LM head, prefetch of the next matrix
+};
+
+struct CudaVariantInfo {
+  const char* name;          // as written in GPT2_CUDA_VARIANTS
+  bool CudaVariants::*flag;  // the switch it sets
+  const char* what;          // one line for --version and the GPU check's table
+};
+
+// Every variant, in the order the GPU check measures them.
+const std::vector<CudaVariantInfo>& cuda_variant_table();
+
+// Parses a GPT2_CUDA_VARIANTS value (null or empty: none). Throws gpt2::Error naming an
+// unknown entry and listing the known ones.
+CudaVariants parse_cuda_variants(const char* list);
+
+// parse_cuda_variants(getenv("GPT2_CUDA_VARIANTS")).
+CudaVariants cuda_variants_from_env();
+
+// The enabled names, comma-separated, or "none": what a report or a log line records.
+std::string cuda_variants_name(const CudaVariants& v);
+
+}  // namespace gpt2
