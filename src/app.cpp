@@ -93,6 +93,14 @@ std::string generation_controls_given(const CliOptions& o) {
   return names;
 }
 
+// --profile: the decode step of the run's last token, op by op (profile.h); a run that computed
+// nothing (-n 0) first computes its prompt.
+DecodeProfile profile_decode(Backend& backend, const std::vector<int>& prompt, const GenerationResult& run,
+                             int steps) {
+  if (run.forwards.empty()) backend.forward(prompt.data(), int(prompt.size()), 0, KvRing{backend.kv_capacity(), 0});
+  return backend.profile_decode(steps);
+}
+
 int run_tokenize(const CliOptions& o) {
   const GPT2Config cfg = load_config(model_config_path(o.model_dir));
   const Tokenizer tok = Tokenizer::load(o.model_dir, cfg.vocab_size);
@@ -108,6 +116,8 @@ int run_tokenize(const CliOptions& o) {
 int run_app(const CliOptions& o) {
   install_signal_handlers();
   if (o.tokenize_only) return run_tokenize(o);
+  if (o.benchmark && o.profile_steps > 0)
+    throw Error("--profile times the decode step of one run; use it without --benchmark");
 
   using clock = std::chrono::steady_clock;
   auto ms_since = [](clock::time_point t) { return std::chrono::duration<double, std::milli>(clock::now() - t).count(); };
@@ -188,6 +198,11 @@ int run_app(const CliOptions& o) {
     const ExplainPair ex = explain_generation(em, report.result, gen.use_cache);
     if (!o.quiet) std::cerr << explain_text(em, ex.run, ex.other);
     report.explain = explain_json(em, ex.run, ex.other);
+  }
+  if (o.profile_steps > 0 && !g_interrupted.load()) {
+    const DecodeProfile profile = profile_decode(*backend, prompt, report.result, o.profile_steps);
+    if (!o.quiet) std::cerr << profile_text(profile);
+    report.profile = profile_json(profile);
   }
   if (o.json) {
     const std::string text = dump_json(report_json(report)) + "\n";

@@ -32,6 +32,14 @@ void Backend::forward(const int* ids, int n, int pos, const KvRing& ring) {
       throw Error("token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
                   std::to_string(config_.vocab_size) + ")");
   forward_impl(ids, n, pos, ring);
+  last_ = DecodeStep{ids[n - 1], pos + n - 1, ring};
+  forwarded_ = true;
+}
+
+DecodeProfile Backend::profile_decode(int steps) {
+  if (!forwarded_) throw Error("internal: profile_decode() before any forward()");
+  if (steps < 1) throw Error("internal: profile_decode() of " + std::to_string(steps) + " steps");
+  return profile_impl(steps, last_);
 }
 
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options, std::string* note) {

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "dtype.h"
 #include "kv_ring.h"
+#include "profile.h"
 #include "sampler.h"
 
 namespace gpt2 {
@@ -64,6 +65,12 @@ class Backend {
   // Copies the last logits (vocab_size floats) to `out` (tests, tools/dump_logits.cpp).
   virtual void read_logits(float* out) = 0;
 
+  // --profile (profile.h): re-runs the decode step of the last token the last forward()
+  // computed, at its position and ring slot, `steps` times as a whole and `steps` times op by
+  // op, greedy, after one untimed step. What the run produced stays as it was. Requires a
+  // forward() before; throws gpt2::Error otherwise.
+  DecodeProfile profile_decode(int steps);
+
   virtual const BackendInfo& info() const = 0;
   int kv_capacity() const { return capacity_; }  // K/V ring slots per layer
   int context_window() const { return gpt2::context_window(capacity_, config_.n_positions); }
@@ -73,12 +80,22 @@ class Backend {
   Backend(const GPT2Config& config, const BackendOptions& options);
   const GPT2Config& config() const { return config_; }
 
+  // The decode step profile_decode() re-runs: `token` at position `pos` of `ring`.
+  struct DecodeStep {
+    int token = 0, pos = 0;
+    KvRing ring;
+  };
+
  private:
   // forward() once the call is known to be valid.
   virtual void forward_impl(const int* ids, int n, int pos, const KvRing& ring) = 0;
+  // profile_decode() once the call is known to be valid.
+  virtual DecodeProfile profile_impl(int steps, const DecodeStep& step) = 0;
 
   GPT2Config config_;
   int capacity_ = 0;
+  DecodeStep last_;          // the last token forward() computed ...
+  bool forwarded_ = false;   // ... once there was one
 };
 
 // Makes the backend `options.device` asks for. Auto: CUDA when built with it and a device is

@@ -25,6 +25,7 @@
 #include "cpu_ops.h"
 #include "error.h"
 #include "half.h"
+#include "membw.h"
 #include "model.h"
 #include "processors.h"
 
@@ -185,13 +186,48 @@ class CpuBackend final : public Backend {
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
     record_context(ids, n, pos, ring);
+    OpSequence ops(sink_);  // --profile's names for the ops; nothing without a sink
+    ops.next(DecodeOp::Embedding);
     embedding(ids, n, pos);  // x (T, C)
+    ops.finish();
     for (Block& b : blocks_) block(b, n, pos, ring);
     // Only the last token's logits are needed: final LayerNorm and LM head on one row, with
     // the greedy choice found while the logits are written.
     const float* last = x_.data() + long(n - 1) * C;
+    ops.next(DecodeOp::LnF);
     cpu::layernorm(ln_.data(), last, w_.ln_f_w.data(), w_.ln_f_b.data(), 1, C, cfg.layer_norm_epsilon);
+    ops.next(DecodeOp::LmHead);
     argmax_ = fast::gemv_argmax(logits_.data(), ln_.data(), w_.wte.view);  // (1, V)
+  }
+
+  // --profile: whole steps and op-timed steps, interleaved so that both see the machine in the
+  // same state, after one untimed step; then the read bandwidth for the % column.
+  DecodeProfile profile_impl(int steps, const DecodeStep& s) override {
+    auto step = [&](ProfileSink* sink) {
+      sink_ = sink;
+      try {
+        forward_impl(&s.token, 1, s.pos, s.ring);
+      } catch (...) {
+        sink_ = nullptr;
+        throw;
+      }
+      sink_ = nullptr;
+    };
+    step(nullptr);
+    OpTotals totals;
+    ClockSink clock(totals);
+    double whole_us = 0;
+    for (int i = 0; i < steps; ++i) {
+      const double t0 = now_us();
+      step(nullptr);
+      whole_us += now_us() - t0;
+      step(&clock);
+    }
+    DecodeProfile p = make_profile(totals, steps, whole_us, decode_shapes(config(), info_.dtype, false, s.pos + 1));
+    p.device = info_.device;
+    p.bandwidth_gb_per_s = measure_read_bandwidth().gb_per_s;
+    p.bandwidth_source = "cpu-read";
+    return p;
   }
 
   // x (T, C) = wte[ids[t]] + wpe[pos + t]; the wte row widened from the weight type.
@@ -229,16 +265,25 @@ class CpuBackend final : public Backend {
     const int C = cfg.n_embd;
     const float eps = cfg.layer_norm_epsilon;
     float* x = x_.data();
+    OpSequence ops(sink_);
     // x = x + attn(ln_1(x))
+    ops.next(DecodeOp::Ln1);
     cpu::layernorm(ln_.data(), x, b.ln_1_w.data(), b.ln_1_b.data(), T, C, eps);
+    ops.next(DecodeOp::Qkv);
     linear(qkv_.data(), ln_.data(), b.qkv_w, b.qkv_b, T, Epilogue::Store);  // (T, 3C)
+    ops.next(DecodeOp::KvAppend);
     cpu::kv_append(b.k_ring.data(), b.v_ring.data(), qkv_.data(), T, pos, ring, C);
+    ops.next(DecodeOp::Attention);
     fast::attention(att_.data(), qkv_.data(), b.k_ring.data(), b.v_ring.data(), T, pos, ring, cfg.n_head,
                     cfg.head_dim(), att_scratch_.data(), kv_capacity());       // (T, C)
+    ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
+    ops.next(DecodeOp::Ln2);
     cpu::layernorm(ln_.data(), x, b.ln_2_w.data(), b.ln_2_b.data(), T, C, eps);
+    ops.next(DecodeOp::Fc);
     linear(fc_.data(), ln_.data(), b.fc_w, b.fc_b, T, Epilogue::Gelu);      // (T, H)
+    ops.next(DecodeOp::FcProj);
     linear(x, fc_.data(), b.fc_proj_w, b.fc_proj_b, T, Epilogue::AddTo);  // x += (T, C)
   }
 
@@ -285,6 +330,7 @@ class CpuBackend final : public Backend {
   }
 
   int threads_ = 1;
+  ProfileSink* sink_ = nullptr;  // while --profile times a step op by op
   Weights w_;
   std::vector<Block> blocks_;
   std::vector<float> x_, ln_, qkv_, att_, fc_, logits_;  // activations, context_window() rows

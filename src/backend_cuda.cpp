@@ -200,6 +200,10 @@ class CudaBackend final : public Backend {
   const BackendInfo& info() const override { return info_; }
 
  private:
+  DecodeProfile profile_impl(int, const DecodeStep&) override {
+    throw Error("--profile is not available on the CUDA backend yet; use --device cpu");
+  }
+
   // The tensors of model.h's lists: matrices in T, vectors (LayerNorm, biases) in fp32.
   struct Weights {
     T *wte = nullptr, *wpe = nullptr;            // (V, C), (P, C)

@@ -50,6 +50,7 @@ struct CliOptions {
   std::string json_file;           // --json FILE writes it there instead
   bool quiet = false;              // no summary on stderr
   bool explain = false;            // --explain: each step's work, shapes and time (src/explain.h)
+  int profile_steps = 0;           // --profile [K]: time K decode steps op by op (src/profile.h); 0 = off
 
   // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
   bool benchmark = false;

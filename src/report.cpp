@@ -75,6 +75,7 @@ nlohmann::json report_json(const RunReport& r) {
       {"token_ms", g.token_ms},
   };
   if (r.sampled) stats["seed"] = r.seed;
+  if (!r.profile.is_null()) stats["profile"] = r.profile;
   nlohmann::json j = {{"prompt_ids", r.prompt_ids},
                       {"generated_ids", g.generated},
                       {"text", r.text},

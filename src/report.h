@@ -23,6 +23,7 @@ struct RunReport {
   std::string text;      // the generated text (prompt excluded; cut before a stop string)
   std::string stop_string;  // the stop string that ended generation (finish reason "stop")
   nlohmann::json explain;  // --explain's object (null without --explain)
+  nlohmann::json profile;  // --profile's object, under stats (null without --profile)
 };
 
 // Peak resident memory of this process in bytes (getrusage), for the CPU backend's summary.
