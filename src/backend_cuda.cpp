@@ -39,6 +39,7 @@
 #include "half.h"
 #include "kernels.h"
 #include "model.h"
+#include "profile_cuda.h"
 
 namespace gpt2 {
 
@@ -200,8 +201,49 @@ class CudaBackend final : public Backend {
   const BackendInfo& info() const override { return info_; }
 
  private:
-  DecodeProfile profile_impl(int, const DecodeStep&) override {
-    throw Error("--profile is not available on the CUDA backend yet; use --device cpu");
+  // --profile: the eager decode step and the argmax, whole steps (an event at each end)
+  // interleaved with op-timed steps (an event between every two launches), after one untimed
+  // step; then the device's copy bandwidth. Runs eagerly whatever the run's decode mode.
+  DecodeProfile profile_impl(int steps, const DecodeStep& s) override {
+    wait_inflight();
+    step_host_->token = s.token;
+    step_host_->pos = s.pos;
+    step_host_->ring = s.ring;
+    CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+    EventSink per_op(stream_);
+    OpTotals totals;
+    profiled_step(nullptr);
+    double whole_us = 0;
+    for (int i = 0; i < steps; ++i) {
+      whole_us += profiled_step(nullptr);
+      profiled_step(&per_op);
+      per_op.collect(totals);
+    }
+    DecodeProfile p = make_profile(totals, steps, whole_us, decode_shapes(cfg_, info_.dtype, true, s.pos + 1));
+    p.device = info_.device;
+    p.bandwidth_gb_per_s = measure_copy_bandwidth(stream_);
+    p.bandwidth_source = "device-copy";
+    return p;
+  }
+
+  // One eager decode step and greedy argmax, enqueued whole behind a StreamGate so that the
+  // device runs it back to back; its ops named (and with `per_op`, timed) on the way. Returns
+  // the step's time, from an event at each end.
+  double profiled_step(EventSink* per_op) {
+    const NvtxRange range(per_op ? "profile: step op by op" : "profile: whole step");
+    ProfileSink* sink = per_op ? static_cast<ProfileSink*>(per_op) : &nvtx_;
+    EventPair whole;
+    {
+      StreamGate gate(stream_);
+      whole.record_begin(stream_);
+      enqueue_decode(sink);
+      OpSequence ops(sink);
+      ops.next(DecodeOp::Argmax);
+      enqueue_sampler(true, false);
+      ops.finish();
+      whole.record_end(stream_);
+    }  // opens the gate and waits for the step
+    return whole.elapsed_us();
   }
 
   // The tensors of model.h's lists: matrices in T, vectors (LayerNorm, biases) in fp32.
@@ -242,6 +284,7 @@ class CudaBackend final : public Backend {
     wait_inflight();  // ids_host_ may still be read by an earlier copy
     std::memcpy(ids_host_, ids, size_t(n) * sizeof(int));
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    const NvtxRange range("rows");
     enqueue_rows(n, pos, ring);
     inflight_ = true;
   }
@@ -481,9 +524,12 @@ class CudaBackend final : public Backend {
     p.ln_pre_bias = pre_bias;
   }
 
-  // The decode step: reads token, position and ring from step_dev_ (graph-replayable).
-  void enqueue_decode() {
+  // The decode step: reads token, position and ring from step_dev_ (graph-replayable). Its ops
+  // are named to `sink` (profile.h; default: NVTX ranges only).
+  void enqueue_decode(ProfileSink* sink = nullptr) {
     const int C = C_, H = H_;
+    OpSequence ops(sink ? sink : &nvtx_);
+    ops.next(DecodeOp::Embedding);
     cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C, context_, stream_);  // xd (C)
     for (const Layer& l : layers_) {
       // LayerNorm + qkv + bias + K/V append: q (C) -> qd
@@ -493,17 +539,23 @@ class CudaBackend final : public Backend {
       qkv.v_ring = l.v;
       qkv.step = step_dev_;
       qkv.C = C;
+      ops.next(DecodeOp::LnQkvKvAppend);
       cuda::gemv<T>(qkv, stream_);
+      ops.next(DecodeOp::Attention);
       cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_,
                                 pdl_);  // attd (C)
+      ops.next(DecodeOp::AttnProj);
       cuda::gemv<T>(gemv_op(l.attn_proj_w, C, C, attd_, l.attn_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += attd W^T + b
       GemvParams<T> fc = gemv_op(l.fc_w, C, H, xd_, l.fc_b, hd_, GemvEpilogue::Gelu);  // hd = gelu(LayerNorm(xd) W^T + b)
       with_layernorm(fc, l.ln_2_w, l.ln_2_b);
+      ops.next(DecodeOp::LnFc);
       cuda::gemv<T>(fc, stream_);
+      ops.next(DecodeOp::FcProj);
       cuda::gemv<T>(gemv_op(l.fc_proj_w, H, C, hd_, l.fc_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += hd W^T + b
     }
     GemvParams<T> head = gemv_op(w_.wte, C, V_, xd_, nullptr, logits_, GemvEpilogue::Store);  // logits = LayerNorm_f(xd) wte^T
     with_layernorm(head, w_.ln_f_w, w_.ln_f_b);
+    ops.next(DecodeOp::LnLmHead);
     cuda::gemv<T>(head, stream_);
   }
 
@@ -562,6 +614,7 @@ class CudaBackend final : public Backend {
   // Runs the recorded decode step and the sampler; waits for the token.
   void run_pending(bool greedy, bool processed) {
     pending_ = false;
+    const NvtxRange range(mode_ == DecodeMode::Graph ? "decode: graph" : "decode: eager");
     if (mode_ == DecodeMode::Graph) {
       CUDA_CHECK(cudaGraphLaunch(graphs_[graph_index(greedy, processed)], stream_));
     } else {
@@ -608,6 +661,7 @@ class CudaBackend final : public Backend {
   CudaVariants variants_;  // GPT2_CUDA_VARIANTS, read once at load
   bool pdl_ = false;
   BackendInfo info_;
+  NvtxSink nvtx_;  // names the decode step's ops for nsys
 
   char* arena_ = nullptr;
   cudaStream_t stream_ = nullptr;

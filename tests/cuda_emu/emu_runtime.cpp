@@ -10,6 +10,7 @@
 // legacy stream waits for them and they for it); each non-blocking stream is its own, and
 // nothing on the legacy stream waits for it. A copy from pageable memory reads its source
 // when issued (CUDA stages it); one from pinned memory when it runs.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -172,6 +173,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
     case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
@@ -430,4 +432,52 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
   delete exec;
   return cudaSuccess;
+}
+
+// ---- events and host functions ------------------------------------------------------------------
+// The event's state is shared with the operations that record it, so destroying an event whose
+// record is still queued is safe (CUDA too releases it when the record has run).
+struct CUevent_st {
+  struct Mark {
+    bool done = false;  // its last record has run
+    std::chrono::steady_clock::time_point when;
+  };
+  std::shared_ptr<Mark> mark = std::make_shared<Mark>();
+  cudaStream_t stream = nullptr;  // of its last record
+};
+
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st;
+  return state().sticky;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  if (!e) return cudaErrorInvalidResourceHandle;
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (!e) return cudaErrorInvalidResourceHandle;
+  if (state().capturing) return cudaErrorStreamCaptureUnsupported;  // gpt2-gen never records one in a graph
+  e->mark = std::make_shared<CUevent_st::Mark>();
+  e->stream = s;
+  return emu::enqueue(s, [mark = e->mark] {
+    mark->when = std::chrono::steady_clock::now();
+    mark->done = true;
+  });
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (!e) return cudaErrorInvalidResourceHandle;
+  if (state().capturing) return cudaErrorStreamCaptureUnsupported;
+  emu::synchronize(e->stream, false);
+  return state().sticky;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (!start || !end) return cudaErrorInvalidResourceHandle;
+  if (!start->mark->done || !end->mark->done) return cudaErrorNotReady;
+  *ms = std::chrono::duration<float, std::milli>(end->mark->when - start->mark->when).count();
+  return state().sticky;
+}
+cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* user_data) {
+  if (!fn) return cudaErrorInvalidValue;
+  return emu::enqueue(s, [fn, user_data] { fn(user_data); });
 }

@@ -16,7 +16,10 @@ BIN = os.path.join(os.environ.get("GPT2_BINARY_DIR", "build"), "tests", "cuda_em
 SHARED = os.environ.get("GPT2_SHARED_DIR", "../shared")
 MODELS = os.environ.get("GPT2_TEST_MODELS", "build/test-models")
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
+sys.path.insert(0, os.path.join(SOURCE, "tests"))
 import benchmark_schema  # noqa: E402
+import profile_reference  # noqa: E402
+import profile_schema  # noqa: E402
 
 with open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"), encoding="utf-8") as f:
     GOLDEN = json.load(f)
@@ -97,6 +100,48 @@ class CudaCli(unittest.TestCase):
         self.assertTrue(data["tokens_identical"])  # greedy: cache and no-cache give the same tokens
         for mode in data["modes"]:
             self.assertGreater(mode["peak_memory_bytes"], mode["weight_bytes"])
+
+
+class CudaProfile(unittest.TestCase):
+    """--profile on the emulated device: the eager decode step's launches as rows, whatever the
+    run's decode mode; rows, calls and bytes as tests/profile_reference.py works them out from
+    config.json; the run's tokens unchanged. The emulator's times mean nothing and are not read."""
+    PROMPT = [464, 3290, 318]
+    N = 3
+
+    def generate(self, *args, mode="graph", model="tiny-fp32"):
+        env = dict(os.environ, GPT2_CUDA_DECODE=mode)
+        proc = subprocess.run([BIN, "-m", os.path.join(MODELS, model), "--json", "--device", "cuda",
+                               "--prompt-ids", ids(self.PROMPT), "-n", str(self.N), "--temperature", "0",
+                               "--ignore-eos", *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
+                              env=env)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        return json.loads(proc.stdout), proc.stderr.decode()
+
+    def test_rows_calls_and_bytes_follow_the_config(self):
+        for mode, dtype in (("graph", "fp16"), ("eager", "fp32"), ("rows", "bf16")):
+            with self.subTest(mode=mode, dtype=dtype):
+                out, err = self.generate("--profile", "1", "--dtype", dtype, mode=mode)
+                profile = out["stats"]["profile"]
+                profile_schema.validate(profile)
+                self.assertEqual((profile["device"], profile["steps"]), ("cuda", 1))
+                context = len(self.PROMPT) + self.N - 1  # the step that computed the last token
+                self.assertEqual(profile["context"], context)
+                expected = profile_reference.expected_rows(os.path.join(MODELS, "tiny-fp32"), "cuda", dtype, context)
+                self.assertEqual([r["op"] for r in profile["rows"]], [e[0] for e in expected])
+                for row, (op, calls, nbytes) in zip(profile["rows"], expected):
+                    self.assertEqual(row["calls_per_token"], calls, op)
+                    self.assertEqual(row["bytes_per_call"], nbytes, op)
+                    self.assertIn(f"| {op} ", err)
+                self.assertGreater(profile["bandwidth"]["gb_per_s"], 0)  # the copy was measured
+
+    def test_the_run_is_unchanged(self):
+        plain, _ = self.generate()
+        profiled, _ = self.generate("--profile", "1")
+        self.assertEqual(profiled["generated_ids"], plain["generated_ids"])
+        self.assertEqual(len(profiled["stats"]["token_ms"]), self.N)
+        del profiled["stats"]["profile"]
+        self.assertEqual(profiled["stats"].keys(), plain["stats"].keys())
 
 
 if __name__ == "__main__":

@@ -209,6 +209,41 @@ TEST(CudaEmu, StreamWorkRunsWhenTheHostWaitsForIt) {
   cudaStreamDestroy(s);
 }
 
+// --profile's plumbing (src/profile_cuda.h): events and host functions run in stream order,
+// when the host waits; an event not yet reached has no time.
+TEST(CudaEmu, EventsAndHostFunctionsRunInStreamOrder) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* d = device_alloc<int>(1);
+  ASSERT_EQ(cudaMemsetAsync(d, 0, sizeof(int), s), cudaSuccess);
+  cudaEvent_t begin, end;
+  ASSERT_EQ(cudaEventCreate(&begin), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&end), cudaSuccess);
+  struct Seen {
+    int* device;
+    int value = -1;
+  } seen{d};
+  ASSERT_EQ(cudaEventRecord(begin, s), cudaSuccess);
+  emu::Launch(1, 1, 0, s).run(add_one, d);
+  // Reads device memory as the stream reaches it (the emulation's memory is the host's).
+  auto read = [](void* p) { static_cast<Seen*>(p)->value = *static_cast<Seen*>(p)->device; };
+  ASSERT_EQ(cudaLaunchHostFunc(s, read, &seen), cudaSuccess);
+  emu::Launch(1, 1, 0, s).run(add_one, d);
+  ASSERT_EQ(cudaEventRecord(end, s), cudaSuccess);
+  float ms = -1;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, begin, end), cudaErrorNotReady);
+  EXPECT_EQ(seen.value, -1);
+  ASSERT_EQ(cudaEventSynchronize(end), cudaSuccess);
+  EXPECT_EQ(seen.value, 1);  // after the first kernel, before the second
+  EXPECT_EQ(download(d, 1)[0], 2);
+  ASSERT_EQ(cudaEventElapsedTime(&ms, begin, end), cudaSuccess);
+  EXPECT_GE(ms, 0.0f);
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
 // cublasGemmEx with every transpose combination against a double-precision loop.
 TEST(CudaEmu, GemmExMatchesAReferenceForEveryTranspose) {
   const int m = 5, n = 3, k = 7;

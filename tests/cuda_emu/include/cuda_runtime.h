@@ -63,6 +63,7 @@ enum cudaError_t {
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
+  cudaErrorNotReady = 600,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidDeviceFunction = 98,
   cudaErrorInvalidResourceHandle = 400,
@@ -87,6 +88,7 @@ struct cudaDeviceProp {
   int multiProcessorCount;
   int maxThreadsPerBlock;
   int warpSize;
+  int l2CacheSize;  // 0: the emulation models no cache
 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 cudaError_t cudaGetDeviceCount(int* n);
@@ -135,6 +137,19 @@ cudaError_t cudaGraphUpload(cudaGraphExec_t exec, cudaStream_t s);
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+
+// ---- events and host functions --------------------------------------------------------------------
+// An event records the host's steady clock when its stream reaches it (the times say nothing
+// about a GPU, but their order and plumbing are real). A host function runs in stream order.
+typedef struct CUevent_st* cudaEvent_t;
+cudaError_t cudaEventCreate(cudaEvent_t* e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+#define CUDART_CB
+typedef void (*cudaHostFn_t)(void* user_data);
+cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* user_data);
 
 // ---- functions and launches ---------------------------------------------------------------------
 struct cudaFuncAttributes {
