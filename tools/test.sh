@@ -6,6 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+# CTest runs as many tests at once as there are cores, and every CPU test starts one OpenMP
+# thread per core; threads spinning at a barrier then hold the cores that the threads they wait
+# for need. Passive waiting changes no result and made the CPU generation tests 20x faster
+# under `ctest -j2` on 2 cores (82.7 s -> 4.2 s).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# The fuzzers' time per target in CI (tools/fuzz.sh runs longer by hand).
+export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 
 tools/setup.sh
 
