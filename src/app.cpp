@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <random>
 
 #include "backend.h"
@@ -111,57 +112,52 @@ int run_tokenize(const CliOptions& o) {
   return 0;
 }
 
-}  // namespace
+// Everything a run needs, loaded in order: the model and tokenizer, the prompt, the backend.
+// Filled in place (the backend keeps a reference to the model).
+struct Session {
+  Model model;
+  std::optional<Tokenizer> tok;
+  std::vector<int> prompt;
+  bool empty_prompt = false;
+  std::unique_ptr<Backend> backend;
+  double load_ms = 0, tokenize_ms = 0;  // load: files and the backend's upload, not tokenizing
+};
 
-int run_app(const CliOptions& o) {
-  install_signal_handlers();
-  if (o.tokenize_only) return run_tokenize(o);
-  if (o.benchmark && o.profile_steps > 0)
-    throw Error("--profile times the decode step of one run; use it without --benchmark");
-
+void open_session(const CliOptions& o, Session& s) {
   using clock = std::chrono::steady_clock;
   auto ms_since = [](clock::time_point t) { return std::chrono::duration<double, std::milli>(clock::now() - t).count(); };
-  // Load time: model files, tokenizer files and the backend's upload; tokenizing is excluded.
   auto t = clock::now();
-  const Model model = load_model(o.model_dir);
-  const Tokenizer tok = Tokenizer::load(o.model_dir, model.config.vocab_size);
-  double load_ms = ms_since(t);
+  s.model = load_model(o.model_dir);
+  s.tok.emplace(Tokenizer::load(o.model_dir, s.model.config.vocab_size));
+  s.load_ms = ms_since(t);
 
   const std::string text = o.prompt_ids ? "" : read_prompt_text(o);
   if (!is_valid_utf8(text))
     note(o, "warning: the prompt is not valid UTF-8; its bytes are encoded as they are (see README)");
   t = clock::now();
-  std::vector<int> prompt = prompt_tokens(o, text, tok, model.config.vocab_size);
-  const double tokenize_ms = ms_since(t);
-  const bool empty_prompt = prompt.empty();
-  if (empty_prompt) prompt.push_back(model.config.eos_token_id);  // start from <|endoftext|>
+  s.prompt = prompt_tokens(o, text, *s.tok, s.model.config.vocab_size);
+  s.tokenize_ms = ms_since(t);
+  s.empty_prompt = s.prompt.empty();
+  if (s.empty_prompt) s.prompt.push_back(s.model.config.eos_token_id);  // start from <|endoftext|>
   // Refused before the backend's upload, which may take seconds.
-  check_prompt_fits(prompt.size(), context_window(o.ctx_size, model.config.n_positions));
+  check_prompt_fits(s.prompt.size(), context_window(o.ctx_size, s.model.config.n_positions));
 
   t = clock::now();
   std::string fallback;
-  std::unique_ptr<Backend> backend = make_backend(model, backend_options(o), &fallback);
-  load_ms += ms_since(t);
+  s.backend = make_backend(s.model, backend_options(o), &fallback);
+  s.load_ms += ms_since(t);
   note(o, fallback);
+}
 
-  const bool sampled = o.temperature > 0.0f;
-  const uint64_t seed = o.seed ? *o.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
-  if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
-  const GenerationOptions gen = generation_options(o, model.config, seed);
-
-  if (o.benchmark) {
-    const std::string ignored = generation_controls_given(o);
-    if (!ignored.empty()) note(o, "--benchmark ignores " + ignored + ": it runs greedy to a fixed length");
-    return run_benchmark(*backend, {o.model_dir, model.config, prompt, load_ms, tokenize_ms}, o);
-  }
-
-  StreamDecoder stream(tok);
+// Generates, streaming the text to stdout (unless --json) through the stop strings, with a
+// progress line where the text is not on the terminal. Fills the report's result and text.
+void stream_generation(const CliOptions& o, Session& s, const GenerationOptions& gen, RunReport& report) {
+  StreamDecoder stream(*s.tok);
   StopStrings stops(o.stop);
   std::string shown;  // the generated text that passed the stop strings
   bool output_open = true;
-  if (!o.json && !o.no_display_prompt && !empty_prompt)
-    for (int id : prompt) output_open = output_open && write_stdout(stream.push(id));
-  // Streamed text on the terminal is its own progress; otherwise a long run shows a progress line.
+  if (!o.json && !o.no_display_prompt && !s.empty_prompt)
+    for (int id : s.prompt) output_open = output_open && write_stdout(stream.push(id));
   Progress progress(progress_wanted(o.quiet) && (o.json || isatty(STDOUT_FILENO) != 1), progress_min_seconds());
   progress.begin_run(gen.use_cache ? "generating (cache)" : "generating (no-cache)", 0, 0, gen.max_new_tokens);
   TokenCallback on_token = [&](int id) {
@@ -172,8 +168,7 @@ int run_app(const CliOptions& o) {
     return output_open && !stops.matched();  // a stop string: finish reason "stop" below
   };
 
-  RunReport report;
-  report.result = generate(*backend, prompt, gen, on_token, &g_interrupted);
+  report.result = generate(*s.backend, s.prompt, gen, on_token, &g_interrupted);
   progress.clear();
   const std::string rest = stops.push(stream.finish()) + stops.release();
   shown += rest;
@@ -182,25 +177,20 @@ int run_app(const CliOptions& o) {
     report.result.finish = FinishReason::Stop;
     report.stop_string = stops.match();
   }
+  report.text = stops.matched() ? shown : s.tok->decode(report.result.generated);
+}
 
-  report.backend = backend->info();
-  report.kv_cache = gen.use_cache;
-  report.kv_capacity = backend->kv_capacity();
-  report.load_ms = load_ms;
-  report.seed = seed;
-  report.sampled = sampled;
-  report.prompt_ids = prompt;
-  report.text = stops.matched() ? shown : tok.decode(report.result.generated);
-
+// After the run: the summary, --explain and --profile on stderr, then the --json object.
+void report_run(const CliOptions& o, Session& s, const GenerationOptions& gen, RunReport& report) {
   if (!o.quiet) std::cerr << summary_text(report);
   if (o.explain) {
-    const ExplainModel em = explain_model(model.config, report.backend, report.kv_capacity);
+    const ExplainModel em = explain_model(s.model.config, report.backend, report.kv_capacity);
     const ExplainPair ex = explain_generation(em, report.result, gen.use_cache);
     if (!o.quiet) std::cerr << explain_text(em, ex.run, ex.other);
     report.explain = explain_json(em, ex.run, ex.other);
   }
   if (o.profile_steps > 0 && !g_interrupted.load()) {
-    const DecodeProfile profile = profile_decode(*backend, prompt, report.result, o.profile_steps);
+    const DecodeProfile profile = profile_decode(*s.backend, s.prompt, report.result, o.profile_steps);
     if (!o.quiet) std::cerr << profile_text(profile);
     report.profile = profile_json(profile);
   }
@@ -209,6 +199,39 @@ int run_app(const CliOptions& o) {
     if (o.json_file.empty()) write_stdout(text);
     else write_file_atomically(o.json_file, text);
   }
+}
+
+}  // namespace
+
+int run_app(const CliOptions& o) {
+  install_signal_handlers();
+  if (o.tokenize_only) return run_tokenize(o);
+  if (o.benchmark && o.profile_steps > 0)
+    throw Error("--profile times the decode step of one run; use it without --benchmark");
+
+  Session s;
+  open_session(o, s);
+  const bool sampled = o.temperature > 0.0f;
+  const uint64_t seed = o.seed ? *o.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
+  if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
+  const GenerationOptions gen = generation_options(o, s.model.config, seed);
+
+  if (o.benchmark) {
+    const std::string ignored = generation_controls_given(o);
+    if (!ignored.empty()) note(o, "--benchmark ignores " + ignored + ": it runs greedy to a fixed length");
+    return run_benchmark(*s.backend, {o.model_dir, s.model.config, s.prompt, s.load_ms, s.tokenize_ms}, o);
+  }
+
+  RunReport report;
+  stream_generation(o, s, gen, report);
+  report.backend = s.backend->info();
+  report.kv_cache = gen.use_cache;
+  report.kv_capacity = s.backend->kv_capacity();
+  report.load_ms = s.load_ms;
+  report.seed = seed;
+  report.sampled = sampled;
+  report.prompt_ids = s.prompt;
+  report_run(o, s, gen, report);
   return g_interrupted.load() ? 130 : 0;
 }
 
