@@ -206,8 +206,6 @@ void report_run(const CliOptions& o, Session& s, const GenerationOptions& gen, R
 int run_app(const CliOptions& o) {
   install_signal_handlers();
   if (o.tokenize_only) return run_tokenize(o);
-  if (o.benchmark && o.profile_steps > 0)
-    throw Error("--profile times the decode step of one run; use it without --benchmark");
 
   Session s;
   open_session(o, s);

@@ -114,14 +114,15 @@ void setup_cli(CLI::App& app, CliOptions& o) {
                "Show what each step computed (shapes, FLOPs, bytes, K/V held) beside its time, and "
                "what the K/V cache saves; --json carries it under \"explain\"");
 
-  app.add_option("--profile", o.profile_steps,
+  CLI::Option* profile = app.add_option("--profile", o.profile_steps,
                  "After the run, time K more decode steps op by op (not in the run's times): a table on "
                  "stderr; --json carries it under stats.profile")
       ->expected(0, 1)->default_str("16")->type_name("[K]")
       ->check(number_in(1, 100000, false, "in [1, 100000]"));
 
   app.add_flag("--benchmark", o.benchmark,
-               "Run the same generation with and without the K/V cache, --runs times each, and report");
+               "Run the same generation with and without the K/V cache, --runs times each, and report")
+      ->excludes(profile);
   app.add_option("--runs", o.runs, "Timed runs per mode for --benchmark (after one warm-up)")
       ->check(number_in(1, 1000, false, "in [1, 1000]"))->capture_default_str();
 
