@@ -309,6 +309,39 @@ TEST_F(CudaGeneration, UnsampledStepsStillRun) {
   EXPECT_LE(max_rel_error(got.data(), want.data(), got.size()), 1e-5);
 }
 
+// --profile's steps in the middle of a graph-replayed generation (eager steps behind a stream
+// gate, events around every launch) leave it as it was: the same greedy tokens as without, and
+// a row per decode kernel, the per-layer ones n_layer times per token. Times are not checked.
+TEST_F(CudaGeneration, ProfileStepsLeaveTheGenerationAsItWas) {
+  const int n = 8;
+  auto plain = cuda_backend(*model_, ComputeDType::F32);
+  const std::vector<int> want = run(*plain, prompt_, n, true, false, 0.0f).generated;
+  auto b = cuda_backend(*model_, ComputeDType::F32);
+  const KvRing ring{b->kv_capacity(), 3};
+  std::vector<int> tokens = prompt_, got;
+  b->forward(tokens.data(), int(tokens.size()), 0, ring);
+  DecodeProfile profile;
+  for (int i = 0; i < n; ++i) {
+    got.push_back(b->sample(SamplingParams(0.0f, 0, 1.0f), 0.0));
+    if (i == n / 2) profile = b->profile_decode(2);
+    tokens.push_back(got.back());
+    b->forward(&tokens.back(), 1, int(tokens.size()) - 1, ring);
+  }
+  EXPECT_EQ(got, want);
+  const int L = model_->config.n_layer;
+  const std::vector<std::pair<std::string, int>> rows = {
+      {"embedding", 1}, {"ln_1+qkv+kv_append", L}, {"attention", L}, {"attn_proj", L},
+      {"ln_2+fc+gelu", L}, {"fc_proj", L}, {"ln_f+lm_head", 1}, {"argmax", 1}};
+  ASSERT_EQ(profile.rows.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(decode_op_name(profile.rows[i].op), rows[i].first);
+    EXPECT_EQ(profile.rows[i].calls_per_token, rows[i].second) << rows[i].first;
+  }
+  // The step that computed got[n / 2]: got[n / 2 - 1] at position prompt + n / 2 - 1.
+  EXPECT_EQ(profile.context, int(prompt_.size()) + n / 2);
+  EXPECT_EQ(profile.steps, 2);
+}
+
 // Every buffer is allocated at load: a generation leaves the device's free memory as it was.
 // (The first run loads cuBLAS's lazily loaded kernels; the second is measured.) On cuda-emu,
 // test_emu also checks that no allocation call is made at all.
