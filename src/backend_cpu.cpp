@@ -172,10 +172,10 @@ class CpuBackend final : public Backend {
       for (int p = 0; p < context_len_; ++p) context_in_order_[size_t(p)] = context_[size_t(context_ring_.slot(p))];
       scores_ = logits_;
       process_logits(scores_.data(), context_in_order_.data(), context_len_, params.penalties);
-      return sample_token(scores_.data(), V, params, u);
+      return sample_token(scores_.data(), V, params, u, sample_scratch_);
     }
     if (params.greedy()) return argmax_;  // sampler.h's greedy rule, found by gemv_argmax
-    return sample_token(logits_.data(), V, params, u);
+    return sample_token(logits_.data(), V, params, u, sample_scratch_);
   }
 
   void read_logits(float* out) override { std::copy(logits_.begin(), logits_.end(), out); }
@@ -338,6 +338,7 @@ class CpuBackend final : public Backend {
   std::vector<float> gemm_scratch_;  // a layer matrix widened to fp32 for the GEMM
   int argmax_ = 0;                   // of logits_
   std::vector<float> scores_;                   // (V) the logits after process_logits()
+  SampleScratch sample_scratch_;                // grown by the first sampled token, then reused
   std::vector<int> context_, context_in_order_;  // (capacity) token ids by ring slot; by position
   int context_len_ = 0;
   KvRing context_ring_;

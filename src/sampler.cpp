@@ -7,7 +7,7 @@
 
 namespace gpt2 {
 
-int sample_token(const float* logits, int vocab, const SamplingParams& params, double u) {
+int sample_token(const float* logits, int vocab, const SamplingParams& params, double u, SampleScratch& scratch) {
   if (params.greedy()) {
     int best = 0;
     for (int i = 1; i < vocab; ++i)
@@ -16,7 +16,8 @@ int sample_token(const float* logits, int vocab, const SamplingParams& params, d
   }
 
   // 2-3: the candidates in rule order; only the first top_k need to be ordered.
-  std::vector<int> ids(vocab);
+  std::vector<int>& ids = scratch.ids;
+  ids.resize(size_t(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   auto before = [logits](int a, int b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
   int n = vocab;
@@ -29,7 +30,8 @@ int sample_token(const float* logits, int vocab, const SamplingParams& params, d
 
   // 4: softmax with temperature over the kept ids (ids[0] holds the maximum).
   const float z_max = logits[ids[0]];
-  std::vector<float> p(n);
+  std::vector<float>& p = scratch.p;
+  p.resize(size_t(n));
   float total = 0.0f;
   for (int i = 0; i < n; ++i) {
     p[i] = std::exp((logits[ids[i]] - z_max) / params.temperature);
@@ -58,6 +60,11 @@ int sample_token(const float* logits, int vocab, const SamplingParams& params, d
     if (acc > r) return ids[i];
   }
   return ids[n - 1];
+}
+
+int sample_token(const float* logits, int vocab, const SamplingParams& params, double u) {
+  SampleScratch scratch;
+  return sample_token(logits, vocab, params, u, scratch);
 }
 
 }  // namespace gpt2

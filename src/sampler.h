@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <random>
+#include <vector>
 
 #include "processors.h"
 
@@ -35,8 +36,16 @@ struct SamplingParams {
   bool greedy() const { return temperature <= 0.0f; }
 };
 
+// The buffers sample_token() orders and weighs the candidates in. A caller that samples every
+// token keeps one, so that once it has grown to the vocabulary nothing is allocated per token.
+struct SampleScratch {
+  std::vector<int> ids;
+  std::vector<float> p;
+};
+
 // The reference rule above. `logits` holds `vocab` floats.
-int sample_token(const float* logits, int vocab, const SamplingParams& params, double u);
+int sample_token(const float* logits, int vocab, const SamplingParams& params, double u, SampleScratch& scratch);
+int sample_token(const float* logits, int vocab, const SamplingParams& params, double u);  // own scratch
 
 // The random stream: one uniform draw per sampled token, the same on every backend, so a
 // seed reproduces a generation on the CPU and on the GPU alike.

@@ -1,6 +1,7 @@
 // The CPU reference backend against Hugging Face's float64 goldens for the tiny GPT-2.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -30,14 +31,15 @@ class CpuGolden : public ::testing::TestWithParam<GoldenCase> {
     o.dtype = GetParam().weights;
     backend_ = make_cpu_backend(*model_, o);
   }
-  // max |logit - ref| / max |ref|, from the error measured here (2026-12-01, g++ 12 -O2):
-  // fp32 weights 4.7e-7 (last logits) and 7.7e-7 (every position) -> 1e-5 (an erf GELU in
-  // place of tanh errs by 1.8e-4); fp16-stored weights (widened to fp32) carry their rounding,
-  // 8.5e-4 and 1.2e-3 -> 5e-3 (4x); bf16-stored, 6.7e-3 and 1.4e-2 -> 5e-2 (3.5x). The lossiest
-  // of the file and the held type counts; int8 held (last logits 1.6e-2): 5e-2.
+  // max |logit - ref| / max |ref|, ~4x the worst error measured here (2026-12-01, g++ 12 -O2)
+  // over the last logits and every position: fp32 weights 6.1e-7 and 9.9e-7 -> 1e-5 (an erf
+  // GELU in place of tanh errs by 1.8e-4); fp16-stored weights (widened to fp32) carry their
+  // rounding, 8.5e-4 and 1.2e-3 -> 5e-3; bf16-stored, 6.7e-3 and 1.4e-2 -> 5e-2; int8 held,
+  // 1.6e-2 and 4.0e-2 -> 1.5e-1. The lossiest of the file and the held type counts.
   double tolerance() const {
     const GoldenCase& c = GetParam();
-    if (c.file == "bf16" || c.weights == ComputeDType::BF16 || c.weights == ComputeDType::Int8) return 5e-2;
+    if (c.weights == ComputeDType::Int8) return 1.5e-1;
+    if (c.file == "bf16" || c.weights == ComputeDType::BF16) return 5e-2;
     return c.file == "fp16" || c.weights == ComputeDType::F16 ? 5e-3 : 1e-5;
   }
   std::unique_ptr<Model> model_;
@@ -78,9 +80,52 @@ TEST(CpuWeights, Fp16HeldAsFp16OrFp32GivesIdenticalLogits) {
   }
 }
 
+// Sums of a logits error: max |d|, and NMSE = sum d^2 / sum ref^2.
+struct LogitsError {
+  double max_abs = 0, err2 = 0, ref2 = 0;
+  void add(const std::vector<float>& got, const std::vector<float>& ref) {
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double d = double(got[i]) - ref[i];
+      max_abs = std::fmax(max_abs, std::fabs(d));
+      err2 += d * d;
+      ref2 += double(ref[i]) * ref[i];
+    }
+  }
+  double nmse() const { return err2 / ref2; }
+};
+
+// int8 weights' error on the goldens' last logits (all 50,257 of every sequence), against the
+// float64 goldens and against the same file held in fp32: README's accuracy text quotes these.
+// Measured (2026-12-01): against the goldens max |d| 8.5e-2, NMSE 2.2e-4 (fp32 weights: 3.0e-6
+// and 1.7e-13); against fp32, the same to two digits. Bound: 4x the NMSE.
+TEST(CpuWeights, Int8LogitsErrorOnTheGoldens) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  BackendOptions int8, fp32;
+  int8.dtype = ComputeDType::Int8;
+  fp32.dtype = ComputeDType::F32;
+  auto q = make_cpu_backend(model, int8), f = make_cpu_backend(model, fp32);
+  LogitsError int8_vs_golden, int8_vs_fp32, fp32_vs_golden;
+  for (const auto& seq : tiny_golden().sequences) {
+    std::vector<float> lq(seq.logits_last.size()), lf(lq.size());
+    q->forward(seq.ids.data(), int(seq.ids.size()), 0, KvRing{q->kv_capacity(), 0});
+    f->forward(seq.ids.data(), int(seq.ids.size()), 0, KvRing{f->kv_capacity(), 0});
+    q->read_logits(lq.data());
+    f->read_logits(lf.data());
+    int8_vs_golden.add(lq, seq.logits_last);
+    int8_vs_fp32.add(lq, lf);
+    fp32_vs_golden.add(lf, seq.logits_last);
+  }
+  std::printf("int8 vs golden: max|d| %.3g NMSE %.3g; int8 vs fp32: max|d| %.3g NMSE %.3g; "
+              "fp32 vs golden: max|d| %.3g NMSE %.3g\n",
+              int8_vs_golden.max_abs, int8_vs_golden.nmse(), int8_vs_fp32.max_abs, int8_vs_fp32.nmse(),
+              fp32_vs_golden.max_abs, fp32_vs_golden.nmse());
+  EXPECT_LE(int8_vs_golden.nmse(), 9e-4);
+  EXPECT_LE(int8_vs_fp32.nmse(), 9e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(WeightTypes, CpuGolden,
                          ::testing::Values(GoldenCase{"fp32", {}}, GoldenCase{"fp16", {}}, GoldenCase{"bf16", {}},
-                                           GoldenCase{"fp32", ComputeDType::F16},
+                                           GoldenCase{"fp32", ComputeDType::F16}, GoldenCase{"fp32", ComputeDType::BF16},
                                            GoldenCase{"fp32", ComputeDType::Int8}),
                          [](const auto& info) { return info.param.name(); });
 

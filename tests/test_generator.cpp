@@ -2,6 +2,8 @@
 // window and its shift, and that the cache never changes what is generated.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "backend_cpu.h"
 #include "generator.h"
 #include "error.h"
@@ -20,9 +22,11 @@ class Generation : public ::testing::Test {
     model_ = &model;
   }
 
-  GenerationResult run(GenerationOptions opt, std::vector<int> prompt, int ctx_size = 0) {
+  GenerationResult run(GenerationOptions opt, std::vector<int> prompt, int ctx_size = 0,
+                       std::optional<ComputeDType> weights = {}) {
     BackendOptions b;
     b.kv_capacity = ctx_size;
+    b.dtype = weights;
     auto backend = make_cpu_backend(*model_, b);
     return generate(*backend, prompt, opt, nullptr);
   }
@@ -39,14 +43,18 @@ class Generation : public ::testing::Test {
 
 const std::vector<int> kPrompt = {2061, 318, 509, 53, 40918, 30};
 
+// The same for every weight type (--dtype): the decode path widens 16-bit and int8 weights in
+// registers, the rows path into the GEMM's fp32 scratch, and they sum in different orders.
+class GenerationByWeightType : public Generation, public ::testing::WithParamInterface<ComputeDType> {};
+
 // Over three times the model's 128-token context, the cached path (shifting the ring's start
 // and recomputing the kept half) and --no-cache (recomputing the window every step) must
 // generate the same tokens.
-TEST_F(Generation, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
+TEST_P(GenerationByWeightType, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
   const int n = 3 * model_->config.n_positions;
   GenerationOptions cached = greedy(n, true), uncached = greedy(n, false);
   cached.context_shift = uncached.context_shift = true;
-  const GenerationResult a = run(cached, kPrompt), b = run(uncached, kPrompt);
+  const GenerationResult a = run(cached, kPrompt, 0, GetParam()), b = run(uncached, kPrompt, 0, GetParam());
   ASSERT_EQ(int(a.generated.size()), n);
   EXPECT_EQ(a.generated, b.generated);
   // 6 + 384 tokens through a 128-token window that keeps 64: the context overflows when the
@@ -54,6 +62,11 @@ TEST_F(Generation, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
   EXPECT_EQ(a.context_shifts, 5);
   EXPECT_EQ(a.context_shifts, b.context_shifts);
 }
+
+INSTANTIATE_TEST_SUITE_P(WeightTypes, GenerationByWeightType,
+                         ::testing::Values(ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16,
+                                           ComputeDType::Int8),
+                         [](const auto& info) { return std::string(compute_dtype_name(info.param)); });
 
 // A ring smaller than n_positions (--ctx-size) shifts more often; with sampling on, the same
 // seed must still give the same tokens in both modes.
