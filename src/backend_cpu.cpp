@@ -275,7 +275,7 @@ class CpuBackend final : public Backend {
     cpu::kv_append(b.k_ring.data(), b.v_ring.data(), qkv_.data(), T, pos, ring, C);
     ops.next(DecodeOp::Attention);
     fast::attention(att_.data(), qkv_.data(), b.k_ring.data(), b.v_ring.data(), T, pos, ring, cfg.n_head,
-                    cfg.head_dim(), att_scratch_.data(), kv_capacity());       // (T, C)
+                    cfg.head_dim(), att_scratch_.data(), fast::attention_scratch_floats());  // (T, C)
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
@@ -299,7 +299,7 @@ class CpuBackend final : public Backend {
     scores_.resize(size_t(cfg.vocab_size));
     context_.assign(size_t(kv_capacity()), 0);
     context_in_order_.assign(size_t(kv_capacity()), 0);
-    att_scratch_.resize(size_t(threads_) * kv_capacity());
+    att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats());
     // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
     size_t largest = 0;
     auto measure = [&largest](const char*, const ShapeRule&, const auto& t) {
@@ -334,7 +334,7 @@ class CpuBackend final : public Backend {
   Weights w_;
   std::vector<Block> blocks_;
   std::vector<float> x_, ln_, qkv_, att_, fc_, logits_;  // activations, context_window() rows
-  std::vector<float> att_scratch_;   // one softmax row (capacity) per thread
+  std::vector<float> att_scratch_;   // attention's scratch, per thread
   std::vector<float> gemm_scratch_;  // a layer matrix widened to fp32 for the GEMM
   int argmax_ = 0;                   // of logits_
   std::vector<float> scores_;                   // (V) the logits after process_logits()

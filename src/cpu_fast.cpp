@@ -38,6 +38,71 @@ void gemv_range(float* out, const float* x, const WeightView& w, const float* bi
   }
 }
 
+// Attention is blocked: a tile of kQueryTile queries of one head runs over the keys kKeyTile at
+// a time, so each K/V tile (2 x 64 x head_dim floats) is read once per query tile and reused
+// from L1/L2 by its queries, with an online (running-max) softmax: no score matrix, only one
+// row of kKeyTile scores per thread. Key tiles start at multiples of kKeyTile from position 0
+// and every query is processed alone against them, so a token's output does not depend on T
+// or on which queries share its tile: the decode step and the rows path compute it alike.
+constexpr int kQueryTile = 16, kKeyTile = 64;
+
+struct AttentionShape {
+  const KvRing& ring;
+  int pos;          // position of query 0
+  int C, head_dim;  // the K/V ring's row width; one head's
+  float scale;      // 1 / sqrt(head_dim)
+};
+
+// Folds n keys (their rows k[j], v[j] in the rings) into query q's running softmax: its max m,
+// its sum l and its output o (unnormalised). score: n floats of scratch.
+void online_softmax_step(const float* q, const float* const* k, const float* const* v, int n, const AttentionShape& a,
+                         float* score, float* m, float* l, float* o) {
+  float tile_max = -INFINITY;
+  for (int j = 0; j < n; ++j) {
+    score[j] = simd::dot(q, k[j], a.head_dim) * a.scale;
+    tile_max = std::max(tile_max, score[j]);
+  }
+  const float new_max = std::max(*m, tile_max);
+  if (*m != -INFINITY && *m != new_max) {  // earlier terms were relative to the old max
+    const float shrink = std::exp(*m - new_max);
+    simd::scale(o, shrink, a.head_dim);
+    *l *= shrink;
+  }
+  const float f = std::exp(tile_max - new_max);  // exp_shifted's values are relative to tile_max
+  *l += simd::exp_shifted(score, n) * f;
+  for (int j = 0; j < n; ++j) simd::axpy(o, score[j] * f, v[j], a.head_dim);
+  *m = new_max;
+}
+
+// Head h's output for queries [t0, t1): out rows t0..t1-1, columns h * head_dim...
+// scratch: kKeyTile + 2 * kQueryTile floats.
+void attend_query_tile(float* out, const float* qkv, const float* k_ring, const float* v_ring, const AttentionShape& a,
+                       int h, int t0, int t1, float* scratch) {
+  float *score = scratch, *m = scratch + kKeyTile, *l = m + kQueryTile;
+  const int C = a.C, hd = a.head_dim, last = a.pos + t1 - 1;  // the last position any query here sees
+  for (int t = t0; t < t1; ++t) {
+    m[t - t0] = -INFINITY;
+    l[t - t0] = 0.0f;
+    std::fill_n(out + long(t) * C + h * hd, hd, 0.0f);
+  }
+  const float* k[kKeyTile];
+  const float* v[kKeyTile];
+  for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
+    const int s1 = std::min(last + 1, s0 + kKeyTile);
+    for (int s = s0; s < s1; ++s) {
+      k[s - s0] = k_ring + long(a.ring.slot(s)) * C + h * hd;
+      v[s - s0] = v_ring + long(a.ring.slot(s)) * C + h * hd;
+    }
+    for (int t = t0; t < t1; ++t) {
+      const int n = std::min(s1, a.pos + t + 1) - s0;  // causal: this tile's keys query t sees
+      if (n > 0)
+        online_softmax_step(qkv + long(t) * 3 * C + h * hd, k, v, n, a, score, &m[t - t0], &l[t - t0],
+                            out + long(t) * C + h * hd);
+    }
+  }
+  for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / l[t - t0], hd);
+}
+
 }  // namespace
 
 void gemv(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e) {
@@ -103,25 +168,21 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
 #endif
 }
 
+long attention_scratch_floats() { return kKeyTile + 2 * kQueryTile; }
+
 void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride) {
-  const int C = n_head * head_dim;
-  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const AttentionShape a{ring, pos, n_head * head_dim, head_dim, 1.0f / std::sqrt(float(head_dim))};
+  const int tiles = (T + kQueryTile - 1) / kQueryTile, items = tiles * n_head;
 #pragma omp parallel
   {
-    float* score = scratch + omp_get_thread_num() * scratch_stride;
-#pragma omp for collapse(2) schedule(static)
-    for (int t = 0; t < T; ++t) {
-      for (int h = 0; h < n_head; ++h) {
-        const int p = pos + t;  // this token's position: it sees positions 0..p
-        const float* q = qkv + long(t) * 3 * C + h * head_dim;
-        for (int s = 0; s <= p; ++s)
-          score[s] = simd::dot(q, k_ring + long(ring.slot(s)) * C + h * head_dim, head_dim) * scale;
-        const float total = simd::exp_shifted(score, p + 1);
-        float* o = out + long(t) * C + h * head_dim;
-        std::fill(o, o + head_dim, 0.0f);
-        for (int s = 0; s <= p; ++s) simd::axpy(o, score[s] / total, v_ring + long(ring.slot(s)) * C + h * head_dim, head_dim);
-      }
+    float* my_scratch = scratch + omp_get_thread_num() * scratch_stride;
+    // Later query tiles see more keys: they go first, and threads take the next item when free.
+#pragma omp for schedule(dynamic, 1)
+    for (int item = 0; item < items; ++item) {
+      const int tile = tiles - 1 - item / n_head, h = item % n_head;
+      const int t0 = tile * kQueryTile, t1 = std::min(T, t0 + kQueryTile);
+      attend_query_tile(out, qkv, k_ring, v_ring, a, h, t0, t1, my_scratch);
     }
   }
 }

@@ -32,11 +32,13 @@ int gemv_argmax(float* logits, const float* x, const WeightView& w);
 void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, bool accumulate,
             float* scratch);
 
-// cpu::attention, with each thread's softmax row in scratch + thread * scratch_stride
-// (scratch_stride >= pos + T). Token t's output does not depend on T: the decode step and the
+// cpu::attention, blocked (a tile of queries against a tile of keys, online softmax; no n x n
+// matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
+// attention_scratch_floats()). Token t's output does not depend on T: the decode step and the
 // rows path compute it alike.
 void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride);
+long attention_scratch_floats();
 
 // x (n) = gelu_new(x), all threads.
 void gelu(float* x, long n);

@@ -196,21 +196,63 @@ TEST(FastOps, GeluMatchesTheReference) {
   }
 }
 
+// Attention's inputs: qkv (T, 3C) of the new tokens, whose K/V kv_append() writes into rings of
+// `capacity` slots that already hold random keys and values for the earlier positions.
+struct AttentionCase {
+  static constexpr int n_head = 3, head_dim = 20, C = n_head * head_dim;  // head_dim: no whole SIMD vector
+  int T, pos, capacity, start;
+  std::vector<float> qkv, k, v;
+
+  AttentionCase(int T_, int pos_, int capacity_, int start_, std::mt19937& rng)
+      : T(T_), pos(pos_), capacity(capacity_), start(start_) {
+    qkv = random_vector(size_t(T) * 3 * C, rng);
+    k = random_vector(size_t(capacity) * C, rng);
+    v = random_vector(size_t(capacity) * C, rng);
+    cpu::kv_append(k.data(), v.data(), qkv.data(), T, pos, ring(), C);
+  }
+  KvRing ring() const { return KvRing{capacity, start}; }
+  std::vector<float> reference() const {
+    std::vector<float> out(size_t(T) * C);
+    cpu::attention(out.data(), qkv.data(), k.data(), v.data(), T, pos, ring(), n_head, head_dim);
+    return out;
+  }
+  // fast::attention of queries [t0, T) alone, as a call at position pos + t0 would see them.
+  std::vector<float> fast(int t0 = 0) const {
+    const long stride = fast::attention_scratch_floats();
+    std::vector<float> scratch(size_t(omp_get_max_threads()) * stride);
+    auto out = poisoned(size_t(T - t0) * C);
+    fast::attention(out.data(), qkv.data() + size_t(t0) * 3 * C, k.data(), v.data(), T - t0, pos + t0, ring(), n_head,
+                    head_dim, scratch.data(), stride);
+    return out;
+  }
+};
+
 TEST(FastOps, AttentionMatchesTheReferenceThroughAWrappingRing) {
   std::mt19937 rng(9);
-  const int n_head = 3, head_dim = 20, C = n_head * head_dim, capacity = 40;
-  // (T, pos): a decode step, a prompt, the rows path at a later position, all through a ring
-  // whose start makes the slots wrap.
-  for (auto [T, pos] : std::vector<std::pair<int, int>>{{1, 0}, {1, 38}, {7, 0}, {13, 20}, {40, 0}}) {
-    const KvRing ring{capacity, 29};
-    const auto qkv = random_vector(size_t(T) * 3 * C, rng);
-    auto k = random_vector(size_t(capacity) * C, rng), v = random_vector(size_t(capacity) * C, rng);
-    cpu::kv_append(k.data(), v.data(), qkv.data(), T, pos, ring, C);
-    std::vector<float> want(size_t(T) * C), scratch(size_t(omp_get_max_threads()) * capacity);
-    cpu::attention(want.data(), qkv.data(), k.data(), v.data(), T, pos, ring, n_head, head_dim);
-    auto got = poisoned(want.size());
-    fast::attention(got.data(), qkv.data(), k.data(), v.data(), T, pos, ring, n_head, head_dim, scratch.data(), capacity);
-    EXPECT_LE(nmse(got, want), kTol) << "T=" << T << " pos=" << pos;
+  // (T, pos) in a 150-slot ring whose start (121) makes the slots wrap: decode steps (the
+  // first position, the last), prompts shorter than, equal to and just over a query tile (16),
+  // and over several key tiles (64), at position 0 and later (the rows path after a shift).
+  const std::vector<std::pair<int, int>> cases = {{1, 0},   {1, 149}, {1, 64},  {7, 0},   {16, 0},   {17, 0},
+                                                  {33, 64}, {45, 100}, {100, 30}, {129, 0}, {150, 0}, {13, 20}};
+  for (auto [T, pos] : cases) {
+    const AttentionCase c(T, pos, 150, 121, rng);
+    EXPECT_LE(nmse(c.fast(), c.reference()), kTol) << "T=" << T << " pos=" << pos;
+  }
+}
+
+// A token's attention output is the same, bit for bit, whether it is computed among T rows
+// (prefill, --no-cache) or alone (a decode step), whatever tiles the rows fall in.
+TEST(FastOps, AttentionOfATokenDoesNotDependOnTheRowsAroundIt) {
+  std::mt19937 rng(10);
+  const AttentionCase c(100, 30, 150, 121, rng);
+  const std::vector<float> all = c.fast();
+  for (int t : {0, 15, 16, 17, 63, 64, 99}) {
+    const std::vector<float> alone = c.fast(t);  // queries t.. at position pos + t
+    const auto row = [&](const std::vector<float>& v, int r) {
+      return std::vector<float>(v.begin() + long(r) * c.C, v.begin() + long(r + 1) * c.C);
+    };
+    EXPECT_EQ(row(alone, 0), row(all, t)) << "token " << t;
+    EXPECT_EQ(row(alone, 99 - t), row(all, 99)) << "last token, from " << t;
   }
 }
 
