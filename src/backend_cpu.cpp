@@ -194,10 +194,9 @@ class CpuBackend final : public Backend {
     // Only the last token's logits are needed: final LayerNorm and LM head on one row, with
     // the greedy choice found while the logits are written.
     const float* last = x_.data() + long(n - 1) * C;
-    ops.next(DecodeOp::LnF);
-    cpu::layernorm(ln_.data(), last, w_.ln_f_w.data(), w_.ln_f_b.data(), 1, C, cfg.layer_norm_epsilon);
-    ops.next(DecodeOp::LmHead);
-    argmax_ = fast::gemv_argmax(logits_.data(), ln_.data(), w_.wte.view);  // (1, V)
+    ops.next(DecodeOp::LnLmHead);
+    const fast::LayerNormParams ln_f{w_.ln_f_w.data(), w_.ln_f_b.data(), cfg.layer_norm_epsilon};
+    argmax_ = fast::layernorm_gemv_argmax(logits_.data(), ln_.data(), last, ln_f, w_.wte.view);  // (1, V)
   }
 
   // --profile: whole steps and op-timed steps, interleaved so that both see the machine in the
@@ -246,8 +245,16 @@ class CpuBackend final : public Backend {
   void linear(float* out, const float* in, const Matrix& w, const std::vector<float>& bias, int T,
               fast::Epilogue e) {
     if (T == 1) return fast::gemv(out, in, w.view, bias.data(), e);
-    fast::matmul(out, in, w.view, bias.data(), T, e == fast::Epilogue::AddTo, gemm_scratch_.data());
-    if (e == fast::Epilogue::Gelu) fast::gelu(out, long(T) * w.view.rows);
+    fast::matmul(out, in, w.view, bias.data(), T, e, gemm_scratch_.data());
+  }
+
+  // linear() of layernorm(in), the norm written to ln_; one row: fused into the product.
+  void norm_linear(float* out, const float* in, const std::vector<float>& ln_w, const std::vector<float>& ln_b,
+                   const Matrix& w, const std::vector<float>& bias, int T, fast::Epilogue e) {
+    const fast::LayerNormParams norm{ln_w.data(), ln_b.data(), config().layer_norm_epsilon};
+    if (T == 1) return fast::layernorm_gemv(out, ln_.data(), in, norm, w.view, bias.data(), e);
+    fast::layernorm(ln_.data(), in, norm, T, w.view.cols);
+    linear(out, ln_.data(), w, bias, T, e);
   }
 
   // The context the logits processors see: positions [0, pos + n), ids by ring slot (as the
@@ -263,15 +270,11 @@ class CpuBackend final : public Backend {
     using fast::Epilogue;
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
-    const float eps = cfg.layer_norm_epsilon;
     float* x = x_.data();
     OpSequence ops(sink_);
     // x = x + attn(ln_1(x))
-    ops.next(DecodeOp::Ln1);
-    cpu::layernorm(ln_.data(), x, b.ln_1_w.data(), b.ln_1_b.data(), T, C, eps);
-    ops.next(DecodeOp::Qkv);
-    linear(qkv_.data(), ln_.data(), b.qkv_w, b.qkv_b, T, Epilogue::Store);  // (T, 3C)
-    ops.next(DecodeOp::KvAppend);
+    ops.next(DecodeOp::LnQkvKvAppend);
+    norm_linear(qkv_.data(), x, b.ln_1_w, b.ln_1_b, b.qkv_w, b.qkv_b, T, Epilogue::Store);  // (T, 3C)
     cpu::kv_append(b.k_ring.data(), b.v_ring.data(), qkv_.data(), T, pos, ring, C);
     ops.next(DecodeOp::Attention);
     fast::attention(att_.data(), qkv_.data(), b.k_ring.data(), b.v_ring.data(), T, pos, ring, cfg.n_head,
@@ -279,10 +282,8 @@ class CpuBackend final : public Backend {
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
-    ops.next(DecodeOp::Ln2);
-    cpu::layernorm(ln_.data(), x, b.ln_2_w.data(), b.ln_2_b.data(), T, C, eps);
-    ops.next(DecodeOp::Fc);
-    linear(fc_.data(), ln_.data(), b.fc_w, b.fc_b, T, Epilogue::Gelu);      // (T, H)
+    ops.next(DecodeOp::LnFc);
+    norm_linear(fc_.data(), x, b.ln_2_w, b.ln_2_b, b.fc_w, b.fc_b, T, Epilogue::Gelu);  // (T, H)
     ops.next(DecodeOp::FcProj);
     linear(x, fc_.data(), b.fc_proj_w, b.fc_proj_b, T, Epilogue::AddTo);  // x += (T, C)
   }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "cpu_ops.h"
 #include "error.h"
 #ifdef GPT2_HAVE_DNNL
 #include <dnnl.h>
@@ -103,25 +104,35 @@ void attend_query_tile(float* out, const float* qkv, const float* k_ring, const 
   for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / l[t - t0], hd);
 }
 
-}  // namespace
+// Called by every thread of a parallel region: the product's input, x itself or, with a norm,
+// layernorm(x) written into ln by one thread (the single's barrier makes it visible to all).
+const float* product_input(const float* x, float* ln, const LayerNormParams* norm, int C) {
+  if (!norm) return x;
+#pragma omp single
+  cpu::layernorm(ln, x, norm->weight, norm->bias, 1, C, norm->eps);
+  return ln;
+}
 
-void gemv(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e) {
+void gemv_region(float* out, const float* x, float* ln, const LayerNormParams* norm, const WeightView& w,
+                 const float* bias, Epilogue e) {
 #pragma omp parallel
   {
+    const float* in = product_input(x, ln, norm, w.cols);
     int r0, r1;
     thread_range(w.rows, &r0, &r1);
-    gemv_range(out, x, w, bias, e, r0, r1);
+    gemv_range(out, in, w, bias, e, r0, r1);
   }
 }
 
-int gemv_argmax(float* logits, const float* x, const WeightView& w) {
+int gemv_argmax_region(float* logits, const float* x, float* ln, const LayerNormParams* norm, const WeightView& w) {
   float best = -INFINITY;
   int best_id = 0;
 #pragma omp parallel
   {
+    const float* in = product_input(x, ln, norm, w.cols);
     int r0, r1;
     thread_range(w.rows, &r0, &r1);
-    gemv_range(logits, x, w, nullptr, Epilogue::Store, r0, r1);
+    gemv_range(logits, in, w, nullptr, Epilogue::Store, r0, r1);
     float my_best = -INFINITY;
     int my_id = w.rows;
     for (int r = r0; r < r1; ++r)
@@ -132,8 +143,42 @@ int gemv_argmax(float* logits, const float* x, const WeightView& w) {
   return best_id;
 }
 
-void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, bool accumulate,
-            float* scratch) {
+// Rows [t0, t1) of out (T, OC) after the GEMM: + bias, then GELU for that epilogue.
+void rows_epilogue(float* out, const float* bias, Epilogue e, int OC, int t0, int t1) {
+  for (int t = t0; t < t1; ++t) {
+    float* row = out + long(t) * OC;
+    if (bias)
+      for (int o = 0; o < OC; ++o) row[o] += bias[o];
+    if (e == Epilogue::Gelu) simd::gelu(row, OC);
+  }
+}
+
+}  // namespace
+
+void gemv(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e) {
+  gemv_region(out, x, nullptr, nullptr, w, bias, e);
+}
+
+void layernorm_gemv(float* out, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w,
+                    const float* bias, Epilogue e) {
+  gemv_region(out, x, ln, &norm, w, bias, e);
+}
+
+int gemv_argmax(float* logits, const float* x, const WeightView& w) {
+  return gemv_argmax_region(logits, x, nullptr, nullptr, w);
+}
+
+int layernorm_gemv_argmax(float* logits, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w) {
+  return gemv_argmax_region(logits, x, ln, &norm, w);
+}
+
+void layernorm(float* out, const float* x, const LayerNormParams& norm, int T, int C) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t)
+    cpu::layernorm(out + long(t) * C, x + long(t) * C, norm.weight, norm.bias, 1, C, norm.eps);
+}
+
+void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, Epilogue e, float* scratch) {
   const int IC = w.cols, OC = w.rows;
 #ifdef GPT2_HAVE_DNNL
   const float* wf = static_cast<const float*>(w.data);
@@ -147,13 +192,16 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
     wf = scratch;
   }
   // Row-major: out (T, OC) = x (T, IC) * wf^T, wf being (OC, IC).
-  if (dnnl_sgemm('N', 'T', T, OC, IC, 1.0f, x, IC, wf, IC, accumulate ? 1.0f : 0.0f, out, OC) != dnnl_success)
+  if (dnnl_sgemm('N', 'T', T, OC, IC, 1.0f, x, IC, wf, IC, e == Epilogue::AddTo ? 1.0f : 0.0f, out, OC) != dnnl_success)
     throw Error("internal: oneDNN sgemm failed for a (" + std::to_string(T) + ", " + std::to_string(IC) +
                 ") x (" + std::to_string(IC) + ", " + std::to_string(OC) + ") product");
-  if (bias) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; ++t)
-      for (int o = 0; o < OC; ++o) out[long(t) * OC + o] += bias[o];
+  if (bias || e == Epilogue::Gelu) {
+#pragma omp parallel
+    {
+      int t0, t1;
+      thread_range(T, &t0, &t1);
+      rows_epilogue(out, bias, e, OC, t0, t1);
+    }
   }
 #else
   (void)scratch;
@@ -163,7 +211,7 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
     int r0, r1;
     thread_range(OC, &r0, &r1);
     for (int t = 0; t < T; ++t)
-      gemv_range(out + long(t) * OC, x + long(t) * IC, w, bias, accumulate ? Epilogue::AddTo : Epilogue::Store, r0, r1);
+      gemv_range(out + long(t) * OC, x + long(t) * IC, w, bias, e, r0, r1);
   }
 #endif
 }
@@ -184,15 +232,6 @@ void attention(float* out, const float* qkv, const float* k_ring, const float* v
       const int t0 = tile * kQueryTile, t1 = std::min(T, t0 + kQueryTile);
       attend_query_tile(out, qkv, k_ring, v_ring, a, h, t0, t1, my_scratch);
     }
-  }
-}
-
-void gelu(float* x, long n) {
-#pragma omp parallel
-  {
-    const long nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const long i0 = n * id / nt, i1 = n * (id + 1) / nt;
-    simd::gelu(x + i0, i1 - i0);
   }
 }
 

@@ -5,7 +5,8 @@
 // allocates: callers pass preallocated scratch.
 //
 // Two paths share the weights, as on CUDA:
-//   decode (one token): gemv / gemv_argmax, matrix-vector products fused with their epilogue;
+//   decode (one token): gemv / gemv_argmax, matrix-vector products fused with their epilogue
+//   and, where a LayerNorm comes first, with the norm (layernorm_gemv / layernorm_gemv_argmax);
 //   rows (prefill, --no-cache, context shift): matmul, a GEMM library call (oneDNN) when the
 //   build found one, else the matrix-vector kernel row by row.
 #pragma once
@@ -23,14 +24,35 @@ enum class Epilogue { Store, Gelu, AddTo };
 // out (OC) per `e` from y = W x + bias; x (IC); bias (OC) or null.
 void gemv(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e);
 
+// A LayerNorm's parameters: weight and bias (C), epsilon.
+struct LayerNormParams {
+  const float* weight;
+  const float* bias;
+  float eps;
+};
+
+// gemv of layernorm(x) for one row x (IC), in one parallel region: one thread normalises x into
+// ln (IC floats of scratch) while the others, already started, wait at the barrier, then all
+// multiply; the norm runs inside the product's region rather than alone between two regions.
+// out must not alias x.
+void layernorm_gemv(float* out, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w,
+                    const float* bias, Epilogue e);
+
 // logits (OC) = W x, and returns argmax logits (the lowest id among equal maxima, as
 // sampler.h's greedy rule): the LM head and the greedy choice in one pass over W.
 int gemv_argmax(float* logits, const float* x, const WeightView& w);
 
-// out (T, OC) = x (T, IC) W^T + bias, or out += that when `accumulate`. `scratch` holds
-// w.rows * w.cols floats (the weights widened for the GEMM library; unused for fp32 weights).
-void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, bool accumulate,
-            float* scratch);
+// gemv_argmax of layernorm(x): the final LayerNorm, the LM head and the greedy choice in one
+// parallel region (as layernorm_gemv).
+int layernorm_gemv_argmax(float* logits, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w);
+
+// out (T, C) = layernorm(x) row by row, the rows shared among the threads.
+void layernorm(float* out, const float* x, const LayerNormParams& norm, int T, int C);
+
+// out (T, OC) per `e` from y = x (T, IC) W^T + bias: AddTo goes into the GEMM (beta = 1); bias
+// and GELU follow in one pass over out. `scratch` holds w.rows * w.cols floats (the weights
+// widened for the GEMM library; unused for fp32 weights).
+void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, Epilogue e, float* scratch);
 
 // cpu::attention, blocked (a tile of queries against a tile of keys, online softmax; no n x n
 // matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
@@ -39,9 +61,6 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
 void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride);
 long attention_scratch_floats();
-
-// x (n) = gelu_new(x), all threads.
-void gelu(float* x, long n);
 
 // Quantises w (rows, cols) to Q8: per block of simd::kQ8Block inputs of a row, scale =
 // max |w| / 127 and q = round(w / scale). q is (rows, cols), scales (rows, q8_blocks(cols)).

@@ -11,18 +11,11 @@ namespace gpt2 {
 const char* decode_op_name(DecodeOp op) {
   switch (op) {
     case DecodeOp::Embedding: return "embedding";
-    case DecodeOp::Ln1: return "ln_1";
-    case DecodeOp::Qkv: return "qkv";
-    case DecodeOp::KvAppend: return "kv_append";
     case DecodeOp::LnQkvKvAppend: return "ln_1+qkv+kv_append";
     case DecodeOp::Attention: return "attention";
     case DecodeOp::AttnProj: return "attn_proj";
-    case DecodeOp::Ln2: return "ln_2";
-    case DecodeOp::Fc: return "fc+gelu";
     case DecodeOp::LnFc: return "ln_2+fc+gelu";
     case DecodeOp::FcProj: return "fc_proj";
-    case DecodeOp::LnF: return "ln_f";
-    case DecodeOp::LmHead: return "lm_head+argmax";
     case DecodeOp::LnLmHead: return "ln_f+lm_head";
     case DecodeOp::Argmax: return "argmax";
     case DecodeOp::kCount: break;
@@ -51,23 +44,15 @@ double decode_op_bytes(const DecodeShapes& s, DecodeOp op) {
     return rows * cols * s.matrix_bytes + scales;
   };
   const double ln_params = 2 * C * f;                   // LayerNorm weight and bias
-  const double layernorm = C * f + ln_params + C * f;   // x in, ln out
   const double residual = 2 * C * f;                    // x read and written back
   const double kv_slot = 2 * C * s.kv_bytes;            // one key and one value
   switch (op) {
     case DecodeOp::Embedding: return C * s.matrix_bytes + C * s.wpe_bytes + C * f;
-    case DecodeOp::Ln1:
-    case DecodeOp::Ln2:
-    case DecodeOp::LnF: return layernorm;
-    case DecodeOp::Qkv: return C * f + matrix(3 * C, C) + 3 * C * f + 3 * C * f;  // in, W, bias, out
-    case DecodeOp::KvAppend: return 2 * C * f + kv_slot;
     case DecodeOp::LnQkvKvAppend: return C * f + ln_params + matrix(3 * C, C) + 3 * C * f + C * f + kv_slot;
     case DecodeOp::Attention: return C * f + double(s.context) * kv_slot + C * f;  // q, the keys and values, out
     case DecodeOp::AttnProj: return C * f + matrix(C, C) + C * f + residual;
-    case DecodeOp::Fc: return C * f + matrix(H, C) + H * f + H * f;
     case DecodeOp::LnFc: return C * f + ln_params + matrix(H, C) + H * f + H * f;
     case DecodeOp::FcProj: return H * f + matrix(C, H) + C * f + residual;
-    case DecodeOp::LmHead: return C * f + matrix(V, C) + V * f;
     case DecodeOp::LnLmHead: return C * f + ln_params + matrix(V, C) + V * f;
     case DecodeOp::Argmax: return V * f + 4;  // the logits in, the token out
     case DecodeOp::kCount: break;

@@ -17,24 +17,18 @@
 
 namespace gpt2 {
 
-// The operations of one decode step, as the profile's rows name them. The CPU runs them one by
-// one; CUDA fuses each LayerNorm into the matrix-vector product after it (the ln_*+ ops),
-// appends K/V in the qkv kernel, and finds the argmax in a kernel of its own.
+// The operations of one decode step, as the profile's rows name them. Both backends fuse each
+// LayerNorm into the matrix-vector product after it (the ln_*+ ops) and append K/V with the
+// qkv product; the CPU finds the argmax while the LM head writes the logits, CUDA in a kernel
+// of its own.
 enum class DecodeOp {
   Embedding,      // x = wte[token] + wpe[pos]
-  Ln1,            // CPU: ln = LayerNorm_1(x)
-  Qkv,            // CPU: qkv = ln W^T + b
-  KvAppend,       // CPU: k, v -> the ring slot
-  LnQkvKvAppend,  // CUDA: LayerNorm_1 + qkv + bias + K/V append (q out)
+  LnQkvKvAppend,  // LayerNorm_1 + qkv + bias + K/V append (q out)
   Attention,      // att = softmax(q K^T / sqrt(hd)) V over the ring
   AttnProj,       // x += att W^T + b
-  Ln2,            // CPU: ln = LayerNorm_2(x)
-  Fc,             // CPU: h = gelu(ln W^T + b)
-  LnFc,           // CUDA: LayerNorm_2 + fc + bias + gelu
+  LnFc,           // LayerNorm_2 + fc + bias + gelu
   FcProj,         // x += h W^T + b
-  LnF,            // CPU: ln = LayerNorm_f(x)
-  LmHead,         // CPU: logits = ln wte^T, the argmax found on the way
-  LnLmHead,       // CUDA: LayerNorm_f + LM head
+  LnLmHead,       // LayerNorm_f + LM head (CPU: and the argmax)
   Argmax,         // CUDA: the greedy token from the logits
   kCount
 };

@@ -31,19 +31,17 @@ def _matrix(rows, cols, dtype):
 
 def _cpu_ops(m, dtype, context):
     C, H, V = m["C"], m["H"], m["V"]
-    ln = [(C, FP32), (C, FP32), (C, FP32), (C, FP32)]  # x, gamma, beta, out
+    ln_params = [(C, FP32), (C, FP32)]  # gamma, beta
     return [
         ("embedding", 1, [(C, BYTES[dtype]), (C, FP32), (C, FP32)]),  # wte row as held, wpe row, x
-        ("ln_1", m["layers"], ln),
-        ("qkv", m["layers"], [(C, FP32), *_matrix(3 * C, C, dtype), (3 * C, FP32), (3 * C, FP32)]),
-        ("kv_append", m["layers"], [(2 * C, FP32), (2 * C, FP32)]),  # k, v from qkv into fp32 rings
+        # x, the norm, W, bias, q out, k and v into the fp32 rings
+        ("ln_1+qkv+kv_append", m["layers"],
+         [(C, FP32), *ln_params, *_matrix(3 * C, C, dtype), (3 * C, FP32), (C, FP32), (2 * C, FP32)]),
         ("attention", m["layers"], [(C, FP32), (2 * context * C, FP32), (C, FP32)]),
         ("attn_proj", m["layers"], [(C, FP32), *_matrix(C, C, dtype), (C, FP32), (C, FP32), (C, FP32)]),
-        ("ln_2", m["layers"], ln),
-        ("fc+gelu", m["layers"], [(C, FP32), *_matrix(H, C, dtype), (H, FP32), (H, FP32)]),
+        ("ln_2+fc+gelu", m["layers"], [(C, FP32), *ln_params, *_matrix(H, C, dtype), (H, FP32), (H, FP32)]),
         ("fc_proj", m["layers"], [(H, FP32), *_matrix(C, H, dtype), (C, FP32), (C, FP32), (C, FP32)]),
-        ("ln_f", 1, ln),
-        ("lm_head+argmax", 1, [(C, FP32), *_matrix(V, C, dtype), (V, FP32)]),
+        ("ln_f+lm_head", 1, [(C, FP32), *ln_params, *_matrix(V, C, dtype), (V, FP32)]),  # the argmax on the way
     ]
 
 

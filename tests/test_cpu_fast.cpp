@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -145,24 +146,76 @@ TEST_P(FastByType, GemvArgmaxBreaksTiesTowardsTheLowestId) {
   EXPECT_EQ(fast::gemv_argmax(logits.data(), x.data(), w.view), std::min(top, 40));
 }
 
-TEST_P(FastByType, MatmulRowsOverwriteAndAccumulate) {
+// out per epilogue from y = the product + bias (y from the reference): Store, Gelu, AddTo.
+std::vector<float> with_epilogue(std::vector<float> y, fast::Epilogue e, const std::vector<float>& residual) {
+  if (e == fast::Epilogue::Gelu) cpu::gelu_new(y.data(), long(y.size()));
+  if (e == fast::Epilogue::AddTo) cpu::residual_add(y.data(), residual.data(), long(y.size()));
+  return y;
+}
+const fast::Epilogue kEpilogues[] = {fast::Epilogue::Store, fast::Epilogue::Gelu, fast::Epilogue::AddTo};
+
+TEST_P(FastByType, MatmulRowsWithEachEpilogue) {
   for (auto [rows, cols] : kShapes) {
     const TestWeights w(GetParam(), rows, cols, rng);
     for (int T : {1, 2, 5, 33}) {
       const auto x = random_vector(size_t(T) * cols, rng), bias = random_vector(size_t(rows), rng);
-      std::vector<float> want(size_t(T) * rows), scratch(size_t(rows) * cols);
-      cpu::matmul(want.data(), x.data(), w.exact.data(), bias.data(), T, cols, rows);
-      auto got = poisoned(want.size());
-      fast::matmul(got.data(), x.data(), w.view, bias.data(), T, false, scratch.data());
-      EXPECT_LE(nmse(got, want), kTol) << "T=" << T << " " << rows << "x" << cols;
-
-      const auto residual = random_vector(want.size(), rng);
-      auto add_want = residual;
-      cpu::residual_add(add_want.data(), want.data(), long(want.size()));
-      got = residual;
-      fast::matmul(got.data(), x.data(), w.view, bias.data(), T, true, scratch.data());
-      EXPECT_LE(nmse(got, add_want), kTol) << "accumulate T=" << T << " " << rows << "x" << cols;
+      std::vector<float> y(size_t(T) * rows), scratch(size_t(rows) * cols);
+      cpu::matmul(y.data(), x.data(), w.exact.data(), bias.data(), T, cols, rows);
+      for (fast::Epilogue e : kEpilogues) {
+        const auto residual = random_vector(y.size(), rng);
+        auto got = e == fast::Epilogue::AddTo ? residual : poisoned(y.size());
+        fast::matmul(got.data(), x.data(), w.view, bias.data(), T, e, scratch.data());
+        EXPECT_LE(nmse(got, with_epilogue(y, e, residual)), kTol) << int(e) << " T=" << T << " " << rows << "x" << cols;
+      }
     }
+  }
+}
+
+// A LayerNorm's random parameters, and x normalised by the reference.
+struct TestNorm {
+  std::vector<float> weight, bias;
+  fast::LayerNormParams params() const { return {weight.data(), bias.data(), 1e-5f}; }
+  std::vector<float> apply(const std::vector<float>& x, int T, int C) const {
+    std::vector<float> out(x.size());
+    cpu::layernorm(out.data(), x.data(), weight.data(), bias.data(), T, C, 1e-5f);
+    return out;
+  }
+};
+TestNorm random_norm(int C, std::mt19937& rng) {
+  auto w = random_vector(size_t(C), rng, 0.2f);
+  for (float& v : w) v += 1.0f;
+  return {w, random_vector(size_t(C), rng, 0.1f)};
+}
+
+TEST_P(FastByType, LayerNormFusedIntoGemvWithEachEpilogue) {
+  for (auto [rows, cols] : kShapes) {
+    if (cols == 1) continue;  // a LayerNorm of one element is its bias
+    const TestWeights w(GetParam(), rows, cols, rng);
+    const TestNorm norm = random_norm(cols, rng);
+    const auto x = random_vector(size_t(cols), rng, 2.0f), bias = random_vector(size_t(rows), rng);
+    std::vector<float> y(static_cast<size_t>(rows)), ln(static_cast<size_t>(cols));
+    cpu::matmul(y.data(), norm.apply(x, 1, cols).data(), w.exact.data(), bias.data(), 1, cols, rows);
+    for (fast::Epilogue e : kEpilogues) {
+      const auto residual = random_vector(y.size(), rng);
+      auto got = e == fast::Epilogue::AddTo ? residual : poisoned(y.size());
+      fast::layernorm_gemv(got.data(), ln.data(), x.data(), norm.params(), w.view, bias.data(), e);
+      EXPECT_LE(nmse(got, with_epilogue(y, e, residual)), kTol) << int(e) << " " << rows << "x" << cols;
+    }
+  }
+}
+
+TEST_P(FastByType, LayerNormFusedIntoTheLmHeadAndArgmax) {
+  for (auto [rows, cols] : kShapes) {
+    if (cols == 1) continue;
+    const TestWeights w(GetParam(), rows, cols, rng);
+    const TestNorm norm = random_norm(cols, rng);
+    const auto x = random_vector(size_t(cols), rng, 2.0f);
+    std::vector<float> want(static_cast<size_t>(rows)), ln(static_cast<size_t>(cols));
+    cpu::matmul(want.data(), norm.apply(x, 1, cols).data(), w.exact.data(), nullptr, 1, cols, rows);
+    auto got = poisoned(size_t(rows));
+    const int id = fast::layernorm_gemv_argmax(got.data(), ln.data(), x.data(), norm.params(), w.view);
+    EXPECT_LE(nmse(got, want), kTol) << rows << "x" << cols;
+    EXPECT_EQ(id, int(std::max_element(got.begin(), got.end()) - got.begin())) << rows << "x" << cols;
   }
 }
 
@@ -186,12 +239,23 @@ TEST(FastQuantize, EachWeightWithinHalfAStepOfItsBlockScale) {
     }
 }
 
-TEST(FastOps, GeluMatchesTheReference) {
+TEST(FastOps, LayerNormRowsMatchTheReference) {
+  std::mt19937 rng(6);
+  for (auto [T, C] : std::vector<std::pair<int, int>>{{1, 7}, {5, 33}, {33, 768}}) {
+    const TestNorm norm = random_norm(C, rng);
+    const auto x = random_vector(size_t(T) * C, rng, 2.0f);
+    auto got = poisoned(x.size());
+    fast::layernorm(got.data(), x.data(), norm.params(), T, C);
+    EXPECT_LE(nmse(got, norm.apply(x, T, C)), kTol) << T << "x" << C;
+  }
+}
+
+TEST(FastOps, SimdGeluMatchesTheReference) {
   std::mt19937 rng(7);
   for (long n : {1L, 17L, 1000L, 3072L * 5 + 3}) {
     auto x = random_vector(size_t(n), rng, 3.0f), want = x;
     cpu::gelu_new(want.data(), n);
-    fast::gelu(x.data(), n);
+    simd::gelu(x.data(), n);
     EXPECT_LE(nmse(x, want), kTol) << n;
   }
 }
