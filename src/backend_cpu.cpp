@@ -171,7 +171,7 @@ class CpuBackend final : public Backend {
     if (params.penalties.active()) {
       for (int p = 0; p < context_len_; ++p) context_in_order_[size_t(p)] = context_[size_t(context_ring_.slot(p))];
       scores_ = logits_;
-      process_logits(scores_.data(), context_in_order_.data(), context_len_, params.penalties);
+      process_logits(scores_.data(), context_in_order_.data(), context_len_, params.penalties, process_scratch_);
       return sample_token(scores_.data(), V, params, u, sample_scratch_);
     }
     if (params.greedy()) return argmax_;  // sampler.h's greedy rule, found by gemv_argmax
@@ -300,6 +300,7 @@ class CpuBackend final : public Backend {
     scores_.resize(size_t(cfg.vocab_size));
     context_.assign(size_t(kv_capacity()), 0);
     context_in_order_.assign(size_t(kv_capacity()), 0);
+    process_scratch_.reserve(kv_capacity());
     att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats());
     // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
     size_t largest = 0;
@@ -340,6 +341,7 @@ class CpuBackend final : public Backend {
   int argmax_ = 0;                   // of logits_
   std::vector<float> scores_;                   // (V) the logits after process_logits()
   SampleScratch sample_scratch_;                // grown by the first sampled token, then reused
+  ProcessScratch process_scratch_;              // reserved for kv_capacity() ids
   std::vector<int> context_, context_in_order_;  // (capacity) token ids by ring slot; by position
   int context_len_ = 0;
   KvRing context_ring_;

@@ -50,11 +50,25 @@ GPT2_HOST_DEVICE inline float penalize(float z, int count, const PenaltyParams& 
   return z - p.presence_penalty - p.frequency_penalty * float(count);
 }
 
+// The buffers process_logits() works in. A caller that processes every token keeps one, with
+// room reserved for its longest context, so that nothing is allocated per token.
+struct ProcessScratch {
+  std::vector<int> window;  // the penalty window's ids, sorted
+  std::vector<int> banned;  // step 3's ids
+  void reserve(int context) {
+    window.reserve(std::size_t(context));
+    banned.reserve(std::size_t(context));
+  }
+};
+
 // The reference: steps 1-3 applied in place to `logits` (vocab floats), for a context of n
 // token ids (each in [0, vocab)).
-void process_logits(float* logits, const int* context, int n, const PenaltyParams& params);
+void process_logits(float* logits, const int* context, int n, const PenaltyParams& params, ProcessScratch& scratch);
+void process_logits(float* logits, const int* context, int n, const PenaltyParams& params);  // own scratch
 
-// Step 3 alone: the ids that would complete an n-gram (n = size) already in the context.
+// Step 3 alone: the ids that would complete an n-gram (n = size) already in the context, in
+// `banned` (cleared first), or returned.
+void banned_ngram_ids(const int* context, int n, int size, std::vector<int>& banned);
 std::vector<int> banned_ngram_ids(const int* context, int n, int size);
 
 }  // namespace gpt2

@@ -2,7 +2,8 @@
 // (malloc and its relatives, which operator new, OpenMP and oneDNN all end up in) with
 // glibc's own functions plus a counter, and counts every allocation from any thread while
 // decode steps run after a warm-up: one token against the cache, or the whole window again
-// (--no-cache, the rows path), greedy and sampled, for every weight type.
+// (--no-cache, the rows path), greedy and sampled, with and without the logits processors, for
+// every weight type.
 //
 // One exception, counted apart and printed: oneDNN's dnnl_sgemm allocates a few small blocks
 // inside every call (its own bookkeeping; its API takes no buffer for them). This binary wraps
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "backend_cpu.h"
@@ -120,20 +122,33 @@ class NoAllocationPerToken : public ::testing::TestWithParam<ComputeDType> {
   std::unique_ptr<Backend> backend_;
 };
 
-const SamplingParams kGreedy{0.0f, 0, 1.0f};
-const SamplingParams kSampled{0.9f, 40, 0.9f};  // top-k, top-p and the softmax all run
+// Greedy and sampled (top-k, top-p and the softmax all run), each plain and with every logits
+// processor on (penalties over the whole context, n-gram blocking).
+std::vector<std::pair<const char*, SamplingParams>> sampling_cases() {
+  SamplingParams greedy{0.0f, 0, 1.0f}, sampled{0.9f, 40, 0.9f};
+  PenaltyParams all;
+  all.repeat_penalty = 1.3f;
+  all.presence_penalty = 0.5f;
+  all.frequency_penalty = 0.2f;
+  all.no_repeat_ngram_size = 2;
+  SamplingParams greedy_processed = greedy, sampled_processed = sampled;
+  greedy_processed.penalties = sampled_processed.penalties = all;
+  return {{"greedy", greedy}, {"sampled", sampled}, {"greedy, processed", greedy_processed},
+          {"sampled, processed", sampled_processed}};
+}
 
 TEST_P(NoAllocationPerToken, DecodeAgainstTheCache) {
   Backend& b = *backend_;
   const KvRing ring{b.kv_capacity(), 3};
   b.forward(kPrompt.data(), int(kPrompt.size()), 0, ring);
   int id = kPrompt.back(), pos = int(kPrompt.size());
-  for (const SamplingParams& params : {kGreedy, kSampled}) {
+  for (const auto& [name, sampling] : sampling_cases()) {
+    const SamplingParams& params = sampling;  // a lambda cannot capture a structured binding (C++17)
     const long n = allocations([&](int i) {
       b.forward(&id, 1, pos++, ring);
       id = b.sample(params, (i + 0.5) / (kSteps + 1));
     });
-    EXPECT_EQ(n, 0) << (params.greedy() ? "greedy" : "sampled") << ": allocations in " << kSteps << " steps";
+    EXPECT_EQ(n, 0) << name << ": allocations in " << kSteps << " steps";
   }
 }
 
@@ -141,13 +156,15 @@ TEST_P(NoAllocationPerToken, DecodeWithoutTheCache) {
   Backend& b = *backend_;
   const KvRing ring{b.kv_capacity(), 0};
   std::vector<int> ids = kPrompt;
-  ids.reserve(ids.size() + 2 * (kSteps + 1));  // the test's own vector must not grow while counted
-  for (const SamplingParams& params : {kGreedy, kSampled}) {
+  const auto cases = sampling_cases();
+  ids.reserve(ids.size() + cases.size() * (kSteps + 1));  // the test's own vector must not grow while counted
+  for (const auto& [name, sampling] : cases) {
+    const SamplingParams& params = sampling;
     const long n = allocations([&](int i) {
       b.forward(ids.data(), int(ids.size()), 0, ring);  // the whole window, every step
       ids.push_back(b.sample(params, (i + 0.5) / (kSteps + 1)));
     });
-    EXPECT_EQ(n, 0) << (params.greedy() ? "greedy" : "sampled") << ": allocations in " << kSteps << " steps";
+    EXPECT_EQ(n, 0) << name << ": allocations in " << kSteps << " steps";
   }
 }
 
