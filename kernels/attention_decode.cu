@@ -14,6 +14,20 @@
 // thread d accumulates dimension d over the chunk (coalesced V rows). The combine reads the
 // partials through L2 (__ldcg) after a __threadfence / atomicAdd handshake, and the last block
 // resets the head's counter to zero for the next launch.
+//
+// The one-round variant (attention_decode_one_round, GPT2_CUDA_VARIANTS=attn1) computes the same
+// formula with the latency taken out: every K and V load of a block is issued at once, as
+// 16-byte vectors, and all but the newest slot before the PDL wait; chunks of 128 keys, so up
+// to L = 128 one block per head finishes alone (no partials, fence or atomic), and past that
+// the last block combines the partials in one round of loads instead of a loop over them.
+//
+// Thread layout (one round): grid (NH, ceil(capacity / 128)), 256 threads per block. Thread t
+// owns the 8-dimension slice t % 8 of the keys (t / 8) + 32 i, i < 4, of its chunk: it loads
+// their K and V slices (one 16-byte vector each in fp16/bf16, two in fp32), the 8 lanes of a key
+// sum their partial dot products by shuffles (8-way reduction), and each thread accumulates its
+// slice of the output over its 4 keys, reduced across keys by shuffles and shared memory. The
+// combine: thread (g, d), g < 4, folds splits g, g + 4, ... of dimension d with the same rule,
+// then the 4 groups are merged through shared memory.
 #include "device_common.cuh"
 #include "kernels.h"
 
@@ -27,6 +41,25 @@ constexpr int kPartial = HS + 2;  // o[HS], m, l
 static_assert(kThreads == HS && kThreads == kChunk, "one thread per key and per output dimension");
 
 int max_splits(int capacity) { return (capacity + kChunk - 1) / kChunk; }
+
+// Writes a block's partial (part: o (HS; thread d < HS passes o[d]), m, l), then counts the
+// block in with the head's arrival counter. True, in every thread, for the last block of the
+// head to arrive: it then sees every block's partial (read them through L2, __ldcg).
+__device__ __forceinline__ bool publish_partial(float* part, float o, float m, float l, unsigned int* counter,
+                                                int n_splits) {
+  __shared__ int is_last;
+  if (threadIdx.x < HS) part[threadIdx.x] = o;
+  if (threadIdx.x == 0) {
+    part[HS] = m;
+    part[HS + 1] = l;
+  }
+  __threadfence();  // the partial is visible before the block counts itself in
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(counter, 1u) == unsigned(n_splits - 1);
+  __syncthreads();
+  if (is_last) __threadfence();
+  return is_last;
+}
 
 // CUDA kernels -------------------------------------------------------------------------------
 
@@ -42,7 +75,6 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int VEC = Vec16<T>::N;
   __shared__ __align__(16) float qs[HS];
   __shared__ float ps[kChunk];
-  __shared__ int is_last;
 
   const int h = blockIdx.x, split = blockIdx.y, tid = threadIdx.x;
   // The host keeps pos < capacity; the clamp only keeps a bad step from stranding the counters.
@@ -83,19 +115,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 8
   for (int c = 0; c < nk; ++c) o += ps[c] * to_f32(v_ring[size_t(ring.slot(s0 + c)) * C + size_t(h) * HS + tid]);
 
+  // Publish the partials; the last of the head's blocks combines.
   float* part = partials + (size_t(h) * n_splits_max + split) * kPartial;  // (HS + 2)
-  part[tid] = o;
-  if (tid == 0) {
-    part[HS] = m;
-    part[HS + 1] = l;
-  }
-  // Publish the partials, then count this block in; the last of the head's blocks combines.
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) is_last = atomicAdd(&counters[h], 1u) == unsigned(n_splits - 1);
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
+  if (!publish_partial(part, o, m, l, &counters[h], n_splits)) return;
 
   const float* head = partials + size_t(h) * n_splits_max * kPartial;
   float M = -INFINITY;
@@ -110,11 +132,204 @@ __global__ void __launch_bounds__(kThreads)
   if (tid == 0) counters[h] = 0u;  // every block of this head has arrived: ready for the next launch
 }
 
+// ---- the one-round variant ---------------------------------------------------------------------
+
+namespace one_round {
+
+constexpr int kThreads = 256;                            // 8 warps
+constexpr int kWarps = kThreads / 32;
+constexpr int kSlices = 8;                               // 8-dimension slices of a head
+constexpr int kDims = HS / kSlices;                      // 8 dimensions per thread
+constexpr int kKeysPerPass = kThreads / kSlices;         // 32
+constexpr int kKeysPerThread = 4;
+constexpr int kChunk = kKeysPerPass * kKeysPerThread;    // 128 keys per block
+constexpr int kGroups = kThreads / HS;                   // 4 combine groups
+static_assert(kThreads % HS == 0 && 32 % kSlices == 0, "a key's slices sit in one warp");
+
+int max_splits(int capacity) { return (capacity + kChunk - 1) / kChunk; }
+
+// 8 dimensions of one K or V row: one 16-byte vector in fp16 / bf16, two in fp32.
+template <typename T>
+struct Slice {
+  static constexpr int kVecs = kDims / Vec16<T>::N;
+  uint4 v[kVecs];
+};
+
+// Plain (coherent) loads: see attention_decode_kernel on why the rings are not __restrict__.
+template <typename T>
+__device__ __forceinline__ void load_slice(Slice<T>& s, const T* p) {
+#pragma unroll
+  for (int i = 0; i < Slice<T>::kVecs; ++i) s.v[i] = *reinterpret_cast<const uint4*>(p + i * Vec16<T>::N);
+}
+
+template <typename T>
+__device__ __forceinline__ void unpack_slice(const Slice<T>& s, float (&f)[kDims]) {
+  constexpr int N = Vec16<T>::N;
+#pragma unroll
+  for (int i = 0; i < Slice<T>::kVecs; ++i) {
+    float g[N];
+    unpack16(s.v[i], g, T());
+#pragma unroll
+    for (int e = 0; e < N; ++e) f[i * N + e] = g[e];
+  }
+}
+
+// The last block of a head: out (HS) = sum_j e^(m_j - M) o_j / sum_j e^(m_j - M) l_j over the
+// head's partials (n_splits of (o[HS], m, l)). Thread (g, d) folds splits g, g + kGroups, ... of
+// dimension d by the online rule (its loads are independent: one round for <= 8 splits), then the
+// kGroups folds are merged by the same rule through shared memory.
+__device__ __forceinline__ void combine_splits(float* out, const float* head, int n_splits) {
+  __shared__ float acc_g[kGroups][HS];
+  __shared__ float m_g[kGroups], l_g[kGroups];
+  const int d = threadIdx.x % HS, g = threadIdx.x / HS;
+  float M = -INFINITY, acc = 0.0f, total = 0.0f;
+#pragma unroll 2
+  for (int j = g; j < n_splits; j += kGroups) {
+    const float* part = head + size_t(j) * kPartial;
+    const float mj = __ldcg(part + HS), lj = __ldcg(part + HS + 1), oj = __ldcg(part + d);
+    const float M1 = fmaxf(M, mj), a = expf(M - M1), b = expf(mj - M1);  // M = -inf at first: a = 0
+    acc = acc * a + oj * b;
+    total = total * a + lj * b;
+    M = M1;
+  }
+  acc_g[g][d] = acc;
+  if (d == 0) {
+    m_g[g] = M;  // -inf for a group without splits: its weight below is 0
+    l_g[g] = total;
+  }
+  __syncthreads();
+  if (g != 0) return;
+  float Mall = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < kGroups; ++k) Mall = fmaxf(Mall, m_g[k]);
+  float num = 0.0f, den = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kGroups; ++k) {
+    const float w = expf(m_g[k] - Mall);
+    num += acc_g[k][d] * w;
+    den += l_g[k] * w;
+  }
+  out[d] = num / den;
+}
+
+// Sums each slice's kDims outputs over the block's keys: shuffles across the 4 keys of a warp
+// that share a slice, then shared memory across the warps. Valid in threads tid < HS (dimension tid).
+__device__ __forceinline__ float reduce_output(float (&o)[kDims]) {
+  __shared__ float per_warp[kWarps][HS];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int e = 0; e < kDims; ++e)
+#pragma unroll
+    for (int off = kSlices; off < 32; off <<= 1) o[e] += __shfl_xor_sync(0xffffffffu, o[e], off);
+  if (lane < kSlices)
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) per_warp[warp][lane * kDims + e] = o[e];
+  __syncthreads();
+  float sum = 0.0f;
+  if (threadIdx.x < HS)
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += per_warp[w][threadIdx.x];
+  return sum;
+}
+
+// The chunk's scores, softmax statistics and unnormalised output (see the file's doc block).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    attention_decode_one_round_kernel(float* __restrict__ out, const float* q, const T* k_ring, const T* v_ring,
+                                      const StepParams* __restrict__ step, float* __restrict__ partials,
+                                      unsigned int* __restrict__ counters, int C, int n_splits_max, float scale) {
+  const int h = blockIdx.x, split = blockIdx.y, tid = threadIdx.x;
+  const int slice = tid % kSlices, row = tid / kSlices;  // row: this thread's first key in the chunk
+  const int L = min(step->pos + 1, n_splits_max * kChunk);  // clamp: as attention_decode_kernel
+  const KvRing ring = step->ring;
+  const int n_splits = (L + kChunk - 1) / kChunk;
+  if (split >= n_splits) return;  // whole block; never touches the counter
+  const int s0 = split * kChunk;
+  const size_t col = size_t(h) * HS + size_t(slice) * kDims;  // this thread's dimensions in a row
+
+  // 1. Keys and values (kKeysPerThread x (K, V) slices): all but the newest position now; earlier
+  //    steps wrote them. The newest slot (and q) come from the previous kernel: after the wait.
+  Slice<T> k[kKeysPerThread], v[kKeysPerThread];
+#pragma unroll
+  for (int i = 0; i < kKeysPerThread; ++i) {
+    const int s = s0 + row + i * kKeysPerPass;
+    k[i] = v[i] = Slice<T>{};
+    if (s < L - 1) {
+      const size_t at = size_t(ring.slot(s)) * C + col;
+      load_slice(k[i], k_ring + at);
+      load_slice(v[i], v_ring + at);
+    }
+  }
+  pdl_wait();
+  pdl_allow_dependents();
+#pragma unroll
+  for (int i = 0; i < kKeysPerThread; ++i) {
+    const int s = s0 + row + i * kKeysPerPass;
+    if (s == L - 1) {
+      const size_t at = size_t(ring.slot(s)) * C + col;
+      load_slice(k[i], k_ring + at);
+      load_slice(v[i], v_ring + at);
+    }
+  }
+  float qf[kDims];  // q (fp32, kDims): two 16-byte loads
+  *reinterpret_cast<float4*>(qf) = *reinterpret_cast<const float4*>(q + col);
+  *reinterpret_cast<float4*>(qf + 4) = *reinterpret_cast<const float4*>(q + col + 4);
+
+  // 2. Scores: each lane's partial dot product, summed over the key's kSlices lanes.
+  float score[kKeysPerThread], m_local = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < kKeysPerThread; ++i) {
+    float f[kDims];
+    unpack_slice(k[i], f);
+    float acc = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) acc += qf[e] * f[e];
+#pragma unroll
+    for (int off = kSlices / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    score[i] = s0 + row + i * kKeysPerPass < L ? acc * scale : -INFINITY;
+    m_local = fmaxf(m_local, score[i]);
+  }
+  const float m = block_max(m_local);  // finite: key s0 < L is in every live chunk
+
+  // 3. Softmax weights and this thread's slice of the unnormalised output.
+  float o[kDims] = {}, l_local = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kKeysPerThread; ++i) {
+    const float p = expf(score[i] - m);  // 0 for keys past L (score -inf)
+    l_local += p;
+    float f[kDims];
+    unpack_slice(v[i], f);
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) o[e] += p * f[e];
+  }
+  const float l = block_sum(slice == 0 ? l_local : 0.0f);  // each key once
+  const float od = reduce_output(o);                       // dimension tid, for tid < HS
+
+  if (n_splits == 1) {  // one block per head: no partials, no combine
+    if (tid < HS) out[size_t(h) * HS + tid] = od / l;
+    return;
+  }
+  float* part = partials + (size_t(h) * n_splits_max + split) * kPartial;  // (HS + 2)
+  if (!publish_partial(part, od, m, l, &counters[h], n_splits)) return;
+  combine_splits(out + size_t(h) * HS, partials + size_t(h) * n_splits_max * kPartial, n_splits);
+  if (tid == 0) counters[h] = 0u;  // every block of this head has arrived: ready for the next launch
+}
+
+}  // namespace one_round
+
+void check_decode_shape(int n_head, int head_dim, size_t elem_bytes) {
+  if (head_dim != HS)
+    throw Error("attention_decode: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
+  if ((size_t(n_head) * HS * elem_bytes) % 16 != 0)
+    throw Error("attention_decode: rows of " + std::to_string(n_head * HS) + " elements are not 16-byte aligned");
+}
+
 }  // namespace
 
 // kernel launchers ---------------------------------------------------------------------------
 
 size_t attention_decode_partials(int n_head, int capacity) {
+  static_assert(one_round::kChunk >= kChunk, "the one-round variant's partials fit the same buffer");
   return size_t(n_head) * max_splits(capacity) * kPartial;
 }
 
@@ -122,18 +337,28 @@ template <typename T>
 void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
                       float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
                       cudaStream_t stream, bool pdl) {
-  if (head_dim != HS)
-    throw Error("attention_decode: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
-  if ((size_t(n_head) * HS * sizeof(T)) % 16 != 0)
-    throw Error("attention_decode: rows of " + std::to_string(n_head * HS) + " elements are not 16-byte aligned");
+  check_decode_shape(n_head, head_dim, sizeof(T));
   const dim3 grid(n_head, max_splits(capacity));
   launch_kernel(pdl, attention_decode_kernel<T>, grid, dim3(kThreads), 0, stream, out, q, k_ring, v_ring, step, partials,
                 counters, n_head * HS, max_splits(capacity), 1.0f / sqrtf(float(HS)));
 }
 
-#define GPT2_INSTANTIATE(T)                                                                              \
-  template void attention_decode<T>(float*, const float*, const T*, const T*, const StepParams*, float*, \
-                                    unsigned int*, int, int, int, cudaStream_t, bool);
+template <typename T>
+void attention_decode_one_round(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
+                                float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
+                                cudaStream_t stream, bool pdl) {
+  check_decode_shape(n_head, head_dim, sizeof(T));
+  const int splits = one_round::max_splits(capacity);
+  launch_kernel(pdl, one_round::attention_decode_one_round_kernel<T>, dim3(n_head, splits), dim3(one_round::kThreads),
+                0, stream, out, q, k_ring, v_ring, step, partials, counters, n_head * HS, splits,
+                1.0f / sqrtf(float(HS)));
+}
+
+#define GPT2_INSTANTIATE(T)                                                                                        \
+  template void attention_decode<T>(float*, const float*, const T*, const T*, const StepParams*, float*,           \
+                                    unsigned int*, int, int, int, cudaStream_t, bool);                             \
+  template void attention_decode_one_round<T>(float*, const float*, const T*, const T*, const StepParams*, float*, \
+                                              unsigned int*, int, int, int, cudaStream_t, bool);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

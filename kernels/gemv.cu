@@ -72,6 +72,22 @@ __device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float y)
   }
 }
 
+// pre[r][q] = chunk lane + 32 q of row o + r (zero past the matrix): the first PF chunks of
+// each of a warp's R rows, in flight until the caller consumes them.
+template <typename T>
+__device__ __forceinline__ void request_chunks(const GemvParams<T>& p, int o, int lane, uint4 (&pre)[R][PF]) {
+  constexpr int VEC = Vec16<T>::N;
+  const int n_chunks = p.IC / VEC;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int q = 0; q < PF; ++q) {
+      const int k = lane + q * 32;
+      pre[r][q] = (o + r < p.OC && k < n_chunks) ? load_weights(p.w + size_t(o + r) * p.IC + size_t(k) * VEC)
+                                                 : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
 // a (IC, shared memory) = p.in, or LayerNorm(p.in + p.ln_pre_bias; p.ln_w, p.ln_b) with fp32
 // statistics in two passes (like cpu::layernorm). The caller synchronizes before reading a.
 template <typename T, bool LN>
@@ -114,14 +130,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const Gemv
 
   // 1. Request the first row group's first chunks now: weights do not depend on the input.
   uint4 pre[R][PF];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int q = 0; q < PF; ++q) {
-      const int k = lane + q * 32, o = o_first + r;
-      pre[r][q] = (o < OC && k < n_chunks) ? load_weights(p.w + size_t(o) * IC + size_t(k) * VEC)
-                                           : make_uint4(0u, 0u, 0u, 0u);
-    }
+  request_chunks(p, o_first, lane, pre);
 
   // With programmatic dependent launch this kernel may start while the previous one runs: the
   // weight loads above are independent of it; everything below reads or writes its results.
@@ -166,6 +175,92 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const Gemv
   }
 }
 
+// ---- the LM head with the argmax fused in (GPT2_CUDA_VARIANTS=lmhead) ----------------------------
+//
+//   out[o] = y[o] + bias[o] with a = LayerNorm(in + ln_pre_bias) (gemv<LN, Store>), and
+//   *token = argmax_o out[o], the lowest o among equal maxima (sampler.h's greedy rule)
+//
+// Same thread layout as gemv_kernel. Software-pipelined: a warp requests its next row group's
+// first PF chunks (for IC <= PF * 32 * VEC, 768 in fp16 / bf16, the whole rows) before it
+// reduces the current group, so its loads stay in flight through the shuffles and the store.
+// The argmax: each warp keeps the largest argmax_key() of its rows (every lane holds every sum
+// after the butterfly), thread 0 takes the block's largest into one 64-bit atomicMax, and the
+// last block to arrive (an arrival counter) writes the token and leaves the state zero again.
+
+// (logit, row) packed so that the larger key is the larger logit, then the lower row: the float's
+// bits made order-preserving, the row inverted. A NaN gets 0 and is never chosen (the CPU's `>`
+// never picks one either). No -0 reaches it: sums that start from +0 never round to -0.
+__device__ __forceinline__ unsigned long long argmax_key(float v, int o) {
+  if (v != v) return 0ull;
+  const unsigned int b = __float_as_uint(v);
+  const unsigned int ordered = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) | (0xFFFFFFFFu - unsigned(o));
+}
+__device__ __forceinline__ int argmax_key_row(unsigned long long key) {
+  return key == 0ull ? 0 : int(0xFFFFFFFFu - unsigned(key & 0xFFFFFFFFull));  // all NaN: row 0, as the CPU
+}
+
+// This block's largest key into state->best; the last block to arrive writes the token.
+__device__ __forceinline__ void argmax_arrive(unsigned long long warp_key, int* token, ArgmaxState* state) {
+  __shared__ unsigned long long warp_best[kWarps];
+  if ((threadIdx.x & 31) == 0) warp_best[threadIdx.x >> 5] = warp_key;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  unsigned long long best = 0ull;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) best = best > warp_best[w] ? best : warp_best[w];
+  atomicMax(&state->best, best);
+  __threadfence();  // the max is in before this block counts itself in
+  if (atomicAdd(&state->arrived, 1u) != gridDim.x - 1) return;
+  __threadfence();
+  *token = argmax_key_row(atomicExch(&state->best, 0ull));  // read and reset for the next launch
+  state->arrived = 0u;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    gemv_argmax_kernel(const GemvParams<T> p, int* __restrict__ token, ArgmaxState* __restrict__ state) {
+  constexpr int VEC = Vec16<T>::N;
+  extern __shared__ float4 smem4[];
+  float* a = reinterpret_cast<float*>(smem4);  // (IC) the LayerNorm'd input, fp32
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int n_chunks = p.IC / VEC;
+  const int o_first = (blockIdx.x * kWarps + warp) * R, o_stride = gridDim.x * kWarps * R;
+  uint4 pre[R][PF];  // the current row group's first chunks, then the next group's
+  request_chunks(p, o_first, lane, pre);
+  pdl_wait();
+  pdl_allow_dependents();
+  stage_input<T, true>(p, a);
+  __syncthreads();
+
+  unsigned long long best = 0ull;  // this warp's largest argmax_key (the same in every lane)
+  for (int o = o_first; o < p.OC; o += o_stride) {  // warp-uniform
+    float acc[R] = {};
+#pragma unroll
+    for (int q = 0; q < PF; ++q)
+      if (lane + q * 32 < n_chunks)
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] += dot_chunk<T>(pre[r][q], a + size_t(lane + q * 32) * VEC);
+    for (int k = lane + PF * 32; k < n_chunks; k += 32)  // rows longer than the prefetch
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (o + r < p.OC)
+          acc[r] += dot_chunk<T>(load_weights(p.w + size_t(o + r) * p.IC + size_t(k) * VEC), a + size_t(k) * VEC);
+    request_chunks(p, o + o_stride, lane, pre);  // in flight during the reduction below
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float v = warp_sum(acc[r]) + (p.bias && o + r < p.OC ? p.bias[o + r] : 0.0f);
+      if (o + r < p.OC) {
+        if (lane == r) p.out[o + r] = v;
+        const unsigned long long key = argmax_key(v, o + r);
+        best = key > best ? key : best;  // rows ascend: an equal key is never a lower row
+      }
+    }
+  }
+  argmax_arrive(best, token, state);
+}
+
 int sm_count() {
   static int n = 0;
   if (n == 0) {
@@ -189,16 +284,21 @@ void launch(const GemvParams<T>& p, int blocks, size_t smem, cudaStream_t stream
   }
 }
 
+template <typename T>
+void check_shape(const GemvParams<T>& p) {
+  constexpr int VEC = Vec16<T>::N;
+  if (p.IC <= 0 || p.OC <= 0 || p.IC % VEC != 0 || p.IC > kGemvMaxIC)
+    throw Error("gemv: IC " + std::to_string(p.IC) + " must be a positive multiple of " + std::to_string(VEC) +
+                " and at most " + std::to_string(kGemvMaxIC));
+}
+
 }  // namespace
 
 // kernel launchers ---------------------------------------------------------------------------
 
 template <typename T>
 void gemv(const GemvParams<T>& p, cudaStream_t stream) {
-  constexpr int VEC = Vec16<T>::N;
-  if (p.IC <= 0 || p.OC <= 0 || p.IC % VEC != 0 || p.IC > kGemvMaxIC)
-    throw Error("gemv: IC " + std::to_string(p.IC) + " must be a positive multiple of " + std::to_string(VEC) +
-                " and at most " + std::to_string(kGemvMaxIC));
+  check_shape(p);
   if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.k_ring || !p.v_ring || !p.step))
     throw Error("gemv: the Qkv epilogue needs OC == 3C, both rings and the step");
   if (p.ln_w && !p.ln_b) throw Error("gemv: LayerNorm input needs ln_w and ln_b");
@@ -213,7 +313,21 @@ void gemv(const GemvParams<T>& p, cudaStream_t stream) {
   CUDA_CHECK_LAUNCH();
 }
 
-#define GPT2_INSTANTIATE(T) template void gemv<T>(const GemvParams<T>&, cudaStream_t);
+template <typename T>
+void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream) {
+  if (p.epilogue != GemvEpilogue::Store || !p.ln_w || !p.ln_b || !token || !state)
+    throw Error("gemv_argmax: needs the Store epilogue, a LayerNorm input, the token and the state");
+  check_shape(p);
+  const int row_groups = ceil_div(p.OC, kWarps * R), max_blocks = sm_count() * kBlocksPerSm;
+  const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
+  launch_kernel(p.pdl, gemv_argmax_kernel<T>, dim3(blocks), dim3(kThreads), size_t(p.IC) * sizeof(float), stream, p,
+                token, state);
+  CUDA_CHECK_LAUNCH();
+}
+
+#define GPT2_INSTANTIATE(T)                                       \
+  template void gemv<T>(const GemvParams<T>&, cudaStream_t); \
+  template void gemv_argmax<T>(const GemvParams<T>&, int*, ArgmaxState*, cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

@@ -122,6 +122,13 @@ template <typename T>
 void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
                       float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
                       cudaStream_t stream, bool pdl = false);
+// The same result in one round of loads (GPT2_CUDA_VARIANTS=attn1): 16-byte K/V loads, all but
+// the newest slot issued before the PDL wait, 128-key chunks (one block per head up to L = 128),
+// a combine without a loop over the partials. Same partials and counters.
+template <typename T>
+void attention_decode_one_round(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
+                                float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
+                                cudaStream_t stream, bool pdl = false);
 
 // ---- gemv.cu: the decode step's fused matrix-vector products --------------------------------
 // y (OC) = W (OC, IC) . a (IC) with a = `in` (fp32) or a = LayerNorm(in + ln_pre_bias) when
@@ -152,6 +159,17 @@ struct GemvParams {
 };
 template <typename T>
 void gemv(const GemvParams<T>& p, cudaStream_t stream);
+
+// The LM head with the greedy choice fused in (GPT2_CUDA_VARIANTS=lmhead): gemv<LN, Store> as
+// above (p needs ln_w, ln_b and the Store epilogue), software-pipelined, and also
+// *token = argmax out (V = p.OC), the lowest id among equal maxima (sampler.h's greedy rule).
+// state: zero before the first launch; each launch leaves it zero again.
+struct ArgmaxState {
+  unsigned long long best = 0;  // the largest packed (logit, inverted id) key so far
+  unsigned int arrived = 0;     // blocks done
+};
+template <typename T>
+void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream);
 
 // ---- matmul.cu: cuBLAS, fp32 accumulation ---------------------------------------------------
 // out (n, OC) = x (n, IC) . w^T, w (OC, IC) row-major; out in T.

@@ -236,11 +236,12 @@ class CudaBackend final : public Backend {
     {
       StreamGate gate(stream_);
       whole.record_begin(stream_);
-      enqueue_decode(sink);
-      OpSequence ops(sink);
-      ops.next(DecodeOp::Argmax);
-      enqueue_sampler(true, false);
-      ops.finish();
+      enqueue_decode(variants_.lm_head_argmax, sink);  // lmhead: the LM head row includes the argmax
+      if (!variants_.lm_head_argmax) {
+        OpSequence ops(sink);
+        ops.next(DecodeOp::Argmax);
+        enqueue_sampler(true, false);
+      }
       whole.record_end(stream_);
     }  // opens the gate and waits for the step
     return whole.elapsed_us();
@@ -360,6 +361,7 @@ class CudaBackend final : public Backend {
     plan.add(&hd_, H, &other);              // (H) gelu output
     plan.add(&partials_, cuda::attention_decode_partials(NH_, int(cap)), &other);
     plan.add(&counters_, size_t(NH_), &other);
+    plan.add(&argmax_state_, 1, &other);
     plan.add(&step_dev_, 1, &other);
     plan.add(&token_dev_, 1, &other);
     plan.add(&logits_, V, &other);  // (V) fp32
@@ -431,6 +433,7 @@ class CudaBackend final : public Backend {
   void warm_up_and_capture() {
     const int cap = kv_capacity();
     CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(NH_) * sizeof(unsigned int), stream_));
+    CUDA_CHECK(cudaMemsetAsync(argmax_state_, 0, sizeof(cuda::ArgmaxState), stream_));
     CUDA_CHECK(cudaMemsetAsync(context_, 0, cap * sizeof(int), stream_));  // every slot a valid id
     cuda::sampler_init(sw_, V_, stream_);
     *step_host_ = StepParams{};
@@ -441,7 +444,7 @@ class CudaBackend final : public Backend {
     ids_host_[0] = 0;
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, sizeof(int), cudaMemcpyHostToDevice, stream_));
     enqueue_rows(1, 0, KvRing{cap, 0});
-    if (mode_ != DecodeMode::Rows) enqueue_decode();
+    if (mode_ != DecodeMode::Rows) enqueue_decode(variants_.lm_head_argmax);
     for (bool processed : {false, true}) {
       enqueue_sampler(true, processed);
       enqueue_sampler(false, processed);
@@ -525,12 +528,15 @@ class CudaBackend final : public Backend {
   }
 
   // The decode step: reads token, position and ring from step_dev_ (graph-replayable). Its ops
-  // are named to `sink` (profile.h; default: NVTX ranges only).
-  void enqueue_decode(ProfileSink* sink = nullptr) {
+  // are named to `sink` (profile.h; default: NVTX ranges only). fused_argmax: the LM head also
+  // writes the greedy token to token_dev_ (GPT2_CUDA_VARIANTS=lmhead).
+  void enqueue_decode(bool fused_argmax, ProfileSink* sink = nullptr) {
     const int C = C_, H = H_;
     OpSequence ops(sink ? sink : &nvtx_);
     ops.next(DecodeOp::Embedding);
     cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C, context_, stream_);  // xd (C)
+    const auto attention =
+        variants_.attention_one_round ? cuda::attention_decode_one_round<T> : cuda::attention_decode<T>;  // attn1
     for (const Layer& l : layers_) {
       // LayerNorm + qkv + bias + K/V append: q (C) -> qd
       GemvParams<T> qkv = gemv_op(l.qkv_w, C, 3 * C, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
@@ -542,8 +548,7 @@ class CudaBackend final : public Backend {
       ops.next(DecodeOp::LnQkvKvAppend);
       cuda::gemv<T>(qkv, stream_);
       ops.next(DecodeOp::Attention);
-      cuda::attention_decode<T>(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_,
-                                pdl_);  // attd (C)
+      attention(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_, pdl_);  // attd (C)
       ops.next(DecodeOp::AttnProj);
       cuda::gemv<T>(gemv_op(l.attn_proj_w, C, C, attd_, l.attn_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += attd W^T + b
       GemvParams<T> fc = gemv_op(l.fc_w, C, H, xd_, l.fc_b, hd_, GemvEpilogue::Gelu);  // hd = gelu(LayerNorm(xd) W^T + b)
@@ -556,7 +561,18 @@ class CudaBackend final : public Backend {
     GemvParams<T> head = gemv_op(w_.wte, C, V_, xd_, nullptr, logits_, GemvEpilogue::Store);  // logits = LayerNorm_f(xd) wte^T
     with_layernorm(head, w_.ln_f_w, w_.ln_f_b);
     ops.next(DecodeOp::LnLmHead);
-    cuda::gemv<T>(head, stream_);
+    if (fused_argmax)
+      cuda::gemv_argmax<T>(head, token_dev_, argmax_state_, stream_);
+    else
+      cuda::gemv<T>(head, stream_);
+  }
+
+  // The decode step and its sampler. With GPT2_CUDA_VARIANTS=lmhead, a greedy step without the
+  // logits processors (whose argmax is over the raw logits) takes its token from the LM head.
+  void enqueue_step(bool greedy, bool processed) {
+    const bool fused = variants_.lm_head_argmax && greedy && !processed;
+    enqueue_decode(fused);
+    if (!fused) enqueue_sampler(greedy, processed);
   }
 
   // [the logits processors ->] argmax or sampling, reading the parameters from step_dev_.
@@ -593,8 +609,7 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
     try {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      enqueue_decode();
-      enqueue_sampler(greedy, processed);
+      enqueue_step(greedy, processed);
       CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
@@ -619,8 +634,7 @@ class CudaBackend final : public Backend {
       CUDA_CHECK(cudaGraphLaunch(graphs_[graph_index(greedy, processed)], stream_));
     } else {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      enqueue_decode();
-      enqueue_sampler(greedy, processed);
+      enqueue_step(greedy, processed);
       CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -680,6 +694,7 @@ class CudaBackend final : public Backend {
   float *xd_ = nullptr, *qd_ = nullptr, *attd_ = nullptr, *hd_ = nullptr;
   float* partials_ = nullptr;
   unsigned int* counters_ = nullptr;
+  cuda::ArgmaxState* argmax_state_ = nullptr;  // GPT2_CUDA_VARIANTS=lmhead
   StepParams* step_dev_ = nullptr;
   // logits, the logits processors' state, sampling
   float* logits_ = nullptr;  // (V)

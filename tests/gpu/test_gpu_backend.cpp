@@ -265,7 +265,8 @@ TEST_F(CudaGeneration, LogitsProcessorsAgreeWithTheCpuAcrossContextShifts) {
 }
 
 // GPT2_CUDA_DECODE=graph | eager | rows: the same decode step three ways, the same tokens.
-// GPT2_CUDA_VARIANTS=pdl: the graph with programmatic dependent launch, the same tokens again.
+// GPT2_CUDA_VARIANTS=pdl: the graph with programmatic dependent launch, the same tokens again;
+// and so for every variant that replaces a kernel (attn1, lmhead), alone and together.
 TEST_F(CudaGeneration, DecodeModesAgree) {
   struct EnvGuard {
     ~EnvGuard() {
@@ -273,7 +274,8 @@ TEST_F(CudaGeneration, DecodeModesAgree) {
       unsetenv("GPT2_CUDA_VARIANTS");
     }
   } guard;
-  const char* modes[][2] = {{"graph", "none"}, {"eager", "none"}, {"rows", "none"}, {"graph", "pdl"}, {"eager", "pdl"}};
+  const char* modes[][2] = {{"graph", "none"}, {"eager", "none"}, {"rows", "none"}, {"graph", "pdl"}, {"eager", "pdl"},
+                            {"graph", "attn1"}, {"graph", "lmhead"}, {"eager", "attn1,lmhead,pdl"}};
   std::vector<std::vector<int>> outs;
   for (const auto& m : modes) {
     setenv("GPT2_CUDA_DECODE", m[0], 1);

@@ -257,45 +257,54 @@ TYPED_TEST(Kernels, AttentionPrefillCausalOverAWrappingRing) {
   }
 }
 
+// Today's kernel and the one-round variant (GPT2_CUDA_VARIANTS=attn1), the same cases each.
 TYPED_TEST(Kernels, AttentionDecodeSplitAndCombined) {
   using T = TypeParam;
   struct Case { int len, start, cap, NH = 12; };
   std::vector<Case> cases;
   for (int len : lengths()) cases.push_back({len, 1000, 1024});
   cases.push_back({100, 37, 100});   // capacity not a multiple of the chunk, full, wrapping
+  cases.push_back({128, 1000, 1024});  // attn1: one block per head, its last key the newest
   cases.push_back({129, 0, 1024});
   cases.push_back({700, 1000, 1024, 25});  // gpt2-xl: 25 heads, C = 1600
-  for (const Case& c : cases) {
-    const int NH = c.NH, C = NH * 64;
-    const KvRing ring{c.cap, c.start};
-    const int pos = c.len - 1;
-    AttentionData<T> d(this->rng, 1, pos, ring, C);
-    DeviceBuffer<T> d_k(d.k.size()), d_v(d.v.size());
-    d_k.upload(d.k);
-    d_v.upload(d.v);
-    DeviceBuffer<float> d_partials(k::attention_decode_partials(NH, c.cap));
-    DeviceBuffer<unsigned int> d_counters(NH);
-    CUDA_CHECK(cudaMemset(d_counters.get(), 0, NH * sizeof(unsigned int)));
-    k::StepParams step;
-    step.pos = pos;
-    step.ring = ring;
-    DeviceBuffer<k::StepParams> d_step(1);
-    CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
-    // Twice with different queries: the arrival counters must be back at zero after a launch.
-    for (int round = 0; round < 2; ++round) {
-      std::vector<float> qkv = rounded<T>(random_vector(size_t(3) * C, this->rng));
-      std::vector<float> q(qkv.begin(), qkv.begin() + C);
-      DeviceBuffer<float> d_q(C), d_out(C);
-      d_q.upload(q);
-      d_out.poison();
-      k::attention_decode<T>(d_out.get(), d_q.get(), d_k.get(), d_v.get(), d_step.get(), d_partials.get(),
-                             d_counters.get(), NH, 64, c.cap, nullptr);
-      std::vector<float> want(C);
-      cpu::attention(want.data(), qkv.data(), d.k.data(), d.v.data(), 1, pos, ring, NH, 64);
-      EXPECT_NMSE(d_out.download(), want, "attention_decode len=" << c.len << " start=" << c.start << " round " << round);
-      std::vector<unsigned int> counters(NH);
-      CUDA_CHECK(cudaMemcpy(counters.data(), d_counters.get(), NH * sizeof(unsigned int), cudaMemcpyDeviceToHost));
-      for (unsigned int v : counters) EXPECT_EQ(v, 0u) << "arrival counter not reset, len=" << c.len;
+  const struct {
+    const char* name;
+    decltype(&k::attention_decode<T>) launch;
+  } kernels[] = {{"attention_decode", k::attention_decode<T>}, {"attn1", k::attention_decode_one_round<T>}};
+  for (const auto& kernel : kernels) {
+    for (const Case& c : cases) {
+      const int NH = c.NH, C = NH * 64;
+      const KvRing ring{c.cap, c.start};
+      const int pos = c.len - 1;
+      AttentionData<T> d(this->rng, 1, pos, ring, C);
+      DeviceBuffer<T> d_k(d.k.size()), d_v(d.v.size());
+      d_k.upload(d.k);
+      d_v.upload(d.v);
+      DeviceBuffer<float> d_partials(k::attention_decode_partials(NH, c.cap));
+      DeviceBuffer<unsigned int> d_counters(NH);
+      CUDA_CHECK(cudaMemset(d_counters.get(), 0, NH * sizeof(unsigned int)));
+      k::StepParams step;
+      step.pos = pos;
+      step.ring = ring;
+      DeviceBuffer<k::StepParams> d_step(1);
+      CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+      // Twice with different queries: the arrival counters must be back at zero after a launch.
+      for (int round = 0; round < 2; ++round) {
+        std::vector<float> qkv = rounded<T>(random_vector(size_t(3) * C, this->rng));
+        std::vector<float> q(qkv.begin(), qkv.begin() + C);
+        DeviceBuffer<float> d_q(C), d_out(C);
+        d_q.upload(q);
+        d_out.poison();
+        kernel.launch(d_out.get(), d_q.get(), d_k.get(), d_v.get(), d_step.get(), d_partials.get(), d_counters.get(),
+                      NH, 64, c.cap, nullptr, false);
+        std::vector<float> want(C);
+        cpu::attention(want.data(), qkv.data(), d.k.data(), d.v.data(), 1, pos, ring, NH, 64);
+        EXPECT_NMSE(d_out.download(), want,
+                    kernel.name << " len=" << c.len << " start=" << c.start << " NH=" << NH << " round " << round);
+        std::vector<unsigned int> counters(NH);
+        CUDA_CHECK(cudaMemcpy(counters.data(), d_counters.get(), NH * sizeof(unsigned int), cudaMemcpyDeviceToHost));
+        for (unsigned int v : counters) EXPECT_EQ(v, 0u) << kernel.name << ": arrival counter not reset, len=" << c.len;
+      }
     }
   }
 }
@@ -423,6 +432,84 @@ TYPED_TEST(Kernels, GemvOddRowCounts) {
   check_gemv<TypeParam>(this->rng, 8 * 1024 + 8, 5, false, k::GemvEpilogue::Store, false, true);
   // The largest input: its shared memory plus the LayerNorm's static partials just fit in 48 KB.
   check_gemv<TypeParam>(this->rng, k::kGemvMaxIC, 3, true, k::GemvEpilogue::Store, true, true);
+}
+
+// ---- the LM head with the argmax fused in (GPT2_CUDA_VARIANTS=lmhead) --------------------------
+
+// gemv_argmax over W (OC, IC): the logits against cpu::layernorm + cpu::matmul, the token against
+// sampler.h's greedy rule on those logits and on the reference's, each run twice (the state must
+// come back zero). `tie_rows`: copies of the reference's largest row planted at these ids (equal
+// rows give bit-equal logits), so the lowest of them must win; `zero`: W = 0, every logit 0.
+template <typename T>
+void check_gemv_argmax(std::mt19937& rng, int IC, int OC, std::vector<int> tie_rows, bool zero = false) {
+  SCOPED_TRACE("gemv_argmax IC=" + std::to_string(IC) + " OC=" + std::to_string(OC) + " " + dtype_label<T>());
+  auto w = rounded<T>(random_vector(size_t(OC) * IC, rng, 0.05f));
+  if (zero) std::fill(w.begin(), w.end(), 0.0f);
+  const auto in = random_vector(size_t(IC), rng, 1.5f, 0.2f), pb = random_vector(size_t(IC), rng, 0.3f);
+  const auto ln_w = random_vector(size_t(IC), rng, 0.2f, 1.0f), ln_b = random_vector(size_t(IC), rng, 0.1f);
+  std::vector<float> a = in, normed(static_cast<size_t>(IC)), want(static_cast<size_t>(OC));
+  cpu::residual_add(a.data(), pb.data(), IC);
+  cpu::layernorm(normed.data(), a.data(), ln_w.data(), ln_b.data(), 1, IC, 1e-5f);
+  cpu::matmul(want.data(), normed.data(), w.data(), nullptr, 1, IC, OC);
+  const int top = int(std::max_element(want.begin(), want.end()) - want.begin());
+  tie_rows.push_back(top);
+  for (int id : tie_rows) {
+    std::copy(w.begin() + size_t(top) * IC, w.begin() + size_t(top + 1) * IC, w.begin() + size_t(id) * IC);
+    want[size_t(id)] = want[size_t(top)];
+  }
+  DeviceBuffer<T> d_w(w.size());
+  DeviceBuffer<float> d_in(IC), d_lnw(IC), d_lnb(IC), d_pb(IC), d_out(OC);
+  DeviceBuffer<int> d_token(1);
+  DeviceBuffer<k::ArgmaxState> d_state(1);
+  d_w.upload(w);
+  d_in.upload(in);
+  d_lnw.upload(ln_w);
+  d_lnb.upload(ln_b);
+  d_pb.upload(pb);
+  CUDA_CHECK(cudaMemset(d_state.get(), 0, sizeof(k::ArgmaxState)));
+  k::GemvParams<T> p;
+  p.w = d_w.get();
+  p.IC = IC;
+  p.OC = OC;
+  p.in = d_in.get();
+  p.ln_w = d_lnw.get();
+  p.ln_b = d_lnb.get();
+  p.ln_pre_bias = d_pb.get();
+  p.out = d_out.get();
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  for (int round = 0; round < 2; ++round) {
+    d_out.poison();
+    CUDA_CHECK(cudaMemset(d_token.get(), 0xFF, sizeof(int)));
+    k::gemv_argmax<T>(p, d_token.get(), d_state.get(), nullptr);
+    const auto got = d_out.download();
+    EXPECT_LE(nmse(got, want), nmse_tolerance<T>()) << "logits, round " << round;
+    int token = -1;
+    CUDA_CHECK(cudaMemcpy(&token, d_token.get(), sizeof(int), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(token, sample_token(got.data(), OC, greedy, 0.0)) << "the argmax of its own logits, round " << round;
+    if (!zero) {
+      EXPECT_EQ(token, *std::min_element(tie_rows.begin(), tie_rows.end())) << "the lowest tied id";
+    }
+    k::ArgmaxState state;
+    CUDA_CHECK(cudaMemcpy(&state, d_state.get(), sizeof(state), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(state.best, 0ull);
+    EXPECT_EQ(state.arrived, 0u);
+  }
+  if (zero) {
+    int token = -1;
+    CUDA_CHECK(cudaMemcpy(&token, d_token.get(), sizeof(int), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(token, 0) << "every logit 0: all tied";
+  }
+}
+
+TYPED_TEST(Kernels, GemvArgmaxLmHeadLowestIdWinsTies) {
+  const int V = quick() ? 5003 : kV;
+  check_gemv_argmax<TypeParam>(this->rng, 768, V, {V - 1, 12, 2500, 2501});
+  check_gemv_argmax<TypeParam>(this->rng, 768, 5003, {});  // the reference's own maximum
+  check_gemv_argmax<TypeParam>(this->rng, 1600, 4099, {0, 4098});  // gpt2-xl rows: longer than the prefetch
+  check_gemv_argmax<TypeParam>(this->rng, 64, 7, {5, 3});
+  check_gemv_argmax<TypeParam>(this->rng, 64, 1, {});
+  check_gemv_argmax<TypeParam>(this->rng, 128, 1031, {}, true);
 }
 
 // ---- cuBLAS matmuls ----------------------------------------------------------------------

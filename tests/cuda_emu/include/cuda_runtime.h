@@ -270,10 +270,13 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
 template <typename T> T __ldg(const T* p) { return *p; }
 template <typename T> T __ldcg(const T* p) { return *p; }
 inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
 
 // Atomics: the fibers run on one OS thread and switch only at barriers, so a plain
 // read-modify-write is atomic here.
 template <typename T> T atomicAdd(T* p, T v) { const T old = *p; *p = old + v; return old; }
+template <typename T> T atomicMax(T* p, T v) { const T old = *p; *p = old > v ? old : v; return old; }
+template <typename T> T atomicExch(T* p, T v) { const T old = *p; *p = v; return old; }
 
 // CUDA's overloaded min / max for device code.
 inline int min(int a, int b) { return a < b ? a : b; }
