@@ -41,6 +41,17 @@ inline VF load_widen(DF df, const int8_t* p) {
   return hn::ConvertTo(df, hn::PromoteTo(d32, hn::LoadU(d8, p)));
 }
 
+// Asks for the cache line kAhead bytes past p, in the weight stream being read: decode is bound by
+// how fast weights stream in, and the hardware prefetchers alone left it at ~75% of the measured
+// read bandwidth. Back to back on the 2-core Xeon VM (GPT-2 124M, decode tokens/s, two runs each):
+// no prefetch 56/67 fp16, 73/99 int8; 512 B 74/80, 105/118; 2 KB 85/85, 179/176; 8 KB 97/90,
+// 190/175. A prefetch never faults, so running past a matrix's end is harmless; the address is
+// formed as an integer so no out-of-range pointer is formed in C++.
+constexpr uintptr_t kAhead = 8192;
+inline void prefetch_ahead(const void* p) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + kAhead));
+}
+
 // Four rows at a time: x is loaded once per vector for four independent FMA chains, and four
 // weight streams keep the prefetchers busy (decode is bound by how fast weights stream in).
 template <class T>
@@ -55,6 +66,10 @@ void dot_rows_t(const T* w, int n, const float* x, int r0, int r1, float* out) {
     int i = 0;
     for (; i + N <= n; i += N) {
       const VF xv = hn::LoadU(df, x + i);
+      prefetch_ahead(w0 + i);
+      prefetch_ahead(w1 + i);
+      prefetch_ahead(w2 + i);
+      prefetch_ahead(w3 + i);
       a0 = hn::MulAdd(load_widen(df, w0 + i), xv, a0);
       a1 = hn::MulAdd(load_widen(df, w1 + i), xv, a1);
       a2 = hn::MulAdd(load_widen(df, w2 + i), xv, a2);
@@ -90,6 +105,7 @@ float dot_q8_row(const int8_t* q, const float* scales, int n, const float* x) {
   VF acc = hn::Zero(df);
   for (int b = 0; b < whole; ++b) {
     VF v = hn::Zero(df);
+    prefetch_ahead(q + b * kQ8Block);
     for (int j = 0; j < kQ8Block; j += N) {
       const int i = b * kQ8Block + j;
       v = hn::MulAdd(load_widen(df, q + i), hn::LoadU(df, x + i), v);
