@@ -113,21 +113,86 @@ __device__ __forceinline__ void pdl_allow_dependents() {
 #endif
 }
 
-// Launches `kernel` on `stream`, with programmatic stream serialization when `pdl` is set.
+// ---- asynchronous copies and L2 prefetch (sm_80+ / sm_90 PTX; plain C++ on the emulator) ----
+// 16 bytes from global to shared memory without a trip through registers (cp.async.cg: cached
+// in L2 only), so a thread can have all of its copies in flight at once. Both addresses 16-byte
+// aligned. They complete at async_copy_wait_all(); a __syncthreads() then publishes them.
+__device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(unsigned(__cvta_generic_to_shared(smem))), "l"(gmem)
+               : "memory");
+#else
+  memcpy(smem, gmem, 16);
+#endif
+}
+__device__ __forceinline__ void async_copy_wait_all() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Asks L2 to fetch the line holding p: no register, nothing waits for it. On the emulator a
+// one-byte read, so a prefetch out of bounds shows under ASan like a load would.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+  (void)*static_cast<const volatile char*>(p);
+#endif
+}
+
+// Prefetches [base, base + bytes) into L2, spread over every thread of the grid (one 128-byte
+// line per request). A kernel calls it at its end for the next kernel's matrix (GemvParams).
+__device__ __forceinline__ void prefetch_l2_range(const void* base, size_t bytes) {
+  const size_t lines = (bytes + 127) / 128;
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < lines; i += stride)
+    prefetch_l2(static_cast<const char*>(base) + i * 128);
+}
+
+// How a kernel is launched: with programmatic dependent launch, and with an L2 access-policy
+// window marking [persist, persist + persist_bytes) as persisting (a launch attribute, so a
+// captured graph's kernel node carries it; needs the device's persisting L2 set-aside).
+struct LaunchOptions {
+  bool pdl = false;
+  const void* persist = nullptr;
+  size_t persist_bytes = 0;
+};
+
+// Launches `kernel` on `stream` with `options`' attributes.
 template <typename... KernelArgs, typename... Args>
-void launch_kernel(bool pdl, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                   Args&&... args) {
+void launch_kernel(const LaunchOptions& options, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (options.pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (options.persist && options.persist_bytes > 0) {
+    attr[n].id = cudaLaunchAttributeAccessPolicyWindow;
+    attr[n].val.accessPolicyWindow.base_ptr = const_cast<void*>(options.persist);
+    attr[n].val.accessPolicyWindow.num_bytes = options.persist_bytes;
+    attr[n].val.accessPolicyWindow.hitRatio = 1.0f;  // the window fits the set-aside (the caller sizes it)
+    attr[n].val.accessPolicyWindow.hitProp = cudaAccessPropertyPersisting;
+    attr[n++].val.accessPolicyWindow.missProp = cudaAccessPropertyStreaming;
+  }
   config.attrs = attr;
-  config.numAttrs = pdl ? 1 : 0;
+  config.numAttrs = n;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+// ... with programmatic stream serialization when `pdl` is set, and nothing else.
+template <typename... KernelArgs, typename... Args>
+void launch_kernel(bool pdl, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                   Args&&... args) {
+  LaunchOptions options;
+  options.pdl = pdl;
+  launch_kernel(options, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace gpt2::cuda

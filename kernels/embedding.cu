@@ -6,6 +6,8 @@
 // (coalesced reads of both table rows). For the decode step the token and its position come
 // from the device-side StepParams, so the launch can be replayed from a CUDA graph. Thread 0
 // of each row also records the token id in the context's token ring (for the penalties).
+// Under PDL (GPT2_CUDA_VARIANTS=pdl) it waits before anything else (a no-op after the step's
+// copy, its usual predecessor), then lets the first matrix-vector kernel start its weight loads.
 #include "device_common.cuh"
 #include "kernels.h"
 
@@ -18,6 +20,7 @@ template <typename T>
 __global__ void embedding_kernel(float* __restrict__ x, const int* __restrict__ ids, int pos,
                                  const StepParams* __restrict__ step, const T* __restrict__ wte,
                                  const T* __restrict__ wpe, int C, int* __restrict__ context, KvRing ring) {
+  pdl_wait();
   pdl_allow_dependents();  // the decode step's first matrix-vector kernel may start loading weights
   const int t = blockIdx.x;
   const int id = step ? step->token : ids[t];
@@ -44,15 +47,16 @@ void embedding_rows(float* x, const int* ids, int n, int pos, const T* wte, cons
 
 template <typename T>
 void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, int* context,
-                    cudaStream_t stream) {
-  embedding_kernel<T><<<1, kThreads, 0, stream>>>(x, nullptr, 0, step, wte, wpe, C, context, KvRing{});
+                    cudaStream_t stream, bool pdl) {
+  launch_kernel(pdl, embedding_kernel<T>, dim3(1), dim3(kThreads), 0, stream, x, static_cast<const int*>(nullptr), 0,
+                step, wte, wpe, C, context, KvRing{});
   CUDA_CHECK_LAUNCH();
 }
 
 #define GPT2_INSTANTIATE(T)                                                                                \
   template void embedding_rows<T>(float*, const int*, int, int, const T*, const T*, int, int*, const KvRing&,\
                                   cudaStream_t);                                                           \
-  template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, int*, cudaStream_t);
+  template void embedding_step<T>(float*, const StepParams*, const T*, const T*, int, int*, cudaStream_t, bool);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

@@ -18,6 +18,24 @@
 // 4 resident blocks per multiprocessor) strides over the rows. The input vector (IC fp32) is staged in
 // shared memory once per block; with LayerNorm the block computes the row's fp32 mean and
 // variance itself (two passes, like cpu::layernorm), so no separate LayerNorm kernel runs.
+//
+// Variants (GPT2_CUDA_VARIANTS, src/cuda_variants.h), chosen per launch by GemvParams:
+//   prologue  gemv_kernel<..., PRO = true>: the bias of the warp's first rows, the K/V slot and
+//             LayerNorm's w, b (and pending bias, copied to shared memory with cp.async) are
+//             loaded BEFORE griddepcontrol.wait; after it the input is staged with 16-byte
+//             cp.async copies all in flight at once (one DRAM/L2 round trip instead of one per
+//             128 elements and parameter), and the LayerNorm passes run on shared memory only.
+//   splitk    gemv_splitk_kernel (inputs without LayerNorm: the two projections back to C rows):
+//             a block owns RS = 2 rows and its 4 warps split K; each lane holds up to KPL = 4
+//             16-byte chunks per row, all requested before the wait, so a 3072 -> 768
+//             projection has its whole 4.7 MB in flight at once (384 blocks); the lanes read
+//             their own input slice straight from L2 (no shared-memory staging) and the warps'
+//             sums meet in shared memory in a fixed order (deterministic).
+//   l2        at its end the kernel prefetches the next kernel's matrix into L2
+//             (prefetch.global.L2), and the launch may carry a persisting access-policy window
+//             over the first bytes of W (the LM head).
+#include <type_traits>
+
 #include "device_common.cuh"
 #include "kernels.h"
 
@@ -29,6 +47,8 @@ constexpr int kThreads = kWarps * 32;
 constexpr int R = 2;   // rows per warp at a time
 constexpr int PF = 4;  // 16-byte chunks per lane and row requested before the input is staged
 constexpr int kBlocksPerSm = 4;  // resident blocks per multiprocessor at <= 128 registers
+constexpr int RS = 2;   // split-K: rows per block
+constexpr int KPL = 4;  // split-K: 16-byte chunks per lane and row in one round
 
 __device__ __forceinline__ uint4 load_weights(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
 
@@ -50,9 +70,28 @@ __device__ __forceinline__ float dot_chunk(const uint4& wv, const float* a) {
   return s;
 }
 
+// The same over a chunk of the input held in registers (split-K).
+template <typename T>
+__device__ __forceinline__ float dot_chunk_regs(const uint4& wv, const float (&a)[Vec16<T>::N]) {
+  constexpr int N = Vec16<T>::N;
+  float w[N];
+  unpack16(wv, w, T());
+  float s = 0.0f;
+#pragma unroll
+  for (int e = 0; e < N; ++e) s += w[e] * a[e];
+  return s;
+}
+
+// The K/V ring slot of the decode step (Qkv epilogue; StepParams comes from a copy before the
+// step, never from a kernel of the step, so the prologue variant may read it before the wait).
+template <typename T>
+__device__ __forceinline__ size_t qkv_slot(const GemvParams<T>& p) {
+  return size_t(p.step->ring.slot(p.step->pos));
+}
+
+// Row o's result v = y + bias[o] to its destination; slot: qkv_slot(p) for Qkv.
 template <typename T, GemvEpilogue EPI>
-__device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float y) {
-  const float v = y + (p.bias ? p.bias[o] : 0.0f);
+__device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float v, size_t slot) {
   if constexpr (EPI == GemvEpilogue::Store) {
     p.out[o] = v;
   } else if constexpr (EPI == GemvEpilogue::Residual) {
@@ -63,7 +102,6 @@ __device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float y)
     if (o < p.C) {
       p.out[o] = v;
     } else {
-      const size_t slot = size_t(p.step->ring.slot(p.step->pos));
       if (o < 2 * p.C)
         p.k_ring[slot * p.C + (o - p.C)] = from_f32<T>(v);
       else
@@ -114,13 +152,102 @@ __device__ __forceinline__ void stage_input(const GemvParams<T>& p, float* a) {
   }
 }
 
+// Prologue variant, before the wait: LayerNorm's w, b and the pending bias (IC each, when set)
+// copied to `params` (shared memory behind the input: w, b, pending bias) with 16-byte
+// asynchronous copies; none of them depends on the previous kernel.
+template <typename T>
+__device__ __forceinline__ void stage_ln_params_async(const GemvParams<T>& p, float* params) {
+  const int IC = p.IC;
+  for (int i = 4 * threadIdx.x; i < IC; i += 4 * kThreads) {
+    async_copy16(params + i, p.ln_w + i);
+    async_copy16(params + IC + i, p.ln_b + i);
+    if (p.ln_pre_bias) async_copy16(params + 2 * IC + i, p.ln_pre_bias + i);
+  }
+}
+
+// Prologue variant, after the wait: a (IC) = p.in by 16-byte asynchronous copies, all in flight
+// at once; with LayerNorm, then a = LayerNorm(a + pending bias) from shared memory only (the
+// same two-pass fp32 statistics as stage_input). Each thread's passes touch only its own
+// elements; the caller synchronizes before reading a.
+template <typename T, bool LN>
+__device__ __forceinline__ void stage_input_async(const GemvParams<T>& p, float* a) {
+  const int IC = p.IC;
+  for (int i = 4 * threadIdx.x; i < IC; i += 4 * kThreads) async_copy16(a + i, p.in + i);
+  async_copy_wait_all();  // this thread's copies, the parameters' included
+  if constexpr (LN) {
+    __syncthreads();  // the parameters were copied by other threads
+    const float* w = a + IC;
+    const float* b = a + 2 * IC;
+    const float* pre = p.ln_pre_bias ? a + 3 * IC : nullptr;
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < IC; i += kThreads) {
+      const float v = a[i] + (pre ? pre[i] : 0.0f);
+      a[i] = v;
+      sum += v;
+    }
+    const float mean = block_sum(sum) / float(IC);
+    float sq = 0.0f;
+    for (int i = threadIdx.x; i < IC; i += kThreads) {
+      const float d = a[i] - mean;
+      sq += d * d;
+    }
+    const float rstd = 1.0f / sqrtf(block_sum(sq) / float(IC) + p.eps);
+    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * w[i] + b[i];
+  }
+}
+
+// Split-K: one round's weights of rows o, o + 1 (RS rows), chunks k0, k0 + 32, ... below k_end
+// (KPL per lane; zero past the end).
+template <typename T>
+__device__ __forceinline__ void load_split_round(const GemvParams<T>& p, int o, int k0, int k_end,
+                                                 uint4 (&wv)[RS][KPL]) {
+  constexpr int VEC = Vec16<T>::N;
+#pragma unroll
+  for (int r = 0; r < RS; ++r)
+#pragma unroll
+    for (int j = 0; j < KPL; ++j) {
+      const int k = k0 + 32 * j;
+      wv[r][j] = (o + r < p.OC && k < k_end) ? load_weights(p.w + size_t(o + r) * p.IC + size_t(k) * VEC)
+                                             : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
+// Split-K: acc[r] += this round's chunks of rows o + r against the input, which each lane reads
+// for its own chunks (16-byte loads from L2: the previous kernel wrote it).
+template <typename T>
+__device__ __forceinline__ void dot_split_round(const GemvParams<T>& p, int k0, int k_end, const uint4 (&wv)[RS][KPL],
+                                                float (&acc)[RS]) {
+  constexpr int VEC = Vec16<T>::N;
+  float a[KPL][VEC];
+#pragma unroll
+  for (int j = 0; j < KPL; ++j) {
+    const int k = k0 + 32 * j;
+#pragma unroll
+    for (int e = 0; e < VEC; e += 4) {
+      const float4 v = k < k_end ? *reinterpret_cast<const float4*>(p.in + size_t(k) * VEC + e)
+                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      a[j][e] = v.x;
+      a[j][e + 1] = v.y;
+      a[j][e + 2] = v.z;
+      a[j][e + 3] = v.w;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < RS; ++r)
+#pragma unroll
+    for (int j = 0; j < KPL; ++j) acc[r] += dot_chunk_regs<T>(wv[r][j], a[j]);
+}
+
 // CUDA kernels -------------------------------------------------------------------------------
 
-template <typename T, bool LN, GemvEpilogue EPI>
+// y = W.a with the epilogue, rows across warps (today's kernel; PRO: the prologue variant).
+// Longer than most functions here: the prefetch, the wait, the staging and the row loop share
+// the registers that carry the first rows' weights across the wait.
+template <typename T, bool LN, GemvEpilogue EPI, bool PRO>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const GemvParams<T> p) {
   constexpr int VEC = Vec16<T>::N;
   extern __shared__ float4 smem4[];
-  float* a = reinterpret_cast<float*>(smem4);  // (IC) the input vector, fp32
+  float* a = reinterpret_cast<float*>(smem4);  // (IC) the input vector, fp32 [PRO && LN: + w, b, pending bias]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int IC = p.IC, OC = p.OC;
@@ -131,15 +258,26 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const Gemv
   // 1. Request the first row group's first chunks now: weights do not depend on the input.
   uint4 pre[R][PF];
   request_chunks(p, o_first, lane, pre);
+  // PRO: the rest of what does not depend on the previous kernel (lane r: row o_first + r's bias).
+  float bias_first = 0.0f;
+  size_t slot = 0;
+  if constexpr (PRO) {
+    if (lane < R && o_first + lane < OC && p.bias) bias_first = p.bias[o_first + lane];
+    if constexpr (EPI == GemvEpilogue::Qkv) slot = qkv_slot(p);
+    if constexpr (LN) stage_ln_params_async(p, a + IC);
+  }
 
   // With programmatic dependent launch this kernel may start while the previous one runs: the
-  // weight loads above are independent of it; everything below reads or writes its results.
+  // loads above are independent of it; everything below reads or writes its results.
   // Once the previous kernel is complete, let the next one start its own weight loads.
   pdl_wait();
   pdl_allow_dependents();
 
   // 2. Stage the input (LayerNorm'd if asked) in shared memory.
-  stage_input<T, LN>(p, a);
+  if constexpr (PRO)
+    stage_input_async<T, LN>(p, a);
+  else
+    stage_input<T, LN>(p, a);
   __syncthreads();
 
   // 3. Rows: o_first, o_first + o_stride, ... (warp-uniform loop: full-mask shuffles are safe).
@@ -170,9 +308,61 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_kernel(const Gemv
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const float y = warp_sum(acc[r]);
-      if (lane == r && o + r < OC) epilogue<T, EPI>(p, o + r, y);
+      if (lane == r && o + r < OC) {
+        const float b = PRO && o == o_first ? bias_first : p.bias ? p.bias[o + r] : 0.0f;
+        epilogue<T, EPI>(p, o + r, y + b, EPI == GemvEpilogue::Qkv && !PRO ? qkv_slot(p) : slot);
+      }
     }
   }
+  if (p.prefetch) prefetch_l2_range(p.prefetch, p.prefetch_bytes);  // l2: the next kernel's matrix
+}
+
+// y = W.a with the epilogue, K split across the block's warps (the splitk variant; input
+// without LayerNorm). Block b owns rows b*RS + [0, RS), then + gridDim.x*RS, ...; warp w the
+// chunks [w, w + 1) * ceil(IC / VEC / 4), its lanes KPL chunks 32 apart per round.
+template <typename T, GemvEpilogue EPI>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_splitk_kernel(const GemvParams<T> p) {
+  constexpr int VEC = Vec16<T>::N;
+  __shared__ float partial[kWarps][RS];  // each warp's sum of each row
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int n_chunks = p.IC / VEC;
+  const int per_warp = (n_chunks + kWarps - 1) / kWarps;
+  const int k_begin = warp * per_warp, k_end = min(n_chunks, k_begin + per_warp);
+  const int o_first = blockIdx.x * RS, o_stride = gridDim.x * RS;
+
+  // Before the wait: the first round of weights, the first rows' bias, the K/V slot.
+  uint4 wv[RS][KPL];
+  load_split_round(p, o_first, k_begin + lane, k_end, wv);
+  const bool writer = warp == 0 && lane < RS;  // lane r of warp 0 finishes row o + r
+  const float bias_first = writer && o_first + lane < p.OC && p.bias ? p.bias[o_first + lane] : 0.0f;
+  const size_t slot = EPI == GemvEpilogue::Qkv ? qkv_slot(p) : 0;
+  pdl_wait();
+  pdl_allow_dependents();
+
+  for (int o = o_first; o < p.OC; o += o_stride) {  // block-uniform
+    float acc[RS] = {};
+    bool loaded = o == o_first;
+    for (int k0 = k_begin; k0 < k_end; k0 += 32 * KPL) {  // warp-uniform
+      if (!loaded) load_split_round(p, o, k0 + lane, k_end, wv);
+      loaded = false;
+      dot_split_round(p, k0 + lane, k_end, wv, acc);
+    }
+#pragma unroll
+    for (int r = 0; r < RS; ++r) {
+      const float y = warp_sum(acc[r]);
+      if (lane == 0) partial[warp][r] = y;
+    }
+    __syncthreads();
+    if (writer && o + lane < p.OC) {
+      float y = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) y += partial[w][lane];
+      const float b = o == o_first ? bias_first : p.bias ? p.bias[o + lane] : 0.0f;
+      epilogue<T, EPI>(p, o + lane, y + b, slot);
+    }
+    __syncthreads();  // partial[] is reused by the next rows
+  }
+  if (p.prefetch) prefetch_l2_range(p.prefetch, p.prefetch_bytes);
 }
 
 // ---- the LM head with the argmax fused in (GPT2_CUDA_VARIANTS=lmhead) ----------------------------
@@ -258,6 +448,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       }
     }
   }
+  if (p.prefetch) prefetch_l2_range(p.prefetch, p.prefetch_bytes);  // l2: the next kernel's matrix
   argmax_arrive(best, token, state);
 }
 
@@ -271,17 +462,47 @@ int sm_count() {
   return n;
 }
 
-template <typename T, bool LN>
-void launch(const GemvParams<T>& p, int blocks, size_t smem, cudaStream_t stream) {
-  const dim3 grid(blocks), block(kThreads);
-  switch (p.epilogue) {
-    case GemvEpilogue::Store: launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Store>, grid, block, smem, stream, p); break;
-    case GemvEpilogue::Residual:
-      launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Residual>, grid, block, smem, stream, p);
-      break;
-    case GemvEpilogue::Gelu: launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Gelu>, grid, block, smem, stream, p); break;
-    case GemvEpilogue::Qkv: launch_kernel(p.pdl, gemv_kernel<T, LN, GemvEpilogue::Qkv>, grid, block, smem, stream, p); break;
+// Calls f(std::integral_constant<GemvEpilogue, e>) for the run-time epilogue e.
+template <typename F>
+void with_epilogue(GemvEpilogue e, F&& f) {
+  switch (e) {
+    case GemvEpilogue::Store: f(std::integral_constant<GemvEpilogue, GemvEpilogue::Store>()); break;
+    case GemvEpilogue::Residual: f(std::integral_constant<GemvEpilogue, GemvEpilogue::Residual>()); break;
+    case GemvEpilogue::Gelu: f(std::integral_constant<GemvEpilogue, GemvEpilogue::Gelu>()); break;
+    case GemvEpilogue::Qkv: f(std::integral_constant<GemvEpilogue, GemvEpilogue::Qkv>()); break;
   }
+}
+
+bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; }
+
+// The prologue variant's shared memory (the input, and with LayerNorm w, b and the pending
+// bias), or 0 when it cannot run: more than 48 KB, or a vector cp.async cannot copy.
+template <typename T>
+size_t prologue_smem(const GemvParams<T>& p) {
+  if (!aligned16(p.in) || (p.ln_w && (!aligned16(p.ln_w) || !aligned16(p.ln_b))) ||
+      (p.ln_pre_bias && !aligned16(p.ln_pre_bias)))
+    return 0;
+  const size_t vectors = p.ln_w ? (p.ln_pre_bias ? 4 : 3) : 1;
+  const size_t bytes = vectors * size_t(p.IC) * sizeof(float);
+  return bytes <= size_t(kGemvMaxIC) * sizeof(float) ? bytes : 0;
+}
+
+template <typename T, bool LN, bool PRO>
+void launch_rows(const GemvParams<T>& p, const LaunchOptions& options, int blocks, size_t smem, cudaStream_t stream) {
+  with_epilogue(p.epilogue, [&](auto epi) {
+    launch_kernel(options, gemv_kernel<T, LN, decltype(epi)::value, PRO>, dim3(blocks), dim3(kThreads), smem, stream, p);
+  });
+}
+
+template <typename T>
+void launch_split_k(const GemvParams<T>& p, const LaunchOptions& options, cudaStream_t stream) {
+  if (p.ln_w) throw Error("gemv: split_k takes an input without LayerNorm");
+  if (!aligned16(p.in)) throw Error("gemv: split_k needs a 16-byte aligned input");
+  const int row_groups = ceil_div(p.OC, RS), max_blocks = sm_count() * kBlocksPerSm;
+  const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
+  with_epilogue(p.epilogue, [&](auto epi) {
+    launch_kernel(options, gemv_splitk_kernel<T, decltype(epi)::value>, dim3(blocks), dim3(kThreads), 0, stream, p);
+  });
 }
 
 template <typename T>
@@ -290,6 +511,17 @@ void check_shape(const GemvParams<T>& p) {
   if (p.IC <= 0 || p.OC <= 0 || p.IC % VEC != 0 || p.IC > kGemvMaxIC)
     throw Error("gemv: IC " + std::to_string(p.IC) + " must be a positive multiple of " + std::to_string(VEC) +
                 " and at most " + std::to_string(kGemvMaxIC));
+  if (p.persist_bytes > size_t(p.OC) * p.IC * sizeof(T)) throw Error("gemv: the L2 window is larger than W");
+}
+
+// PDL and the l2 variant's persisting window over the first persist_bytes of W.
+template <typename T>
+LaunchOptions launch_options(const GemvParams<T>& p) {
+  LaunchOptions options;
+  options.pdl = p.pdl;
+  options.persist = p.persist_bytes ? p.w : nullptr;
+  options.persist_bytes = p.persist_bytes;
+  return options;
 }
 
 }  // namespace
@@ -302,14 +534,25 @@ void gemv(const GemvParams<T>& p, cudaStream_t stream) {
   if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.k_ring || !p.v_ring || !p.step))
     throw Error("gemv: the Qkv epilogue needs OC == 3C, both rings and the step");
   if (p.ln_w && !p.ln_b) throw Error("gemv: LayerNorm input needs ln_w and ln_b");
+  const LaunchOptions options = launch_options(p);
+  if (p.split_k) {
+    launch_split_k(p, options, stream);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   const int row_groups = ceil_div(p.OC, kWarps * R);
   const int max_blocks = sm_count() * kBlocksPerSm;
   const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
+  const size_t pro_smem = p.prologue ? prologue_smem(p) : 0;
   const size_t smem = size_t(p.IC) * sizeof(float);  // + static < 48 KB: no attribute needed
-  if (p.ln_w)
-    launch<T, true>(p, blocks, smem, stream);
+  if (pro_smem && p.ln_w)
+    launch_rows<T, true, true>(p, options, blocks, pro_smem, stream);
+  else if (pro_smem)
+    launch_rows<T, false, true>(p, options, blocks, pro_smem, stream);
+  else if (p.ln_w)
+    launch_rows<T, true, false>(p, options, blocks, smem, stream);
   else
-    launch<T, false>(p, blocks, smem, stream);
+    launch_rows<T, false, false>(p, options, blocks, smem, stream);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -320,8 +563,8 @@ void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStr
   check_shape(p);
   const int row_groups = ceil_div(p.OC, kWarps * R), max_blocks = sm_count() * kBlocksPerSm;
   const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
-  launch_kernel(p.pdl, gemv_argmax_kernel<T>, dim3(blocks), dim3(kThreads), size_t(p.IC) * sizeof(float), stream, p,
-                token, state);
+  launch_kernel(launch_options(p), gemv_argmax_kernel<T>, dim3(blocks), dim3(kThreads), size_t(p.IC) * sizeof(float),
+                stream, p, token, state);
   CUDA_CHECK_LAUNCH();
 }
 

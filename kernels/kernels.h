@@ -77,10 +77,11 @@ template <typename T>
 void embedding_rows(float* x, const int* ids, int n, int pos, const T* wte, const T* wpe, int C,
                     int* context, const KvRing& ring, cudaStream_t stream);
 // x (C) = wte[step->token] + wpe[step->pos] (the decode step; reads the step from the device);
-// context[step->ring.slot(step->pos)] = step->token when context is not null.
+// context[step->ring.slot(step->pos)] = step->token when context is not null. pdl: launched
+// with programmatic dependent launch (GPT2_CUDA_VARIANTS=pdl), as the sampler's launchers below.
 template <typename T>
 void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, int* context,
-                    cudaStream_t stream);
+                    cudaStream_t stream, bool pdl = false);
 
 // ---- layernorm.cu ------------------------------------------------------------------------
 // For each row t of x (n, C): if resid_bias, x[t] += resid_bias (written back: the pending bias
@@ -156,6 +157,13 @@ struct GemvParams {
   const StepParams* step = nullptr;
   int C = 0;
   bool pdl = false;  // launch with programmatic dependent launch (decode graph, GPT2_CUDA_VARIANTS=pdl)
+  // Variants (src/cuda_variants.h), each next to today's kernel until a GPU measurement chooses:
+  bool prologue = false;  // prologue: parameters before the PDL wait, input staged in one round
+                          // (needs 16-byte aligned vectors and the staging within 48 KB, else today's)
+  bool split_k = false;   // splitk: K split across the block's warps; input without LayerNorm only
+  const void* prefetch = nullptr;  // l2: prefetched into L2 at the end (the next kernel's matrix)
+  size_t prefetch_bytes = 0;
+  size_t persist_bytes = 0;  // l2: the first persist_bytes of w in a persisting L2 access-policy window
 };
 template <typename T>
 void gemv(const GemvParams<T>& p, cudaStream_t stream);
@@ -181,7 +189,7 @@ void matmul_accumulate(cublasHandle_t handle, float* out, const T* x, const T* w
 
 // ---- sampling.cu -------------------------------------------------------------------------
 // Greedy: *out = argmax logits (V), the lowest id among equal maxima.
-void argmax(const float* logits, int V, int* out, cudaStream_t stream);
+void argmax(const float* logits, int V, int* out, cudaStream_t stream, bool pdl = false);
 
 // Temperature / top-k / top-p / min-p sampling by sampler.h's rule, parameters read from `step`
 // (temperature > 0): sorts (logit, id) pairs descending with a stable radix sort (ties: lower
@@ -197,7 +205,7 @@ struct SamplerWorkspace {
 size_t sampler_temp_bytes(int V);
 void sampler_init(const SamplerWorkspace& ws, int V, cudaStream_t stream);
 void sample_top_k_top_p(const float* logits, int V, const StepParams* step, const SamplerWorkspace& ws, int* out,
-                        cudaStream_t stream);
+                        cudaStream_t stream, bool pdl = false);
 
 // ---- penalties.cu: the logits processors of processors.h -----------------------------------
 // scores (V) = logits (V) after processors.h's rule for the context of positions [0, step->pos],
@@ -207,6 +215,6 @@ void sample_top_k_top_p(const float* logits, int V, const StepParams* step, cons
 // step->counted_end) they held to this step's window (counted_end < 0: from scratch), so a
 // decode step costs O(1) plus one pass over V. Greedy or sampling then read scores.
 void process_logits(const float* logits, float* scores, int V, const int* context, int* counts,
-                    const StepParams* step, cudaStream_t stream);
+                    const StepParams* step, cudaStream_t stream, bool pdl = false);
 
 }  // namespace gpt2::cuda

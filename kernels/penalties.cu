@@ -28,6 +28,8 @@ constexpr int kThreads = 1024;
 __global__ void __launch_bounds__(kThreads)
     count_window_kernel(int* __restrict__ counts, int V, const int* __restrict__ context,
                         const StepParams* __restrict__ step) {
+  pdl_wait();  // under PDL (GPT2_CUDA_VARIANTS=pdl) the previous kernel may still be running
+  pdl_allow_dependents();
   const KvRing ring = step->ring;
   const int end = step->pos + 1;  // the context is positions [0, end)
   const int begin = penalty_window_begin(end, step->penalties.repeat_last_n);
@@ -43,6 +45,8 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void penalize_kernel(const float* __restrict__ logits, float* __restrict__ scores, int V,
                                 const int* __restrict__ counts, const StepParams* __restrict__ step) {
+  pdl_wait();
+  pdl_allow_dependents();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < V) scores[i] = penalize(logits[i], counts[i], step->penalties);
 }
@@ -50,6 +54,8 @@ __global__ void penalize_kernel(const float* __restrict__ logits, float* __restr
 __global__ void __launch_bounds__(kThreads)
     ngram_ban_kernel(float* __restrict__ scores, const int* __restrict__ context,
                      const StepParams* __restrict__ step) {
+  pdl_wait();
+  pdl_allow_dependents();
   const int size = step->penalties.no_repeat_ngram_size, n = step->pos + 1;
   if (size <= 0 || n + 1 < size) return;  // as banned_ngram_ids(): nothing can be completed yet
   const KvRing ring = step->ring;
@@ -66,12 +72,13 @@ __global__ void __launch_bounds__(kThreads)
 // kernel launchers ---------------------------------------------------------------------------
 
 void process_logits(const float* logits, float* scores, int V, const int* context, int* counts,
-                    const StepParams* step, cudaStream_t stream) {
-  count_window_kernel<<<1, kThreads, 0, stream>>>(counts, V, context, step);
+                    const StepParams* step, cudaStream_t stream, bool pdl) {
+  launch_kernel(pdl, count_window_kernel, dim3(1), dim3(kThreads), 0, stream, counts, V, context, step);
   CUDA_CHECK_LAUNCH();
-  penalize_kernel<<<ceil_div(V, 256), 256, 0, stream>>>(logits, scores, V, counts, step);
+  launch_kernel(pdl, penalize_kernel, dim3(ceil_div(V, 256)), dim3(256), 0, stream, logits, scores, V,
+                static_cast<const int*>(counts), step);
   CUDA_CHECK_LAUNCH();
-  ngram_ban_kernel<<<1, kThreads, 0, stream>>>(scores, context, step);
+  launch_kernel(pdl, ngram_ban_kernel, dim3(1), dim3(kThreads), 0, stream, scores, context, step);
   CUDA_CHECK_LAUNCH();
 }
 

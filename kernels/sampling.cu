@@ -41,6 +41,8 @@ struct MinInt {
 // CUDA kernels -------------------------------------------------------------------------------
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int V, int* __restrict__ out) {
+  pdl_wait();  // under PDL (GPT2_CUDA_VARIANTS=pdl) the LM head may still be running
+  pdl_allow_dependents();
   float best = -INFINITY;
   int best_i = V;  // "none yet": like the CPU, nothing that is not > -inf replaces id 0
   for (int i = threadIdx.x; i < V; i += kThreads) {
@@ -79,6 +81,8 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
 }
 
 __global__ void prepare_keys_kernel(const float* __restrict__ logits, float* __restrict__ keys, int V) {
+  pdl_wait();
+  pdl_allow_dependents();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < V) {
     const float v = logits[i];
@@ -102,6 +106,8 @@ __global__ void __launch_bounds__(kThreads)
   } tmp;
   __shared__ int s_first;
   __shared__ float s_before;
+  pdl_wait();  // after CUB's sort, which is never launched with PDL: returns at once
+  pdl_allow_dependents();
 
   const float temperature = step->temperature;
   const int top_k = step->top_k;
@@ -180,8 +186,8 @@ bool kernels_loadable(std::string* why) {
   return false;
 }
 
-void argmax(const float* logits, int V, int* out, cudaStream_t stream) {
-  argmax_kernel<<<1, kThreads, 0, stream>>>(logits, V, out);
+void argmax(const float* logits, int V, int* out, cudaStream_t stream, bool pdl) {
+  launch_kernel(pdl, argmax_kernel, dim3(1), dim3(kThreads), 0, stream, logits, V, out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -199,13 +205,14 @@ void sampler_init(const SamplerWorkspace& ws, int V, cudaStream_t stream) {
 }
 
 void sample_top_k_top_p(const float* logits, int V, const StepParams* step, const SamplerWorkspace& ws, int* out,
-                        cudaStream_t stream) {
-  prepare_keys_kernel<<<ceil_div(V, 256), 256, 0, stream>>>(logits, ws.keys_in, V);
+                        cudaStream_t stream, bool pdl) {
+  launch_kernel(pdl, prepare_keys_kernel, dim3(ceil_div(V, 256)), dim3(256), 0, stream, logits, ws.keys_in, V);
   CUDA_CHECK_LAUNCH();
   size_t bytes = ws.temp_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(ws.temp, bytes, ws.keys_in, ws.keys_out, ws.ids_in,
                                                        ws.ids_out, V, 0, int(sizeof(float) * 8), stream));
-  sample_sorted_kernel<<<1, kThreads, 0, stream>>>(ws.keys_out, ws.ids_out, V, step, out);
+  launch_kernel(pdl, sample_sorted_kernel, dim3(1), dim3(kThreads), 0, stream, static_cast<const float*>(ws.keys_out),
+                static_cast<const int*>(ws.ids_out), V, step, out);
   CUDA_CHECK_LAUNCH();
 }
 

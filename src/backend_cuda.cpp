@@ -26,6 +26,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -319,6 +320,7 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
 
     const size_t need = plan_memory(prop.name, free0, total0);
+    if (variants_.l2_window) reserve_l2_window(prop);
     open_stream();
     upload_weights(m);
     warm_up_and_capture();
@@ -399,6 +401,14 @@ class CudaBackend final : public Backend {
     info_.kv_bytes = kv;
     info_.activation_bytes = other;
     return need;
+  }
+
+  // The l2 variant: a persisting L2 set-aside as large as the device allows (and the LM head
+  // needs), for the access-policy window over the LM head's first rows (lm_head_op).
+  void reserve_l2_window(const cudaDeviceProp& prop) {
+    const size_t most = size_t(std::min(prop.persistingL2CacheMaxSize, prop.accessPolicyMaxWindowSize));
+    l2_window_bytes_ = std::min(most, size_t(V_) * C_ * sizeof(T));
+    if (l2_window_bytes_ > 0) CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, l2_window_bytes_));
   }
 
   // The pinned host staging buffers, the stream and the cuBLAS handle.
@@ -499,8 +509,7 @@ class CudaBackend final : public Backend {
       cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fc_proj_w, n, H, C);                            // x += fc W^T
     }
     // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.
-    GemvParams<T> head = gemv_op(w_.wte, C, V_, x_ + size_t(n - 1) * C, nullptr, logits_, GemvEpilogue::Store);
-    with_layernorm(head, w_.ln_f_w, w_.ln_f_b, layers_.back().fc_proj_b);
+    GemvParams<T> head = lm_head_op(x_ + size_t(n - 1) * C, layers_.back().fc_proj_b);
     head.pdl = false;  // the rows path is never captured
     cuda::gemv<T>(head, stream_);
   }
@@ -518,7 +527,31 @@ class CudaBackend final : public Backend {
     p.epilogue = epilogue;
     p.eps = cfg_.layer_norm_epsilon;
     p.pdl = pdl_;
+    p.prologue = variants_.gemv_prologue;
     return p;
+  }
+  // ... a projection back into the decode step's residual stream: xd += W in + bias (C rows;
+  // split across the warps along K when asked).
+  GemvParams<T> residual_op(const T* w, int IC, const float* in, const float* bias) const {
+    GemvParams<T> p = gemv_op(w, IC, C_, in, bias, xd_, GemvEpilogue::Residual);
+    p.split_k = variants_.split_k;
+    return p;
+  }
+  // ... the LM head: logits = wte . LayerNorm_f(in + pre_bias) (its first rows in the l2
+  // variant's persisting window).
+  GemvParams<T> lm_head_op(const float* in, const float* pre_bias) const {
+    GemvParams<T> p = gemv_op(w_.wte, C_, V_, in, nullptr, logits_, GemvEpilogue::Store);
+    with_layernorm(p, w_.ln_f_w, w_.ln_f_b, pre_bias);
+    p.persist_bytes = l2_window_bytes_;
+    return p;
+  }
+  // The l2 variant: p prefetches the next kernel's matrix (count elements of T) into L2 at its
+  // end, at most kMaxPrefetchBytes of it (only the LM head is larger: L2 must keep what was
+  // prefetched until the next kernel reads it, beside the persisting window).
+  void prefetch_next(GemvParams<T>& p, const T* next, size_t count) const {
+    if (!variants_.l2_window) return;
+    p.prefetch = next;
+    p.prefetch_bytes = std::min(count * sizeof(T), kMaxPrefetchBytes);
   }
   // ... whose input is LayerNorm(in + pre_bias; w, b) instead of `in`.
   static void with_layernorm(GemvParams<T>& p, const float* w, const float* b, const float* pre_bias = nullptr) {
@@ -529,37 +562,50 @@ class CudaBackend final : public Backend {
 
   // The decode step: reads token, position and ring from step_dev_ (graph-replayable). Its ops
   // are named to `sink` (profile.h; default: NVTX ranges only). fused_argmax: the LM head also
-  // writes the greedy token to token_dev_ (GPT2_CUDA_VARIANTS=lmhead).
+  // writes the greedy token to token_dev_ (GPT2_CUDA_VARIANTS=lmhead). (l2 variant: each
+  // matrix-vector kernel prefetches the next one's matrix; the LM head the first layer's, for
+  // the next token.)
   void enqueue_decode(bool fused_argmax, ProfileSink* sink = nullptr) {
-    const int C = C_, H = H_;
+    const size_t C = size_t(C_), H = size_t(H_);
     OpSequence ops(sink ? sink : &nvtx_);
     ops.next(DecodeOp::Embedding);
-    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C, context_, stream_);  // xd (C)
+    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C_, context_, stream_, pdl_);  // xd (C)
     const auto attention =
         variants_.attention_one_round ? cuda::attention_decode_one_round<T> : cuda::attention_decode<T>;  // attn1
-    for (const Layer& l : layers_) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& l = layers_[i];
       // LayerNorm + qkv + bias + K/V append: q (C) -> qd
-      GemvParams<T> qkv = gemv_op(l.qkv_w, C, 3 * C, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
+      GemvParams<T> qkv = gemv_op(l.qkv_w, C_, 3 * C_, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
       with_layernorm(qkv, l.ln_1_w, l.ln_1_b);
       qkv.k_ring = l.k;
       qkv.v_ring = l.v;
       qkv.step = step_dev_;
-      qkv.C = C;
+      qkv.C = C_;
+      prefetch_next(qkv, l.attn_proj_w, C * C);
       ops.next(DecodeOp::LnQkvKvAppend);
       cuda::gemv<T>(qkv, stream_);
       ops.next(DecodeOp::Attention);
       attention(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_, pdl_);  // attd (C)
+      GemvParams<T> proj = residual_op(l.attn_proj_w, C_, attd_, l.attn_proj_b);  // xd += attd W^T + b
+      prefetch_next(proj, l.fc_w, H * C);
       ops.next(DecodeOp::AttnProj);
-      cuda::gemv<T>(gemv_op(l.attn_proj_w, C, C, attd_, l.attn_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += attd W^T + b
-      GemvParams<T> fc = gemv_op(l.fc_w, C, H, xd_, l.fc_b, hd_, GemvEpilogue::Gelu);  // hd = gelu(LayerNorm(xd) W^T + b)
+      cuda::gemv<T>(proj, stream_);
+      GemvParams<T> fc = gemv_op(l.fc_w, C_, H_, xd_, l.fc_b, hd_, GemvEpilogue::Gelu);  // hd = gelu(LayerNorm(xd) W^T + b)
       with_layernorm(fc, l.ln_2_w, l.ln_2_b);
+      prefetch_next(fc, l.fc_proj_w, C * H);
       ops.next(DecodeOp::LnFc);
       cuda::gemv<T>(fc, stream_);
+      GemvParams<T> fc_proj = residual_op(l.fc_proj_w, H_, hd_, l.fc_proj_b);  // xd += hd W^T + b
+      const size_t window = l2_window_bytes_ / sizeof(T);  // the LM head's rows L2 already holds
+      if (i + 1 < layers_.size())
+        prefetch_next(fc_proj, layers_[i + 1].qkv_w, 3 * C * C);
+      else
+        prefetch_next(fc_proj, w_.wte + window, size_t(V_) * C - window);
       ops.next(DecodeOp::FcProj);
-      cuda::gemv<T>(gemv_op(l.fc_proj_w, H, C, hd_, l.fc_proj_b, xd_, GemvEpilogue::Residual), stream_);  // xd += hd W^T + b
+      cuda::gemv<T>(fc_proj, stream_);
     }
-    GemvParams<T> head = gemv_op(w_.wte, C, V_, xd_, nullptr, logits_, GemvEpilogue::Store);  // logits = LayerNorm_f(xd) wte^T
-    with_layernorm(head, w_.ln_f_w, w_.ln_f_b);
+    GemvParams<T> head = lm_head_op(xd_, nullptr);  // logits = LayerNorm_f(xd) wte^T
+    prefetch_next(head, layers_[0].qkv_w, 3 * C * C);
     ops.next(DecodeOp::LnLmHead);
     if (fused_argmax)
       cuda::gemv_argmax<T>(head, token_dev_, argmax_state_, stream_);
@@ -579,13 +625,13 @@ class CudaBackend final : public Backend {
   void enqueue_sampler(bool greedy, bool processed) {
     const float* z = logits_;
     if (processed) {
-      cuda::process_logits(logits_, scores_, V_, context_, counts_, step_dev_, stream_);
+      cuda::process_logits(logits_, scores_, V_, context_, counts_, step_dev_, stream_, pdl_);
       z = scores_;
     }
     if (greedy)
-      cuda::argmax(z, V_, token_dev_, stream_);
+      cuda::argmax(z, V_, token_dev_, stream_, pdl_);
     else
-      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_);
+      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_, pdl_);
   }
 
   // The counts process_logits() will hold after this step: the penalty window of the context
@@ -649,6 +695,7 @@ class CudaBackend final : public Backend {
 
   void release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);
+    if (l2_window_bytes_ > 0) cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, 0);  // the set-aside back to L2
     for (cudaGraphExec_t& g : graphs_)
       if (g) {
         cudaGraphExecDestroy(g);
@@ -674,6 +721,8 @@ class CudaBackend final : public Backend {
   DecodeMode mode_ = DecodeMode::Graph;
   CudaVariants variants_;  // GPT2_CUDA_VARIANTS, read once at load
   bool pdl_ = false;
+  size_t l2_window_bytes_ = 0;  // the l2 variant's persisting window over the LM head (0: none)
+  static constexpr size_t kMaxPrefetchBytes = size_t(8) << 20;
   BackendInfo info_;
   NvtxSink nvtx_;  // names the decode step's ops for nsys
 

@@ -38,6 +38,12 @@ size_t& memory_size() {
 }
 size_t total_memory() { return memory_size(); }
 
+}  // namespace
+// The emulated device's largest persisting L2 set-aside: it models no cache (l2CacheSize 0), but
+// checks the backend's requests against a limit of a Hopper GPU's order.
+constexpr int kPersistingL2Max = 37 << 20;
+namespace {
+
 // Work issued and not yet run, with the ordering domain it belongs to.
 struct Pending {
   cudaStream_t domain;
@@ -56,6 +62,7 @@ struct State {
   cudaStream_t capturing = nullptr;             // the stream being captured, if any
   std::vector<std::function<void()>> captured;  // its operations so far
   bool capture_invalidated = false;
+  size_t persisting_l2 = 0;  // cudaLimitPersistingL2CacheSize
 };
 State& state() {
   static State s;
@@ -139,6 +146,17 @@ void submit_kernel(const LaunchSpec& spec, std::function<void()> body) {
     if (!run_grid(spec, body, &error)) set_sticky_error(cudaErrorLaunchFailure, "kernel launch failed: " + error);
   });
   set_last_error(e);
+}
+
+cudaError_t check_launch_attributes(const cudaLaunchAttribute* attrs, unsigned int n) {
+  for (unsigned int i = 0; i < n; ++i) {
+    if (attrs[i].id != cudaLaunchAttributeAccessPolicyWindow) continue;
+    const cudaAccessPolicyWindow& w = attrs[i].val.accessPolicyWindow;
+    if (w.num_bytes > (128u << 20) || !(w.hitRatio >= 0.0f && w.hitRatio <= 1.0f) ||
+        !is_device_range(w.base_ptr, w.num_bytes))
+      return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
 }
 
 cudaError_t func_get_attributes(cudaFuncAttributes* attr, const void* key) {
@@ -227,7 +245,19 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d) {
   prop->multiProcessorCount = 132;
   prop->maxThreadsPerBlock = 1024;
   prop->warpSize = 32;
+  prop->persistingL2CacheMaxSize = emu::kPersistingL2Max;
+  prop->accessPolicyMaxWindowSize = 128 << 20;
   return cudaSuccess;
+}
+cudaError_t cudaDeviceSetLimit(cudaLimit limit, size_t value) {
+  if (limit != cudaLimitPersistingL2CacheSize || value > size_t(emu::kPersistingL2Max)) return cudaErrorInvalidValue;
+  state().persisting_l2 = value;
+  return state().sticky;
+}
+cudaError_t cudaDeviceGetLimit(size_t* value, cudaLimit limit) {
+  if (limit != cudaLimitPersistingL2CacheSize) return cudaErrorInvalidValue;
+  *value = state().persisting_l2;
+  return state().sticky;
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
   if (d != 0) return cudaErrorInvalidDevice;

@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "backend_cpu.h"
 #include "backend_cuda.h"
+#include "cuda_variants.h"
 #include "error.h"
 #include "generator.h"
 #include "golden.h"
@@ -266,7 +267,8 @@ TEST_F(CudaGeneration, LogitsProcessorsAgreeWithTheCpuAcrossContextShifts) {
 
 // GPT2_CUDA_DECODE=graph | eager | rows: the same decode step three ways, the same tokens.
 // GPT2_CUDA_VARIANTS=pdl: the graph with programmatic dependent launch, the same tokens again;
-// and so for every variant that replaces a kernel (attn1, lmhead), alone and together.
+// and so for every variant that replaces a kernel (attn1, lmhead), alone and together, and all
+// variants at once (CudaVariantsAgree checks each alone against the CPU).
 TEST_F(CudaGeneration, DecodeModesAgree) {
   struct EnvGuard {
     ~EnvGuard() {
@@ -275,7 +277,7 @@ TEST_F(CudaGeneration, DecodeModesAgree) {
     }
   } guard;
   const char* modes[][2] = {{"graph", "none"}, {"eager", "none"}, {"rows", "none"}, {"graph", "pdl"}, {"eager", "pdl"},
-                            {"graph", "attn1"}, {"graph", "lmhead"}, {"eager", "attn1,lmhead,pdl"}};
+                            {"graph", "attn1"}, {"graph", "lmhead"}, {"eager", "attn1,lmhead,pdl"}, {"graph", "all"}};
   std::vector<std::vector<int>> outs;
   for (const auto& m : modes) {
     setenv("GPT2_CUDA_DECODE", m[0], 1);
@@ -293,6 +295,52 @@ TEST_F(CudaGeneration, DecodeModesAgree) {
     }
   }
 }
+
+// Each GPT2_CUDA_VARIANTS entry alone, and all together, in the decode graph: fp32 tokens equal
+// the CPU backend's, greedy and sampled with every logits processor in a small ring that shifts
+// (the processed sampling graph). Each variant's kernels are checked in every dtype, at gpt2-xl
+// sizes too, by test_gpu_kernels.
+class CudaVariantsAgree : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaVariantsAgree, WithTheCpuBackend) {
+  GPT2_SKIP_WITHOUT_GPU();
+  struct EnvGuard {
+    ~EnvGuard() { unsetenv("GPT2_CUDA_VARIANTS"); }
+  } guard;
+  setenv("GPT2_CUDA_VARIANTS", GetParam().c_str(), 1);
+  const Model model = load_model(test::tiny_model("fp32"));
+  BackendOptions co;
+  co.kv_capacity = 24;
+  auto cpu = make_cpu_backend(model, co);
+  auto gpu = cuda_backend(model, ComputeDType::F32, 24);
+  const std::vector<int> prompt = {2061, 318, 509, 53, 40918, 30};
+  GenerationOptions opt;
+  opt.ignore_eos = true;
+  opt.context_shift = true;
+  opt.seed = 5;
+  for (bool sampled : {false, true}) {
+    opt.max_new_tokens = sampled ? test::quick_or(25, 40) : test::quick_or(15, 30);
+    opt.sampling.temperature = sampled ? 0.9f : 0.0f;
+    if (sampled) {
+      PenaltyParams& p = opt.sampling.penalties;
+      p.repeat_penalty = 1.2f, p.repeat_last_n = 16, p.frequency_penalty = 0.2f, p.no_repeat_ngram_size = 3;
+    }
+    const auto on_gpu = generate(*gpu, prompt, opt, nullptr), on_cpu = generate(*cpu, prompt, opt, nullptr);
+    EXPECT_EQ(on_gpu.generated, on_cpu.generated) << (sampled ? "sampled, processed" : "greedy");
+    if (sampled) {
+      EXPECT_GE(on_gpu.context_shifts, 1);
+    }
+  }
+}
+
+std::vector<std::string> variant_names() {
+  std::vector<std::string> names;
+  for (const CudaVariantInfo& info : cuda_variant_table()) names.push_back(info.name);
+  names.push_back("all");
+  return names;
+}
+INSTANTIATE_TEST_SUITE_P(Variants, CudaVariantsAgree, ::testing::ValuesIn(variant_names()),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 // read_logits() after a decode step that was never sampled, and forward() twice in a row.
 TEST_F(CudaGeneration, UnsampledStepsStillRun) {

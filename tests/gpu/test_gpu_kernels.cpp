@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "cpu_ops.h"
+#include "error.h"
 #include "gpu_test_util.h"
 #include "kernels.h"
 #include "processors.h"
@@ -311,10 +312,19 @@ TYPED_TEST(Kernels, AttentionDecodeSplitAndCombined) {
 
 // ---- fused matrix-vector products ----------------------------------------------------------
 
+// The GPT2_CUDA_VARIANTS switches a gemv launch takes (GemvParams); none: today's kernel.
+struct GemvVariant {
+  bool prologue = false, split_k = false, l2 = false;
+  std::string name() const {
+    return std::string(prologue ? "prologue " : "") + (split_k ? "splitk " : "") + (l2 ? "l2" : "");
+  }
+};
+
 template <typename T>
-void check_gemv(std::mt19937& rng, int IC, int OC, bool ln, k::GemvEpilogue epi, bool pre_bias, bool bias) {
+void check_gemv(std::mt19937& rng, int IC, int OC, bool ln, k::GemvEpilogue epi, bool pre_bias, bool bias,
+                const GemvVariant& variant = {}) {
   SCOPED_TRACE("gemv IC=" + std::to_string(IC) + " OC=" + std::to_string(OC) + " ln=" + std::to_string(ln) +
-               " epilogue=" + std::to_string(int(epi)) + " " + dtype_label<T>());
+               " epilogue=" + std::to_string(int(epi)) + " " + dtype_label<T>() + " variant: " + variant.name());
   const auto w = rounded<T>(random_vector(size_t(OC) * IC, rng, 0.05f));
   const auto in = random_vector(size_t(IC), rng, 1.5f, 0.2f);
   const auto ln_w = random_vector(size_t(IC), rng, 0.2f, 1.0f), ln_b = random_vector(size_t(IC), rng, 0.1f);
@@ -362,6 +372,13 @@ void check_gemv(std::mt19937& rng, int IC, int OC, bool ln, k::GemvEpilogue epi,
     p.v_ring = d_v.get();
     p.step = d_step.get();
     p.C = C;
+  }
+  p.prologue = variant.prologue;
+  p.split_k = variant.split_k;
+  if (variant.l2) {  // prefetch a buffer (here W itself); a window over the first part of W
+    p.prefetch = d_w.get();
+    p.prefetch_bytes = w.size() * sizeof(T) - 1;  // not a whole number of lines
+    p.persist_bytes = std::min<size_t>(w.size() * sizeof(T) / 2 + 16, size_t(1) << 20);
   }
   k::gemv<T>(p, nullptr);
 
@@ -510,6 +527,54 @@ TYPED_TEST(Kernels, GemvArgmaxLmHeadLowestIdWinsTies) {
   check_gemv_argmax<TypeParam>(this->rng, 64, 7, {5, 3});
   check_gemv_argmax<TypeParam>(this->rng, 64, 1, {});
   check_gemv_argmax<TypeParam>(this->rng, 128, 1031, {}, true);
+}
+
+// Each variant on the decode step's shapes (gpt2 124M and gpt2-xl: C = 1600, H = 6400) and odd
+// ones: several row groups per warp or block (OC above the grid's rows), one row, a ragged last
+// round of K, the largest input (the prologue falls back to today's staging there).
+TYPED_TEST(Kernels, GemvVariantsOnDecodeShapes) {
+  using E = k::GemvEpilogue;
+  const bool full = !quick();
+  for (const GemvVariant v : {GemvVariant{true, false, false}, GemvVariant{false, false, true}}) {  // prologue, l2
+    check_gemv<TypeParam>(this->rng, 768, 3 * 768, true, E::Qkv, false, true, v);
+    check_gemv<TypeParam>(this->rng, 64, 5003, false, E::Store, false, true, v);
+    check_gemv<TypeParam>(this->rng, 64, 7, true, E::Gelu, true, true, v);
+    check_gemv<TypeParam>(this->rng, 3072, 768, false, E::Residual, false, true, v);
+    if (full) {  // gpt2-xl
+      check_gemv<TypeParam>(this->rng, 1600, 3 * 1600, true, E::Qkv, true, true, v);
+      check_gemv<TypeParam>(this->rng, 1600, 6400, true, E::Gelu, false, true, v);
+      check_gemv<TypeParam>(this->rng, k::kGemvMaxIC, 3, true, E::Store, true, true, v);
+    }
+  }
+  const GemvVariant split{false, true, false}, all{true, true, true};
+  for (const GemvVariant v : {split, all}) {
+    check_gemv<TypeParam>(this->rng, 768, 768, false, E::Residual, false, true, v);
+    check_gemv<TypeParam>(this->rng, 3072, 768, false, E::Residual, false, true, v);
+    check_gemv<TypeParam>(this->rng, 64, 5003, false, E::Residual, false, true, v);
+    check_gemv<TypeParam>(this->rng, 8 * 1024 + 8, 1, false, E::Store, false, false, v);
+    check_gemv<TypeParam>(this->rng, 128, 3 * 128, false, E::Qkv, false, true, v);
+    check_gemv<TypeParam>(this->rng, 16, 9, false, E::Gelu, false, true, v);
+    if (full) check_gemv<TypeParam>(this->rng, 6400, 1600, false, E::Residual, false, true, v);  // gpt2-xl
+  }
+}
+
+TYPED_TEST(Kernels, GemvVariantsRefuseWhatTheyCannotRun) {
+  using T = TypeParam;
+  DeviceBuffer<T> d_w(64 * 16);
+  DeviceBuffer<float> d_in(64), d_out(16);
+  k::GemvParams<T> p;
+  p.w = d_w.get();
+  p.IC = 64;
+  p.OC = 16;
+  p.in = d_in.get();
+  p.out = d_out.get();
+  p.split_k = true;
+  p.ln_w = d_in.get();
+  p.ln_b = d_in.get();
+  EXPECT_THROW(k::gemv<T>(p, nullptr), Error) << "split-K with LayerNorm";
+  p.split_k = false;
+  p.persist_bytes = d_w.size() * sizeof(T) + 1;
+  EXPECT_THROW(k::gemv<T>(p, nullptr), Error) << "an L2 window past W";
 }
 
 // ---- cuBLAS matmuls ----------------------------------------------------------------------

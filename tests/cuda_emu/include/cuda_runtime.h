@@ -46,6 +46,7 @@ struct __attribute__((aligned(8))) float2 { float x, y; };
 struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
 struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 // The built-in variables of the running thread (set by the scheduler before it resumes a fiber).
 extern uint3 threadIdx;
@@ -89,6 +90,8 @@ struct cudaDeviceProp {
   int maxThreadsPerBlock;
   int warpSize;
   int l2CacheSize;  // 0: the emulation models no cache
+  int persistingL2CacheMaxSize;   // the largest persisting set-aside cudaDeviceSetLimit accepts
+  int accessPolicyMaxWindowSize;  // the largest access-policy window
 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 cudaError_t cudaGetDeviceCount(int* n);
@@ -97,6 +100,10 @@ cudaError_t cudaGetDevice(int* d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d);
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d);
 cudaError_t cudaDeviceSynchronize();
+// Only the persisting L2 set-aside: recorded, and refused above persistingL2CacheMaxSize.
+enum cudaLimit { cudaLimitPersistingL2CacheSize = 0x06 };
+cudaError_t cudaDeviceSetLimit(cudaLimit limit, size_t value);
+cudaError_t cudaDeviceGetLimit(size_t* value, cudaLimit limit);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 
 // ---- memory -----------------------------------------------------------------------------------
@@ -160,9 +167,21 @@ struct cudaFuncAttributes {
   int binaryVersion, ptxVersion;
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
+enum cudaLaunchAttributeID {
+  cudaLaunchAttributeAccessPolicyWindow = 1,
+  cudaLaunchAttributeProgrammaticStreamSerialization = 5
+};
+enum cudaAccessProperty { cudaAccessPropertyNormal = 0, cudaAccessPropertyStreaming = 1, cudaAccessPropertyPersisting = 2 };
+struct cudaAccessPolicyWindow {
+  void* base_ptr;
+  size_t num_bytes;
+  float hitRatio;
+  cudaAccessProperty hitProp;
+  cudaAccessProperty missProp;
+};
 union cudaLaunchAttributeValue {
   char pad[64];
+  cudaAccessPolicyWindow accessPolicyWindow;
   int programmaticStreamSerializationAllowed;
 };
 struct cudaLaunchAttribute {
@@ -196,6 +215,11 @@ struct LaunchSpec {
 // Checks the configuration (the error is returned by the next cudaGetLastError), then runs the
 // kernel body once per thread of every block, or records it when `stream` is being captured.
 void submit_kernel(const LaunchSpec& spec, std::function<void()> body);
+
+// cudaLaunchKernelEx's attributes: an access-policy window must lie in one device allocation,
+// within accessPolicyMaxWindowSize, with a hit ratio in [0, 1] (else cudaErrorInvalidValue).
+// Neither attribute changes what the emulator runs.
+cudaError_t check_launch_attributes(const cudaLaunchAttribute* attrs, unsigned int n);
 
 // What kernel<<<grid, block, smem, stream>>>(args...) becomes after rewrite_cu.py.
 class Launch {
@@ -235,8 +259,11 @@ int lane_id();
 
 template <typename... Params, typename... Args>
 cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(Params...), Args&&... args) {
-  // Launch attributes (programmatic dependent launch) change only when a kernel may start; with
-  // kernels run one after the other they have no effect.
+  // Launch attributes (programmatic dependent launch, an L2 access-policy window) change only
+  // when a kernel may start and what L2 keeps; with kernels run one after the other they have no
+  // effect beyond their checks.
+  const cudaError_t e = emu::check_launch_attributes(config->attrs, config->numAttrs);
+  if (e != cudaSuccess) return e;
   emu::Launch(config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream)
       .run(kernel, std::forward<Args>(args)...);
   return cudaPeekAtLastError();
