@@ -4,6 +4,7 @@
 
 #include "backend_cuda.h"
 #include "build_info.h"
+#include "cuda_variants.h"
 #include "unicode.h"
 
 namespace gpt2 {
@@ -58,7 +59,7 @@ void add_generation_controls(CLI::App& app, CliOptions& o) {
 
 std::string version_text() {
   return std::string("gpt2-gen ") + GPT2_VERSION + "\ncommit: " + GPT2_GIT_COMMIT + "\nbuild type: " +
-         GPT2_BUILD_TYPE + "\nCUDA: " + cuda_build_info();
+         GPT2_BUILD_TYPE + "\nCUDA: " + cuda_build_info() + "\n" + cuda_variants_help();
 }
 
 void setup_cli(CLI::App& app, CliOptions& o) {

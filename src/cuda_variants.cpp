@@ -9,13 +9,16 @@ namespace gpt2 {
 
 const std::vector<CudaVariantInfo>& cuda_variant_table() {
   static const std::vector<CudaVariantInfo> table = {
-      {"attn1", &CudaVariants::attention_one_round, "attention_decode: 16-byte K/V loads, one round, no serial combine"},
-      {"prologue", &CudaVariants::gemv_prologue, "gemv: parameters before the PDL wait, input staged in one round"},
-      {"splitk", &CudaVariants::split_k, "gemv: 768-row matrices split across warps along K"},
-      {"lmhead", &CudaVariants::lm_head_argmax, "LM head software-pipelined, argmax fused into it"},
-      {"ahead", &CudaVariants::launch_ahead, "token and pos + 1 on the device; step t+1 queued before token t is read"},
-      {"pdl", &CudaVariants::pdl, "programmatic dependent launch for every decode kernel"},
-      {"l2", &CudaVariants::l2_window, "L2 persistence window on the LM head; prefetch of the next matrix"},
+      {"attn1", &CudaVariants::attention_one_round, "attention_decode: 16-byte K/V loads, one round, no serial combine",
+       false},
+      {"prologue", &CudaVariants::gemv_prologue, "gemv: parameters before the PDL wait, input staged in one round",
+       false},
+      {"splitk", &CudaVariants::split_k, "gemv: 768-row matrices split across warps along K", false},
+      {"lmhead", &CudaVariants::lm_head_argmax, "LM head software-pipelined, argmax fused into it", false},
+      {"ahead", &CudaVariants::launch_ahead, "token and pos + 1 on the device; step t+1 queued before token t is read",
+       true},
+      {"pdl", &CudaVariants::pdl, "programmatic dependent launch for every decode kernel", true},
+      {"l2", &CudaVariants::l2_window, "L2 persistence window on the LM head; prefetch of the next matrix", true},
   };
   return table;
 }
@@ -50,6 +53,13 @@ std::string cuda_variants_name(const CudaVariants& v) {
   for (const CudaVariantInfo& info : cuda_variant_table())
     if (v.*info.flag) out += (out.empty() ? "" : ",") + std::string(info.name);
   return out.empty() ? "none" : out;
+}
+
+std::string cuda_variants_help() {
+  std::string out = "CUDA decode variants (GPT2_CUDA_VARIANTS=a,b | all | none; default none):";
+  for (const CudaVariantInfo& info : cuda_variant_table())
+    out += std::string("\n  ") + info.name + ": " + info.what + (info.exact ? " [exact]" : "");
+  return out;
 }
 
 }  // namespace gpt2

@@ -23,6 +23,9 @@ struct CudaVariantInfo {
   const char* name;          // as written in GPT2_CUDA_VARIANTS
   bool CudaVariants::*flag;  // the switch it sets
   const char* what;          // one line for --version and the GPU check's table
+  // True when the variant changes only when or where work runs, never the arithmetic: its
+  // tokens must equal today's path's exactly (the GPU check fails it otherwise).
+  bool exact;
 };
 
 // Every variant, in the order the GPU check measures them.
@@ -37,5 +40,9 @@ CudaVariants cuda_variants_from_env();
 
 // The enabled names, comma-separated, or "none": what a report or a log line records.
 std::string cuda_variants_name(const CudaVariants& v);
+
+// The table as --version prints it (tools/gpu_check.sh reads its variant list from there): a
+// heading line, then "  name: what [exact]" per variant.
+std::string cuda_variants_help();
 
 }  // namespace gpt2

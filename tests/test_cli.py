@@ -4,6 +4,7 @@ the CLI, every flag's validation, bad files, and the process-level behaviour (cl
 stdout, Ctrl-C, stdin). Each bad input must give one clear `error:` line and a non-zero exit."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -215,7 +216,12 @@ class Version(CliTest):
         self.assertRegex(lines[1], r"^commit: [0-9a-f]{7,}(-dirty)?$|^commit: unknown$")
         self.assertRegex(lines[2], r"^build type: \w+$")
         self.assertRegex(lines[3], r"^CUDA: (not compiled in|compiled in, CUDA architectures \S+)")
-        self.assertEqual(len(lines), 4)
+        # Then the decode variants (tools/gpu_check.sh reads its list here; test_cuda_variants
+        # checks the lines against the table): a heading, "  name: what" each, pdl among them.
+        self.assertRegex(lines[4], r"^CUDA decode variants \(GPT2_CUDA_VARIANTS=")
+        names = [re.match(r"^  ([a-z0-9]+): \S", line).group(1) for line in lines[5:]]
+        self.assertIn("pdl", names)
+        self.assertEqual(len(names), len(set(names)))
 
 
 class GenerationControls(CliTest):

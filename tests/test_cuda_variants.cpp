@@ -1,6 +1,8 @@
 // GPT2_CUDA_VARIANTS: names, "all", "none", and the one-line error for an unknown name.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "cuda_variants.h"
 #include "error.h"
 
@@ -48,6 +50,20 @@ TEST(CudaVariants, AnUnknownNameIsRefusedWithTheKnownOnes) {
     EXPECT_NE(what.find("attn1"), std::string::npos) << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
   }
+}
+
+// --version's list (tools/gpu_check.sh measures the variants it names): a heading, then one
+// line per variant in table order.
+TEST(CudaVariants, HelpListsEveryVariantOnItsOwnLine) {
+  std::stringstream help(cuda_variants_help());
+  std::string line;
+  ASSERT_TRUE(std::getline(help, line));
+  EXPECT_NE(line.find("GPT2_CUDA_VARIANTS"), std::string::npos) << line;
+  for (const CudaVariantInfo& info : cuda_variant_table()) {
+    ASSERT_TRUE(std::getline(help, line)) << info.name;
+    EXPECT_EQ(line, std::string("  ") + info.name + ": " + info.what + (info.exact ? " [exact]" : ""));
+  }
+  EXPECT_FALSE(std::getline(help, line)) << line;
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU check: runs THERE, on a GPU machine (one H100 / H200, CUDA 13, python3 with numpy,
 # safetensors, torch and transformers; no Debian packages, no network), in one call of at most
-# five minutes, on the build made here by tools/gpu_bundle.sh and carried in .gpu/:
+# six minutes, on the build made here by tools/gpu_bundle.sh and carried in .gpu/:
 #   1. the libraries the binaries need, nvidia-smi
 #   2. the `gpu` tests (kernels against the CPU reference; the whole model against the goldens);
 #      the logits processors (penalties, n-gram blocking) against transformers' continuations
@@ -9,15 +9,18 @@
 #   3. gpt2-gen vs Hugging Face on a seeded random GPT-2 124M (fp32 and fp16): last-position
 #      logits and greedy tokens (tools/hf_compare.py)
 #   4. the benchmark: 124M fp16, "What is KV caching?" ids, 1000 new tokens, greedy, ignore EOS,
-#      with and without the cache, and with the penalties in the decode graph; then gpt2-gen
-#      --benchmark
-#   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled, penalties), racecheck
-#      on the attention / matrix-vector / argmax kernel tests, initcheck on a generation
-# Every step is time-boxed (timeout) inside a global budget (GPU_CHECK_BUDGET_S, default 285 s);
+#      with and without the cache (with --profile where gpt2-gen has it), for today's path, each
+#      decode variant that `gpt2-gen --version` lists alone, and all together (a variant marked
+#      [exact] must give today's tokens); the penalties in the decode graph; gpt2-gen --benchmark
+#   5. compute-sanitizer: memcheck on short generations (cache, no-cache, sampled, penalties, all
+#      variants), racecheck on the attention / matrix-vector / argmax kernel tests, initcheck on a
+#      generation
+# It prints its plan first (the configurations, an estimate per step). Every step is time-boxed
+# (timeout) inside a global budget (GPU_CHECK_BUDGET_S, default 340 s);
 # a step that no longer fits, or a sanitizer cut short by its box, is reported INCOMPLETE.
 # Progress lines carry timestamps; full logs go to /tmp/gpu_check_logs and, when $OUT is set, to
-# $OUT (gpu_check.log, summary.txt, logs.tgz and the JSON reports). Ends with one summary table;
-# exit status 1 if any step failed, else 2 (and a loud INCOMPLETE banner) if any step did not
+# $OUT (gpu_check.log, summary.txt, variants.txt, logs.tgz with every JSON report). Ends with one
+# summary table and the variants' table to choose the defaults from; exit status 1 if any step failed, else 2 (and a loud INCOMPLETE banner) if any step did not
 # run to its end for lack of time: a check that did not run is not a pass.
 #
 # GPU_CHECK_DRY=1: the plumbing only, on a machine without a GPU (skips nvidia-smi and the
@@ -30,7 +33,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 G=$ROOT/.gpu
-BUDGET=${GPU_CHECK_BUDGET_S:-285}
+BUDGET=${GPU_CHECK_BUDGET_S:-340}
 DRY=${GPU_CHECK_DRY:-0}
 START=$(date +%s)
 LOGDIR=${GPU_CHECK_LOGS:-/tmp/gpu_check_logs}
@@ -131,6 +134,32 @@ else
   else record "nvidia-smi" FAIL "${smi:-no output}"; fi
 fi
 
+# ---- the plan: the variants this build has (its --version lists them), the time each step takes --
+# One source of truth: src/cuda_variants.cpp's table, as the binary prints it ("  name: what",
+# "[exact]" when it changes only the schedule).
+VARIANT_LINES=""
+[ $LIBS_OK = 1 ] && VARIANT_LINES=$("$G/bin/gpt2-gen" --version 2>/dev/null | grep -E '^  [a-z0-9]+: ')
+VARIANTS=$(echo "$VARIANT_LINES" | sed -nE 's/^  ([a-z0-9]+): .*/\1/p' | tr '\n' ' ')
+EXACT=$(echo "$VARIANT_LINES" | sed -nE 's/^  ([a-z0-9]+): .*\[exact\]$/\1/p' | tr '\n' ' ')
+CONFIGS="none ${VARIANTS}all"
+is_exact() { case " $EXACT " in *" $1 "*) return 0;; esac; return 1; }
+PROFILE_FLAG=()
+[ $LIBS_OK = 1 ] && "$G/bin/gpt2-gen" --help 2>/dev/null | grep -q -- '--profile' && PROFILE_FLAG=(--profile)
+if [ $LIBS_OK = 1 ] && [ -z "$VARIANTS" ]; then
+  record "variants" FAIL "gpt2-gen --version lists no CUDA decode variants (an old build?)"
+fi
+n_cfg=$(echo $CONFIGS | wc -w)
+# Estimates on an H200 (GPT-2 124M fp16; per run ~1.5 s of load and capture, 1000 cached tokens
+# ~0.4 s, 1000 uncached ~1.2 s): see README "GPU check".
+est_bench=$(( n_cfg * 6 + 5 ))
+say "plan (estimated seconds on an H200; budget ${BUDGET}s):"
+say "  tiny models 10, test_gpu_kernels 40, test_gpu_backend 40, processors 10, HF compare 50"
+say "  bench: $n_cfg configs x (cache${PROFILE_FLAG:+ --profile}, no-cache) x $( [ "$DRY" = 1 ] && echo 20 || echo 1000) tokens, + penalties: ~${est_bench}"
+for c in $CONFIGS; do say "    $c$(is_exact "$c" && echo ' [exact: the same tokens as none]')"; done
+say "  --benchmark 20, memcheck 60 (today's and all variants), racecheck 30, initcheck 15"
+say "  total ~$(( 10 + 40 + 40 + 10 + 50 + est_bench + 20 + 60 + 30 + 15 ))"
+[ ${#PROFILE_FLAG[@]} = 0 ] && say "  (this gpt2-gen has no --profile: the benchmark runs without it)"
+
 # ---- 2. tiny models and the gpu tests ----------------------------------------------------------
 MODELS=$WORK/test-models
 TINY_OK=1
@@ -199,6 +228,10 @@ else
 fi
 
 # ---- 4. benchmark ----------------------------------------------------------------------------
+same_prefix() {  # JSON_A JSON_B -> how many generated ids agree from the start
+  python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['generated_ids']; b=json.load(open(sys.argv[2]))['generated_ids']; print(next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), min(len(a),len(b))))" \
+    "$1" "$2" 2>/dev/null
+}
 bench_info() {  # JSON -> "decode X us/tok (p50 Y), total Z s, load+first W ms, peak P MB"
   python3 - "$1" <<'EOF' 2>/dev/null
 import json, sys, statistics
@@ -224,29 +257,43 @@ else
         --tokenizer "$G/shared/gpt2-tokenizer" || say "  could not write a random 124M model"
     fi
   fi
-  for mode in cache nocache cache_pdl cache_penalties; do
-    flag=""; [ $mode = nocache ] && flag="--no-cache"
-    # The decode graph with every logits processor in it: its tokens/s against the plain graph's.
-    [ $mode = cache_penalties ] && flag="--repeat-penalty 1.3 --frequency-penalty 0.1 --no-repeat-ngram-size 3"
-    variants=none; [ $mode = cache_pdl ] && variants=pdl
-    [ $mode = cache_pdl ] && [ "$DRY" = 1 ] && continue
-    GPT2_CUDA_VARIANTS=$variants run_boxed 90 15 "$LOGDIR/bench_$mode.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" \
-      --prompt-ids "$PROMPT_IDS" -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" $flag \
-      --json "$LOGDIR/bench_$mode.json"
-    rc=$?
-    info=$(bench_info "$LOGDIR/bench_$mode.json")
-    if [ $mode != cache ] && [ -f "$LOGDIR/bench_cache.json" ] && [ -f "$LOGDIR/bench_$mode.json" ]; then
-      same=$(python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['generated_ids']; b=json.load(open(sys.argv[2]))['generated_ids']; n=next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), min(len(a),len(b))); print(n)" \
-             "$LOGDIR/bench_cache.json" "$LOGDIR/bench_$mode.json" 2>/dev/null)
-      info="$info; first ${same:-?} tokens = cache run"
-      # PDL changes scheduling only: the tokens must be identical to the plain graph's.
-      if [ $mode = cache_pdl ] && [ "${same:-0}" != "$BENCH_N" ]; then rc=97; info="$info (PDL must not change tokens)"; fi
-    fi
-    if [ $rc = 0 ] && [ -n "$info" ]; then record "bench $mode" ok "$info"
-    elif [ $rc = 125 ]; then record "bench $mode" INCOMPLETE "not run: no time left in the budget"
-    else record "bench $mode" FAIL "rc $rc; $info $(tail -1 "$LOGDIR/bench_$mode.log" | cut -c1-120)"
-    fi
+  # Today's path, each variant alone, all together: the 1000-token benchmark with and without
+  # the cache (and --profile where this build has it). A variant marked [exact] changes only the
+  # schedule, so its tokens must be today's; the others report how far their tokens agree.
+  for cfg in $CONFIGS; do
+    for mode in cache nocache; do
+      flag=(); [ $mode = nocache ] && flag=(--no-cache)
+      [ $mode = cache ] && flag+=("${PROFILE_FLAG[@]}")
+      name=${mode}_$cfg
+      GPT2_CUDA_VARIANTS=$cfg run_boxed 60 10 "$LOGDIR/bench_$name.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" \
+        --prompt-ids "$PROMPT_IDS" -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" "${flag[@]}" \
+        --json "$LOGDIR/bench_$name.json"
+      rc=$?
+      info=$(bench_info "$LOGDIR/bench_$name.json")
+      ref=$LOGDIR/bench_cache_none.json
+      if [ "$name" != cache_none ] && [ -f "$ref" ] && [ -f "$LOGDIR/bench_$name.json" ]; then
+        same=$(same_prefix "$ref" "$LOGDIR/bench_$name.json")
+        info="$info; first ${same:-?} tokens = today's"
+        if [ $mode = cache ] && is_exact "$cfg" && [ "${same:-0}" != "$BENCH_N" ]; then
+          rc=97; info="$info ($cfg changes only the schedule: tokens must not change)"
+        fi
+      fi
+      if [ $rc = 0 ] && [ -n "$info" ]; then record "bench $name" ok "$info"
+      elif [ $rc = 125 ]; then record "bench $name" INCOMPLETE "not run: no time left in the budget"
+      else record "bench $name" FAIL "rc $rc; $info $(tail -1 "$LOGDIR/bench_$name.log" | cut -c1-120)"
+      fi
+    done
   done
+  # The decode graph with every logits processor in it: its tokens/s against the plain graph's.
+  run_boxed 60 10 "$LOGDIR/bench_cache_penalties.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
+    -n "$BENCH_N" --temperature 0 --ignore-eos --device "$BENCH_DEV" --repeat-penalty 1.3 --frequency-penalty 0.1 \
+    --no-repeat-ngram-size 3 --json "$LOGDIR/bench_cache_penalties.json"
+  rc=$?
+  info=$(bench_info "$LOGDIR/bench_cache_penalties.json")
+  if [ $rc = 0 ] && [ -n "$info" ]; then record "bench penalties" ok "$info"
+  elif [ $rc = 125 ]; then record "bench penalties" INCOMPLETE "not run: no time left in the budget"
+  else record "bench penalties" FAIL "rc $rc; $info $(tail -1 "$LOGDIR/bench_cache_penalties.log" | cut -c1-120)"
+  fi
   runs=3; [ "$DRY" = 1 ] && runs=1
   run_boxed 100 45 "$LOGDIR/benchmark.log" "$G/bin/gpt2-gen" -m "$BENCH_MODEL" --prompt-ids "$PROMPT_IDS" \
     -n "$BENCH_N" --device "$BENCH_DEV" --benchmark --runs $runs --json "$LOGDIR/benchmark.json"
@@ -286,13 +333,15 @@ set -e
 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --no-cache --json $WORK/san_nocache.json
 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --json $WORK/san_sampled.json
 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --min-p 0.05 --repeat-penalty 1.3 --repeat-last-n 8 --presence-penalty 0.5 --frequency-penalty 0.2 --no-repeat-ngram-size 2 --json $WORK/san_penalties.json
+GPT2_CUDA_VARIANTS=all "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 20 --temperature 0 --json $WORK/san_variants.json
+GPT2_CUDA_VARIANTS=all "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 ${gen[*]} -n 12 --temperature 0.8 --seed 3 --repeat-penalty 1.3 --no-repeat-ngram-size 2 --json $WORK/san_variants_sampled.json
 EOF
   run_boxed 100 30 "$LOGDIR/memcheck.log" bash "$mc_script"
   rc=$?
   errs=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$LOGDIR/memcheck.log" | grep -oE '[0-9]+' | tr '\n' ' ')
   if grep -qiE 'device not supported|not supported on this platform' "$LOGDIR/memcheck.log"; then
     record "memcheck" SKIP "compute-sanitizer cannot use this device here"
-  elif [ $rc = 0 ]; then record "memcheck" ok "greedy cache, no-cache, sampled, penalties: errors ${errs:-?}"
+  elif [ $rc = 0 ]; then record "memcheck" ok "greedy cache, no-cache, sampled, penalties, all variants: errors ${errs:-?}"
   elif [ $rc = 125 ]; then record "memcheck" INCOMPLETE "not run: no time left in the budget"
   elif [ $rc = 124 ]; then record "memcheck" INCOMPLETE "timed out; errors so far ${errs:-none}"
   else record "memcheck" FAIL "rc $rc; errors ${errs:-?}: $(grep -m1 -E '^========= (Invalid|Error|Program hit)' "$LOGDIR/memcheck.log" | cut -c1-120)"
@@ -305,12 +354,59 @@ EOF
 fi
 
 # ---- summary ------------------------------------------------------------------------------------
+# The table to choose the defaults from: per configuration, decode us/token (mean and median)
+# with the cache, the whole 1000 tokens without it, each against today's path (none), and how
+# many tokens equal today's.
+variant_table() {
+  python3 - "$LOGDIR" "$CONFIGS" "$EXACT" <<'PYEOF' 2>/dev/null
+import json, os, statistics, sys
+logdir, configs, exact = sys.argv[1], sys.argv[2].split(), set(sys.argv[3].split())
+def load(name):
+    try:
+        return json.load(open(os.path.join(logdir, f"bench_{name}.json")))
+    except (OSError, ValueError):
+        return None
+def decode_us(j):
+    s = j["stats"]; n = s.get("generated_tokens", len(s.get("token_ms", [])))
+    tok = s.get("token_ms", [])[1:]
+    return s["decode_ms"] * 1000 / max(n - 1, 1), (statistics.median(tok) * 1000 if tok else float("nan"))
+def total_s(j):
+    return (j["stats"]["prefill_ms"] + j["stats"]["decode_ms"]) / 1000
+base_c, base_n = load("cache_none"), load("nocache_none")
+print("| variants | exact | cache us/tok | p50 | vs none | no-cache s | vs none | tokens = none's |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for cfg in configs:
+    c, n = load("cache_" + cfg), load("nocache_" + cfg)
+    row = [cfg, "yes" if cfg in exact else ""]
+    if c:
+        mean, p50 = decode_us(c)
+        rel = f"{(mean / decode_us(base_c)[0] - 1) * 100:+.1f}%" if base_c else "?"
+        row += [f"{mean:.1f}", f"{p50:.1f}", rel]
+    else:
+        row += ["-", "-", "-"]
+    if n:
+        rel = f"{(total_s(n) / total_s(base_n) - 1) * 100:+.1f}%" if base_n else "?"
+        row += [f"{total_s(n):.3f}", rel]
+    else:
+        row += ["-", "-"]
+    if c and base_c:
+        a, b = base_c["generated_ids"], c["generated_ids"]
+        row.append(str(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))))
+    else:
+        row.append("-")
+    print("| " + " | ".join(row) + " |")
+PYEOF
+}
+
 {
   echo
   echo "== gpu_check summary ($(elapsed)s of ${BUDGET}s; logs in $LOGDIR${OUT:+ and \$OUT})"
   printf '| %-18s | %-10s | %s\n' "step" "result" "key numbers"
   printf '|%s|%s|%s\n' "--------------------" "------------" "------------------------------------------------------------"
   for i in "${!NAMES[@]}"; do printf '| %-18s | %-10s | %s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${INFOS[$i]}"; done
+  echo
+  echo "== decode variants ($BENCH_DEV, $BENCH_N tokens, greedy; GPT2_CUDA_VARIANTS; defaults stay 'none' until this table chooses)"
+  variant_table | tee "$LOGDIR/variants.txt"
   if [ $FAILED = 1 ]; then echo "gpu_check: FAILED"
   elif [ ${#INCOMPLETE[@]} -gt 0 ]; then
     echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
@@ -323,8 +419,8 @@ fi
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
   tar -C "$LOGDIR" -czf "$OUT/logs.tgz" . 2>/dev/null
-  for f in summary.txt hf_compare.json bench_cache.json bench_nocache.json bench_cache_pdl.json bench_cache_penalties.json \
-           benchmark.json; do
+  # At most 8 files come back from $OUT: every JSON report is in logs.tgz.
+  for f in summary.txt variants.txt hf_compare.json benchmark.json; do
     [ -f "$LOGDIR/$f" ] && cp "$LOGDIR/$f" "$OUT/"
   done
 fi
