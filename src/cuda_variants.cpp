@@ -15,8 +15,6 @@ const std::vector<CudaVariantInfo>& cuda_variant_table() {
        false},
       {"splitk", &CudaVariants::split_k, "gemv: 768-row matrices split across warps along K", false},
       {"lmhead", &CudaVariants::lm_head_argmax, "LM head software-pipelined, argmax fused into it", false},
-      {"ahead", &CudaVariants::launch_ahead, "token and pos + 1 on the device; step t+1 queued before token t is read",
-       true},
       {"pdl", &CudaVariants::pdl, "programmatic dependent launch for every decode kernel", true},
       {"l2", &CudaVariants::l2_window, "L2 persistence window on the LM head; prefetch of the next matrix", true},
   };

@@ -14,7 +14,6 @@ struct CudaVariants {
   bool gemv_prologue = false;        // prologue: gemv parameters before the PDL wait, 16-byte staging
   bool split_k = false;              // splitk: the 768-row matrices split across warps along K
   bool lm_head_argmax = false;       // lmhead: pipelined LM head with the argmax fused into it
-  bool launch_ahead = false;         // ahead: token and pos + 1 kept on the device; step t+1 queued early
   bool pdl = false;                  // pdl: programmatic dependent launch for every decode kernel
   bool l2_window = false;            // l2: L2 persistence window on the LM head, prefetch of the next matrix
 };

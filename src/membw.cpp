@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 
 namespace gpt2 {
@@ -21,12 +22,16 @@ size_t llc_bytes() {
 }
 
 // Sum of n floats with 16 independent partial sums, so the adds never wait on each other and
-// the loop runs at the speed memory delivers.
+// the loop runs at the speed memory delivers. Each cache line is also requested 8 KB ahead, as
+// the decode kernels do (src/cpu_simd_hwy.cpp): without it this loop read less than those
+// kernels stream, and the floor it gives would be too low.
 float sum(const float* p, size_t n) {
   float acc[16] = {};
   size_t i = 0;
-  for (; i + 16 <= n; i += 16)
+  for (; i + 16 <= n; i += 16) {
+    __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p + i) + 8192));
     for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
+  }
   for (; i < n; ++i) acc[0] += p[i];
   float s = 0;
   for (float a : acc) s += a;
