@@ -48,6 +48,7 @@ namespace {
 struct Pending {
   cudaStream_t domain;
   std::function<void()> op;
+  const void* tag = nullptr;  // enqueue_tagged's: where synchronize_until() stops
 };
 
 struct State {
@@ -63,6 +64,7 @@ struct State {
   std::vector<std::function<void()>> captured;  // its operations so far
   bool capture_invalidated = false;
   size_t persisting_l2 = 0;  // cudaLimitPersistingL2CacheSize
+  LaunchCounts launches;
 };
 State& state() {
   static State s;
@@ -86,6 +88,7 @@ bool in_range(const std::map<const char*, size_t>& allocations, const void* p, s
 
 void set_memory_size(size_t bytes) { memory_size() = bytes; }
 long allocation_calls() { return state().allocation_calls; }
+LaunchCounts launch_counts() { return state().launches; }
 
 void set_last_error(cudaError_t e) {
   if (e != cudaSuccess) state().last = e;
@@ -98,11 +101,19 @@ void set_sticky_error(cudaError_t e, const std::string& what) {
 bool is_device_range(const void* p, size_t bytes) { return in_range(state().device_allocations, p, bytes); }
 bool is_pinned_range(const void* p, size_t bytes) { return in_range(state().pinned_allocations, p, bytes); }
 
-void synchronize(cudaStream_t stream, bool all) {
+namespace {
+
+// Takes out of the queue, in issue order, the work of `domain` (every domain when `all`) up to
+// and including the operation tagged `until` (null: to the end), and runs it.
+void run_queued(cudaStream_t domain, bool all, const void* until) {
   State& s = state();
-  const cudaStream_t domain = domain_of(stream);
   std::vector<Pending> run, keep;
-  for (Pending& p : s.pending) (all || p.domain == domain ? run : keep).push_back(std::move(p));
+  bool reached = false;
+  for (Pending& p : s.pending) {
+    const bool mine = !reached && (all || p.domain == domain);
+    if (mine && until && p.tag == until) reached = true;
+    (mine ? run : keep).push_back(std::move(p));
+  }
   s.pending = std::move(keep);
   for (Pending& p : run) {
     if (s.sticky != cudaSuccess) break;  // after a fault the device runs nothing more
@@ -110,7 +121,14 @@ void synchronize(cudaStream_t stream, bool all) {
   }
 }
 
-cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) {
+}  // namespace
+
+void synchronize(cudaStream_t stream, bool all) { run_queued(domain_of(stream), all, nullptr); }
+void synchronize_until(cudaStream_t stream, const void* tag) { run_queued(domain_of(stream), false, tag); }
+
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) { return enqueue_tagged(stream, std::move(op), nullptr); }
+
+cudaError_t enqueue_tagged(cudaStream_t stream, std::function<void()> op, const void* tag) {
   State& s = state();
   if (s.sticky != cudaSuccess) return s.sticky;
   if (s.capturing != nullptr) {
@@ -123,7 +141,7 @@ cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) {
       return cudaErrorStreamCaptureImplicit;
     }
   }
-  s.pending.push_back({domain_of(stream), std::move(op)});
+  s.pending.push_back({domain_of(stream), std::move(op), tag});
   return s.sticky;
 }
 
@@ -448,6 +466,7 @@ cudaError_t cudaGraphUpload(cudaGraphExec_t exec, cudaStream_t) { return exec ? 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
   if (!exec) return cudaErrorInvalidValue;
   if (state().capturing) return cudaErrorStreamCaptureUnsupported;
+  ++state().launches.graph_launches;
   return emu::enqueue(s, [ops = exec->ops] {
     for (const auto& op : *ops) {
       if (state().sticky) break;
@@ -474,10 +493,17 @@ struct CUevent_st {
   };
   std::shared_ptr<Mark> mark = std::make_shared<Mark>();
   cudaStream_t stream = nullptr;  // of its last record
+  bool timing = true;             // cudaEventDisableTiming: cudaEventElapsedTime refuses it
 };
 
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st;
+  return state().sticky;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags) {
+  if (flags & ~unsigned(cudaEventDisableTiming)) return cudaErrorInvalidValue;  // gpt2-gen asks for no other
+  *e = new CUevent_st;
+  (*e)->timing = !(flags & cudaEventDisableTiming);
   return state().sticky;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
@@ -490,19 +516,30 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (state().capturing) return cudaErrorStreamCaptureUnsupported;  // gpt2-gen never records one in a graph
   e->mark = std::make_shared<CUevent_st::Mark>();
   e->stream = s;
-  return emu::enqueue(s, [mark = e->mark] {
-    mark->when = std::chrono::steady_clock::now();
-    mark->done = true;
-  });
+  return emu::enqueue_tagged(
+      s,
+      [mark = e->mark] {
+        mark->when = std::chrono::steady_clock::now();
+        mark->done = true;
+      },
+      e->mark.get());
 }
+// Waits for the event's last record. A GPU may have run any amount of the work queued after it
+// by then, so the emulator alternates the two extremes: odd calls run the stream only up to the
+// record, even calls run everything queued on it (host code reading what a later operation
+// overwrites, or relying on work after the event, fails one of the two).
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   if (!e) return cudaErrorInvalidResourceHandle;
   if (state().capturing) return cudaErrorStreamCaptureUnsupported;
-  emu::synchronize(e->stream, false);
+  if (++state().launches.event_waits % 2 == 1)
+    emu::synchronize_until(e->stream, e->mark.get());
+  else
+    emu::synchronize(e->stream, false);
   return state().sticky;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (!start || !end) return cudaErrorInvalidResourceHandle;
+  if (!start->timing || !end->timing) return cudaErrorInvalidResourceHandle;
   if (!start->mark->done || !end->mark->done) return cudaErrorNotReady;
   *ms = std::chrono::duration<float, std::milli>(end->mark->when - start->mark->when).count();
   return state().sticky;

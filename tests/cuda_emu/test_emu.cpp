@@ -9,7 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <cub/device/device_radix_sort.cuh>
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -240,6 +242,38 @@ TEST(CudaEmu, EventsAndHostFunctionsRunInStreamOrder) {
   EXPECT_GE(ms, 0.0f);
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
+// Launch-ahead waits for one event while later work is queued: cudaEventSynchronize runs the
+// stream up to the event on one call and everything queued on the next, the two orders a GPU
+// may show. A timing-free event refuses cudaEventElapsedTime.
+TEST(CudaEmu, EventWaitsAlternateBetweenUpToTheEventAndEverything) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* d = device_alloc<int>(1);
+  cudaEvent_t e;
+  ASSERT_EQ(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), cudaSuccess);
+  std::vector<int> after_wait;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(cudaMemsetAsync(d, 0, sizeof(int), s), cudaSuccess);
+    emu::Launch(1, 1, 0, s).run(add_one, d);
+    ASSERT_EQ(cudaEventRecord(e, s), cudaSuccess);
+    emu::Launch(1, 1, 0, s).run(add_one, d);  // queued behind the event
+    ASSERT_EQ(cudaEventSynchronize(e), cudaSuccess);
+    int seen = -1;
+    std::memcpy(&seen, d, sizeof(int));  // the emulated device's memory is the host's
+    after_wait.push_back(seen);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    EXPECT_EQ(download(d, 1)[0], 2);
+  }
+  std::sort(after_wait.begin(), after_wait.end());
+  EXPECT_EQ(after_wait, (std::vector<int>{1, 2}));  // one wait stopped at the event, one ran on
+  float ms = 0;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, e, e), cudaErrorInvalidResourceHandle);
+  EXPECT_EQ(cudaEventCreateWithFlags(&e, 0x4), cudaErrorInvalidValue);
+  cudaEventDestroy(e);
   cudaFree(d);
   cudaStreamDestroy(s);
 }

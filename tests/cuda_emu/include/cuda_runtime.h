@@ -150,6 +150,9 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 // about a GPU, but their order and plumbing are real). A host function runs in stream order.
 typedef struct CUevent_st* cudaEvent_t;
 cudaError_t cudaEventCreate(cudaEvent_t* e);
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
@@ -249,6 +252,14 @@ void set_memory_size(size_t bytes);
 // How many cudaMalloc, cudaFree, cudaHostAlloc and cudaFreeHost calls the process has made
 // (tests check that generating tokens makes none).
 long allocation_calls();
+
+// How many graphs the process has launched and how many times it waited for an event (tests
+// check that launch-ahead queues each step before waiting for the one before it).
+struct LaunchCounts {
+  long graph_launches = 0;
+  long event_waits = 0;
+};
+LaunchCounts launch_counts();
 
 // Warp and block synchronisation points of the running fiber.
 void syncthreads();
