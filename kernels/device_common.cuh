@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cuda_check.h"
+#include "kernels.h"  // StepParams
 
 // Applies M to each compute dtype the kernels are built for (explicit instantiations).
 #define GPT2_FOR_EACH_COMPUTE_TYPE(M) M(float) M(__half) M(__nv_bfloat16)
@@ -111,6 +112,16 @@ __device__ __forceinline__ void pdl_allow_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
+}
+
+// The greedy token of a decode step, from the one thread that knows it: *token = t and, with
+// launch-ahead (advance set), the next step's input too (kernels.h, argmax).
+__device__ __forceinline__ void write_greedy_token(int t, int* token, StepParams* advance) {
+  *token = t;
+  if (advance) {
+    advance->token = t;
+    advance->pos += 1;
+  }
 }
 
 // ---- asynchronous copies and L2 prefetch (sm_80+ / sm_90 PTX; plain C++ on the emulator) ----

@@ -390,8 +390,10 @@ __device__ __forceinline__ int argmax_key_row(unsigned long long key) {
   return key == 0ull ? 0 : int(0xFFFFFFFFu - unsigned(key & 0xFFFFFFFFull));  // all NaN: row 0, as the CPU
 }
 
-// This block's largest key into state->best; the last block to arrive writes the token.
-__device__ __forceinline__ void argmax_arrive(unsigned long long warp_key, int* token, ArgmaxState* state) {
+// This block's largest key into state->best; the last block to arrive writes the token (and,
+// with `advance`, the next step's input: write_greedy_token).
+__device__ __forceinline__ void argmax_arrive(unsigned long long warp_key, int* token, ArgmaxState* state,
+                                              StepParams* advance) {
   __shared__ unsigned long long warp_best[kWarps];
   if ((threadIdx.x & 31) == 0) warp_best[threadIdx.x >> 5] = warp_key;
   __syncthreads();
@@ -403,13 +405,14 @@ __device__ __forceinline__ void argmax_arrive(unsigned long long warp_key, int* 
   __threadfence();  // the max is in before this block counts itself in
   if (atomicAdd(&state->arrived, 1u) != gridDim.x - 1) return;
   __threadfence();
-  *token = argmax_key_row(atomicExch(&state->best, 0ull));  // read and reset for the next launch
+  write_greedy_token(argmax_key_row(atomicExch(&state->best, 0ull)), token, advance);  // read, reset for the next launch
   state->arrived = 0u;
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
-    gemv_argmax_kernel(const GemvParams<T> p, int* __restrict__ token, ArgmaxState* __restrict__ state) {
+    gemv_argmax_kernel(const GemvParams<T> p, int* __restrict__ token, ArgmaxState* __restrict__ state,
+                       StepParams* __restrict__ advance) {
   constexpr int VEC = Vec16<T>::N;
   extern __shared__ float4 smem4[];
   float* a = reinterpret_cast<float*>(smem4);  // (IC) the LayerNorm'd input, fp32
@@ -449,7 +452,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     }
   }
   if (p.prefetch) prefetch_l2_range(p.prefetch, p.prefetch_bytes);  // l2: the next kernel's matrix
-  argmax_arrive(best, token, state);
+  argmax_arrive(best, token, state, advance);
 }
 
 int sm_count() {
@@ -557,20 +560,20 @@ void gemv(const GemvParams<T>& p, cudaStream_t stream) {
 }
 
 template <typename T>
-void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream) {
+void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream, StepParams* advance) {
   if (p.epilogue != GemvEpilogue::Store || !p.ln_w || !p.ln_b || !token || !state)
     throw Error("gemv_argmax: needs the Store epilogue, a LayerNorm input, the token and the state");
   check_shape(p);
   const int row_groups = ceil_div(p.OC, kWarps * R), max_blocks = sm_count() * kBlocksPerSm;
   const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
   launch_kernel(launch_options(p), gemv_argmax_kernel<T>, dim3(blocks), dim3(kThreads), size_t(p.IC) * sizeof(float),
-                stream, p, token, state);
+                stream, p, token, state, advance);
   CUDA_CHECK_LAUNCH();
 }
 
 #define GPT2_INSTANTIATE(T)                                       \
   template void gemv<T>(const GemvParams<T>&, cudaStream_t); \
-  template void gemv_argmax<T>(const GemvParams<T>&, int*, ArgmaxState*, cudaStream_t);
+  template void gemv_argmax<T>(const GemvParams<T>&, int*, ArgmaxState*, cudaStream_t, StepParams*);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

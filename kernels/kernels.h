@@ -171,13 +171,14 @@ void gemv(const GemvParams<T>& p, cudaStream_t stream);
 // The LM head with the greedy choice fused in (GPT2_CUDA_VARIANTS=lmhead): gemv<LN, Store> as
 // above (p needs ln_w, ln_b and the Store epilogue), software-pipelined, and also
 // *token = argmax out (V = p.OC), the lowest id among equal maxima (sampler.h's greedy rule).
-// state: zero before the first launch; each launch leaves it zero again.
+// state: zero before the first launch; each launch leaves it zero again. advance: as argmax's.
 struct ArgmaxState {
   unsigned long long best = 0;  // the largest packed (logit, inverted id) key so far
   unsigned int arrived = 0;     // blocks done
 };
 template <typename T>
-void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream);
+void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream,
+                 StepParams* advance = nullptr);
 
 // ---- matmul.cu: cuBLAS, fp32 accumulation ---------------------------------------------------
 // out (n, OC) = x (n, IC) . w^T, w (OC, IC) row-major; out in T.
@@ -188,8 +189,12 @@ template <typename T>
 void matmul_accumulate(cublasHandle_t handle, float* out, const T* x, const T* w, int n, int IC, int OC);
 
 // ---- sampling.cu -------------------------------------------------------------------------
-// Greedy: *out = argmax logits (V), the lowest id among equal maxima.
-void argmax(const float* logits, int V, int* out, cudaStream_t stream, bool pdl = false);
+// Greedy: *out = argmax logits (V), the lowest id among equal maxima. With `advance` (launch-
+// ahead, GPT2_CUDA_VARIANTS=ahead) the kernel also makes *advance the next decode step's input:
+// advance->token = the token, advance->pos + 1, so the next step can be queued before the host
+// has read this one's token.
+void argmax(const float* logits, int V, int* out, cudaStream_t stream, bool pdl = false,
+            StepParams* advance = nullptr);
 
 // Temperature / top-k / top-p / min-p sampling by sampler.h's rule, parameters read from `step`
 // (temperature > 0): sorts (logit, id) pairs descending with a stable radix sort (ties: lower

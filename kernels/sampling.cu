@@ -40,7 +40,8 @@ struct MinInt {
 
 // CUDA kernels -------------------------------------------------------------------------------
 
-__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int V, int* __restrict__ out) {
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int V, int* __restrict__ out,
+                                                          StepParams* __restrict__ advance) {
   pdl_wait();  // under PDL (GPT2_CUDA_VARIANTS=pdl) the LM head may still be running
   pdl_allow_dependents();
   float best = -INFINITY;
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
     best = warp_best[lane];  // kThreads / 32 == 32 warps: every lane has a partial
     best_i = warp_idx[lane];
     reduce_warp(best, best_i);
-    if (lane == 0) *out = best_i < V ? best_i : 0;
+    if (lane == 0) write_greedy_token(best_i < V ? best_i : 0, out, advance);
   }
 }
 
@@ -186,8 +187,8 @@ bool kernels_loadable(std::string* why) {
   return false;
 }
 
-void argmax(const float* logits, int V, int* out, cudaStream_t stream, bool pdl) {
-  launch_kernel(pdl, argmax_kernel, dim3(1), dim3(kThreads), 0, stream, logits, V, out);
+void argmax(const float* logits, int V, int* out, cudaStream_t stream, bool pdl, StepParams* advance) {
+  launch_kernel(pdl, argmax_kernel, dim3(1), dim3(kThreads), 0, stream, logits, V, out, advance);
   CUDA_CHECK_LAUNCH();
 }
 

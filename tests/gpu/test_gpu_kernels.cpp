@@ -453,9 +453,39 @@ TYPED_TEST(Kernels, GemvOddRowCounts) {
 
 // ---- the LM head with the argmax fused in (GPT2_CUDA_VARIANTS=lmhead) --------------------------
 
+// Launch-ahead's `advance` (kernels.h, argmax): a step whose every field is set, and the check
+// that a kernel advanced it: token = the kernel's token, pos + 1, every other field as it was.
+k::StepParams filled_step() {
+  k::StepParams s;
+  s.token = 7;
+  s.pos = 41;
+  s.ring = KvRing{64, 9};
+  s.temperature = 0.5f;
+  s.top_k = 3;
+  s.top_p = 0.9f;
+  s.u = 0.25f;
+  s.min_p = 0.05f;
+  s.penalties.repeat_penalty = 1.3f;
+  s.counted_begin = 2;
+  s.counted_end = 12;
+  return s;
+}
+void expect_advanced(const k::StepParams* d_step, int token, const std::string& what) {
+  const k::StepParams b = filled_step();
+  k::StepParams a;
+  CUDA_CHECK(cudaMemcpy(&a, d_step, sizeof(a), cudaMemcpyDeviceToHost));
+  EXPECT_EQ(a.token, token) << what;
+  EXPECT_EQ(a.pos, b.pos + 1) << what;
+  EXPECT_TRUE(a.ring.capacity == b.ring.capacity && a.ring.start == b.ring.start && a.temperature == b.temperature &&
+              a.top_k == b.top_k && a.top_p == b.top_p && a.u == b.u && a.min_p == b.min_p &&
+              a.penalties.repeat_penalty == b.penalties.repeat_penalty && a.counted_begin == b.counted_begin &&
+              a.counted_end == b.counted_end)
+      << what << ": a field other than token and pos changed";
+}
+
 // gemv_argmax over W (OC, IC): the logits against cpu::layernorm + cpu::matmul, the token against
 // sampler.h's greedy rule on those logits and on the reference's, each run twice (the state must
-// come back zero). `tie_rows`: copies of the reference's largest row planted at these ids (equal
+// come back zero; the second run also advances a step, as launch-ahead asks). `tie_rows`: copies of the reference's largest row planted at these ids (equal
 // rows give bit-equal logits), so the lowest of them must win; `zero`: W = 0, every logit 0.
 template <typename T>
 void check_gemv_argmax(std::mt19937& rng, int IC, int OC, std::vector<int> tie_rows, bool zero = false) {
@@ -478,6 +508,9 @@ void check_gemv_argmax(std::mt19937& rng, int IC, int OC, std::vector<int> tie_r
   DeviceBuffer<float> d_in(IC), d_lnw(IC), d_lnb(IC), d_pb(IC), d_out(OC);
   DeviceBuffer<int> d_token(1);
   DeviceBuffer<k::ArgmaxState> d_state(1);
+  DeviceBuffer<k::StepParams> d_step(1);
+  const k::StepParams step = filled_step();
+  CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
   d_w.upload(w);
   d_in.upload(in);
   d_lnw.upload(ln_w);
@@ -498,12 +531,13 @@ void check_gemv_argmax(std::mt19937& rng, int IC, int OC, std::vector<int> tie_r
   for (int round = 0; round < 2; ++round) {
     d_out.poison();
     CUDA_CHECK(cudaMemset(d_token.get(), 0xFF, sizeof(int)));
-    k::gemv_argmax<T>(p, d_token.get(), d_state.get(), nullptr);
+    k::gemv_argmax<T>(p, d_token.get(), d_state.get(), nullptr, round == 1 ? d_step.get() : nullptr);
     const auto got = d_out.download();
     EXPECT_LE(nmse(got, want), nmse_tolerance<T>()) << "logits, round " << round;
     int token = -1;
     CUDA_CHECK(cudaMemcpy(&token, d_token.get(), sizeof(int), cudaMemcpyDeviceToHost));
     EXPECT_EQ(token, sample_token(got.data(), OC, greedy, 0.0)) << "the argmax of its own logits, round " << round;
+    if (round == 1) expect_advanced(d_step.get(), token, "gemv_argmax");
     if (!zero) {
       EXPECT_EQ(token, *std::min_element(tie_rows.begin(), tie_rows.end())) << "the lowest tied id";
     }
@@ -622,15 +656,21 @@ class Sampling : public ::testing::Test {
 TEST_F(Sampling, ArgmaxMatchesTheCpuRuleExactlyWithTies) {
   DeviceBuffer<float> d_logits(kV);
   DeviceBuffer<int> d_out(1);
+  DeviceBuffer<k::StepParams> d_step(1);
+  int calls = 0;
   auto run = [&](const std::vector<float>& z, int V, const std::string& what) {
     d_logits.upload(z);
     CUDA_CHECK(cudaMemset(d_out.get(), 0xFF, sizeof(int)));
-    k::argmax(d_logits.get(), V, d_out.get(), nullptr);
+    const bool advance = ++calls % 2 == 0;  // every other call as launch-ahead's argmax
+    const k::StepParams step = filled_step();
+    CUDA_CHECK(cudaMemcpy(d_step.get(), &step, sizeof(step), cudaMemcpyHostToDevice));
+    k::argmax(d_logits.get(), V, d_out.get(), nullptr, false, advance ? d_step.get() : nullptr);
     int got = -1;
     CUDA_CHECK(cudaMemcpy(&got, d_out.get(), sizeof(int), cudaMemcpyDeviceToHost));
     SamplingParams greedy;
     greedy.temperature = 0;
     EXPECT_EQ(got, sample_token(z.data(), V, greedy, 0.0)) << what;
+    if (advance) expect_advanced(d_step.get(), got, what);
   };
   for (int trial = 0; trial < 20; ++trial) {
     auto z = random_vector(kV, rng, 3.0f);
