@@ -71,6 +71,11 @@ class Backend {
   // forward() before; throws gpt2::Error otherwise.
   DecodeProfile profile_decode(int steps);
 
+  // Waits for work the backend queued on its own beyond what it was asked for (the CUDA
+  // launch-ahead variant's step after the last token), so that it is not timed as part of
+  // whatever runs next. generate() calls it when a generation ends.
+  virtual void settle() {}
+
   virtual const BackendInfo& info() const = 0;
   int kv_capacity() const { return capacity_; }  // K/V ring slots per layer
   int context_window() const { return gpt2::context_window(capacity_, config_.n_positions); }

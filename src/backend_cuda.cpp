@@ -22,6 +22,11 @@
 // graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
 // kernels without the graph, =rows runs decode steps through the rows path (for bisecting);
 // GPT2_CUDA_VARIANTS (src/cuda_variants.h) switches on the latency-fix variants, pdl among them.
+// Launch-ahead (GPT2_CUDA_VARIANTS=ahead, greedy without logits processors): the step's argmax
+// also writes the next step's token and position into step_dev_, and sample() queues step
+// t + 1 before it waits for token t, in the other of two slots (logits buffer, pinned token,
+// event), so the GPU runs while the host handles token t. forward() takes the queued step when
+// it asks for exactly that one; anything else lets it finish unused first (discard_ahead).
 #include "backend_cuda.h"
 
 #include <cuda_runtime.h>
@@ -167,6 +172,9 @@ class CudaBackend final : public Backend {
   int sample(const SamplingParams& params, double u) override {
     const bool greedy = params.greedy();
     const bool processed = params.penalties.active();
+    const bool ahead = variants_.launch_ahead && greedy && !processed && mode_ != DecodeMode::Rows;
+    // A launch-ahead step this call will not take: let it finish (a pending step is recomputed).
+    if (ahead_.state == AheadState::Queued || !ahead) discard_ahead();
     // No wait here: in-flight work never reads step_host_ (its only readers, the copies below
     // and in run_pending, are waited for before this returns).
     step_host_->pos = context_end_ - 1;  // the sampler's context: positions [0, pos]
@@ -178,23 +186,24 @@ class CudaBackend final : public Backend {
     step_host_->min_p = params.min_p;
     step_host_->penalties = params.penalties;
     if (processed) track_counts(params.penalties.repeat_last_n);
+    if (pending_ && ahead) return checked(run_ahead());
     if (pending_) {
       run_pending(greedy, processed);
     } else {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      enqueue_sampler(greedy, processed);
+      enqueue_sampler(greedy, processed, last_logits_);
       CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
       CUDA_CHECK(cudaStreamSynchronize(stream_));
       inflight_ = false;
     }
-    const int token = *token_host_;
-    if (token < 0 || token >= V_) throw Error("internal: the CUDA sampler returned token " + std::to_string(token));
-    return token;
+    return checked(*token_host_);
   }
+
+  void settle() override { discard_ahead(); }
 
   void read_logits(float* out) override {
     if (pending_) run_pending(true, false);
-    CUDA_CHECK(cudaMemcpyAsync(out, logits_, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaMemcpyAsync(out, last_logits_, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     inflight_ = false;
   }
@@ -206,6 +215,7 @@ class CudaBackend final : public Backend {
   // interleaved with op-timed steps (an event between every two launches), after one untimed
   // step; then the device's copy bandwidth. Runs eagerly whatever the run's decode mode.
   DecodeProfile profile_impl(int steps, const DecodeStep& s) override {
+    discard_ahead();  // the profiled steps rewrite step_dev_ and logits_
     wait_inflight();
     step_host_->token = s.token;
     step_host_->pos = s.pos;
@@ -237,11 +247,11 @@ class CudaBackend final : public Backend {
     {
       StreamGate gate(stream_);
       whole.record_begin(stream_);
-      enqueue_decode(variants_.lm_head_argmax, sink);  // lmhead: the LM head row includes the argmax
+      enqueue_decode(variants_.lm_head_argmax, sink, logits_);  // lmhead: the LM head row includes the argmax
       if (!variants_.lm_head_argmax) {
         OpSequence ops(sink);
         ops.next(DecodeOp::Argmax);
-        enqueue_sampler(true, false);
+        enqueue_sampler(true, false, logits_);
       }
       whole.record_end(stream_);
     }  // opens the gate and waits for the step
@@ -268,19 +278,26 @@ class CudaBackend final : public Backend {
   };
 
   void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
-    if (pending_) run_pending(true, false);  // a decode step that was never sampled: run it first
     const bool decode = n == 1 && mode_ != DecodeMode::Rows;
+    // The queued launch-ahead step is this call when it asks for exactly that step.
+    const bool accept = decode && ahead_.state == AheadState::Queued && ids[0] == ahead_.token &&
+                        pos == ahead_.pos && ring.start == ahead_.ring.start;
+    if (!accept) discard_ahead();
+    if (pending_) run_pending(true, false);  // a decode step that was never sampled: run it first
     // Counts stay valid across a decode step that appends to the counted positions; anything
     // else (prefill, --no-cache, a context shift) rewrote them: count afresh.
     if (!decode || pos < counted_.end || ring.start != context_ring_.start) counted_.valid = false;
+    const bool fresh = pos == 0 || ring.start != context_ring_.start;
+    written_end_ = fresh ? pos + n : std::max(written_end_, pos + n);
     context_end_ = pos + n;
     context_ring_ = ring;
     if (decode) {
-      wait_inflight();
+      if (!accept) wait_inflight();  // (an accepted step's stream holds no copy from step_host_)
       step_host_->token = ids[0];
       step_host_->pos = pos;
       step_host_->ring = ring;
       pending_ = true;  // runs in sample() or read_logits()
+      if (accept) ahead_.state = AheadState::Accepted;
       return;
     }
     wait_inflight();  // ids_host_ may still be read by an earlier copy
@@ -288,7 +305,13 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
     const NvtxRange range("rows");
     enqueue_rows(n, pos, ring);
+    last_logits_ = logits_;
     inflight_ = true;
+  }
+
+  int checked(int token) const {
+    if (token < 0 || token >= V_) throw Error("internal: the CUDA sampler returned token " + std::to_string(token));
+    return token;
   }
 
 
@@ -322,6 +345,7 @@ class CudaBackend final : public Backend {
     const size_t need = plan_memory(prop.name, free0, total0);
     if (variants_.l2_window) reserve_l2_window(prop);
     open_stream();
+    if (variants_.launch_ahead) open_ahead_slots();
     upload_weights(m);
     warm_up_and_capture();
 
@@ -367,6 +391,7 @@ class CudaBackend final : public Backend {
     plan.add(&step_dev_, 1, &other);
     plan.add(&token_dev_, 1, &other);
     plan.add(&logits_, V, &other);  // (V) fp32
+    if (variants_.launch_ahead) plan.add(&ahead_logits_, V, &other);  // (V) launch-ahead's second slot
     plan.add(&scores_, V, &other);  // (V) fp32: the logits after the processors
     plan.add(&counts_, V, &other);  // (V) the penalty window's count of each id
     plan.add(&context_, cap, &other);  // (capacity) the context's token ids, by ring slot
@@ -414,11 +439,13 @@ class CudaBackend final : public Backend {
   // The pinned host staging buffers, the stream and the cuBLAS handle.
   void open_stream() {
     CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&step_host_), sizeof(StepParams), cudaHostAllocDefault));
-    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&token_host_), sizeof(int), cudaHostAllocDefault));
+    // token_host_[0]: the token of a step run and waited for; [1], [2]: launch-ahead's slots.
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&token_host_), 3 * sizeof(int), cudaHostAllocDefault));
     CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&ids_host_), size_t(context_window()) * sizeof(int),
                              cudaHostAllocDefault));
     *step_host_ = StepParams{};
-    *token_host_ = 0;
+    std::fill(token_host_, token_host_ + 3, 0);
+    last_logits_ = logits_;
 
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -454,18 +481,21 @@ class CudaBackend final : public Backend {
     ids_host_[0] = 0;
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, sizeof(int), cudaMemcpyHostToDevice, stream_));
     enqueue_rows(1, 0, KvRing{cap, 0});
-    if (mode_ != DecodeMode::Rows) enqueue_decode(variants_.lm_head_argmax);
+    if (mode_ != DecodeMode::Rows) enqueue_decode(variants_.lm_head_argmax, nullptr, logits_);
     for (bool processed : {false, true}) {
-      enqueue_sampler(true, processed);
-      enqueue_sampler(false, processed);
+      enqueue_sampler(true, processed, logits_);
+      enqueue_sampler(false, processed, logits_);
     }
     for (Layer& l : layers_) {  // start from clean rings
       CUDA_CHECK(cudaMemsetAsync(l.k, 0, size_t(cap) * C_ * sizeof(T), stream_));
       CUDA_CHECK(cudaMemsetAsync(l.v, 0, size_t(cap) * C_ * sizeof(T), stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (mode_ == DecodeMode::Graph)
-      for (int g = 0; g < 4; ++g) graphs_[g] = capture(graph_greedy(g), graph_processed(g));
+    if (mode_ == DecodeMode::Graph) {
+      for (int g = 0; g < 4; ++g) graphs_[g] = capture([&] { enqueue_replayed_step(graph_greedy(g), graph_processed(g)); });
+      if (variants_.launch_ahead)
+        for (int p = 0; p < 2; ++p) ahead_slot_[p].graph = capture([&] { enqueue_ahead_step(p); });
+    }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
@@ -509,7 +539,7 @@ class CudaBackend final : public Backend {
       cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fc_proj_w, n, H, C);                            // x += fc W^T
     }
     // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.
-    GemvParams<T> head = lm_head_op(x_ + size_t(n - 1) * C, layers_.back().fc_proj_b);
+    GemvParams<T> head = lm_head_op(x_ + size_t(n - 1) * C, layers_.back().fc_proj_b, logits_);
     head.pdl = false;  // the rows path is never captured
     cuda::gemv<T>(head, stream_);
   }
@@ -537,10 +567,10 @@ class CudaBackend final : public Backend {
     p.split_k = variants_.split_k;
     return p;
   }
-  // ... the LM head: logits = wte . LayerNorm_f(in + pre_bias) (its first rows in the l2
+  // ... the LM head: logits (V) = wte . LayerNorm_f(in + pre_bias) (its first rows in the l2
   // variant's persisting window).
-  GemvParams<T> lm_head_op(const float* in, const float* pre_bias) const {
-    GemvParams<T> p = gemv_op(w_.wte, C_, V_, in, nullptr, logits_, GemvEpilogue::Store);
+  GemvParams<T> lm_head_op(const float* in, const float* pre_bias, float* logits) const {
+    GemvParams<T> p = gemv_op(w_.wte, C_, V_, in, nullptr, logits, GemvEpilogue::Store);
     with_layernorm(p, w_.ln_f_w, w_.ln_f_b, pre_bias);
     p.persist_bytes = l2_window_bytes_;
     return p;
@@ -560,12 +590,12 @@ class CudaBackend final : public Backend {
     p.ln_pre_bias = pre_bias;
   }
 
-  // The decode step: reads token, position and ring from step_dev_ (graph-replayable). Its ops
-  // are named to `sink` (profile.h; default: NVTX ranges only). fused_argmax: the LM head also
-  // writes the greedy token to token_dev_ (GPT2_CUDA_VARIANTS=lmhead). (l2 variant: each
-  // matrix-vector kernel prefetches the next one's matrix; the LM head the first layer's, for
-  // the next token.)
-  void enqueue_decode(bool fused_argmax, ProfileSink* sink = nullptr) {
+  // The decode step: reads token, position and ring from step_dev_ (graph-replayable), writes
+  // `logits` (V). Its ops are named to `sink` (profile.h; null: NVTX ranges only). fused_argmax:
+  // the LM head also writes the greedy token to token_dev_ (GPT2_CUDA_VARIANTS=lmhead), and with
+  // `advance` the next step's input (launch-ahead). (l2 variant: each matrix-vector kernel
+  // prefetches the next one's matrix; the LM head the first layer's, for the next token.)
+  void enqueue_decode(bool fused_argmax, ProfileSink* sink, float* logits, StepParams* advance = nullptr) {
     const size_t C = size_t(C_), H = size_t(H_);
     OpSequence ops(sink ? sink : &nvtx_);
     ops.next(DecodeOp::Embedding);
@@ -604,11 +634,11 @@ class CudaBackend final : public Backend {
       ops.next(DecodeOp::FcProj);
       cuda::gemv<T>(fc_proj, stream_);
     }
-    GemvParams<T> head = lm_head_op(xd_, nullptr);  // logits = LayerNorm_f(xd) wte^T
+    GemvParams<T> head = lm_head_op(xd_, nullptr, logits);  // logits = LayerNorm_f(xd) wte^T
     prefetch_next(head, layers_[0].qkv_w, 3 * C * C);
     ops.next(DecodeOp::LnLmHead);
     if (fused_argmax)
-      cuda::gemv_argmax<T>(head, token_dev_, argmax_state_, stream_);
+      cuda::gemv_argmax<T>(head, token_dev_, argmax_state_, stream_, advance);
     else
       cuda::gemv<T>(head, stream_);
   }
@@ -617,15 +647,23 @@ class CudaBackend final : public Backend {
   // logits processors (whose argmax is over the raw logits) takes its token from the LM head.
   void enqueue_step(bool greedy, bool processed) {
     const bool fused = variants_.lm_head_argmax && greedy && !processed;
-    enqueue_decode(fused);
-    if (!fused) enqueue_sampler(greedy, processed);
+    enqueue_decode(fused, nullptr, logits_);
+    if (!fused) enqueue_sampler(greedy, processed, logits_);
   }
 
-  // [the logits processors ->] argmax or sampling, reading the parameters from step_dev_.
-  void enqueue_sampler(bool greedy, bool processed) {
-    const float* z = logits_;
+  // ... with its StepParams copied in first and the token copied out last: what run_pending()
+  // enqueues, or replays as graphs_[graph_index(greedy, processed)].
+  void enqueue_replayed_step(bool greedy, bool processed) {
+    CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+    enqueue_step(greedy, processed);
+    CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  }
+
+  // [the logits processors ->] argmax or sampling of `logits`, parameters from step_dev_.
+  void enqueue_sampler(bool greedy, bool processed, const float* logits) {
+    const float* z = logits;
     if (processed) {
-      cuda::process_logits(logits_, scores_, V_, context_, counts_, step_dev_, stream_, pdl_);
+      cuda::process_logits(logits, scores_, V_, context_, counts_, step_dev_, stream_, pdl_);
       z = scores_;
     }
     if (greedy)
@@ -649,14 +687,13 @@ class CudaBackend final : public Backend {
   static bool graph_processed(int g) { return (g & 2) != 0; }
   static int graph_index(bool greedy, bool processed) { return (greedy ? 0 : 1) + (processed ? 2 : 0); }
 
-  // The decode step + sampler, its StepParams copied in first and the token copied out last.
-  cudaGraphExec_t capture(bool greedy, bool processed) {
+  // What `enqueue` puts on the stream, captured as a graph, instantiated and uploaded.
+  template <typename Enqueue>
+  cudaGraphExec_t capture(Enqueue&& enqueue) {
     cudaGraph_t graph = nullptr;
     CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
     try {
-      CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      enqueue_step(greedy, processed);
-      CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+      enqueue();
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -674,17 +711,81 @@ class CudaBackend final : public Backend {
 
   // Runs the recorded decode step and the sampler; waits for the token.
   void run_pending(bool greedy, bool processed) {
+    discard_ahead();  // an accepted launch-ahead step is recomputed: its slot is not logits_
     pending_ = false;
     const NvtxRange range(mode_ == DecodeMode::Graph ? "decode: graph" : "decode: eager");
-    if (mode_ == DecodeMode::Graph) {
+    if (mode_ == DecodeMode::Graph)
       CUDA_CHECK(cudaGraphLaunch(graphs_[graph_index(greedy, processed)], stream_));
-    } else {
-      CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      enqueue_step(greedy, processed);
-      CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
-    }
+    else
+      enqueue_replayed_step(greedy, processed);
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     inflight_ = false;
+    last_logits_ = logits_;
+  }
+
+  // ---- launch-ahead (GPT2_CUDA_VARIANTS=ahead) ----------------------------------------------
+  // The pending greedy step is on the stream already (forward() accepted the queued one) or
+  // starts a chain here from step_host_. The step after it is queued too, at position
+  // context_end_, unless that is past the context window or a position an earlier forward()
+  // wrote (whose keys and values the caller may still rely on). Then only this step's token is
+  // waited for. Returns it.
+  int run_ahead() {
+    const NvtxRange range("decode: ahead");
+    pending_ = false;
+    int p = 0;
+    if (ahead_.state == AheadState::Accepted) {
+      p = ahead_.parity;
+    } else {
+      CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+      launch_ahead(p);
+    }
+    ahead_.state = AheadState::None;
+    if (context_end_ < context_window() && context_end_ >= written_end_) {
+      launch_ahead(1 - p);
+      ahead_ = Ahead{AheadState::Queued, 1 - p, context_end_, context_ring_, -1};
+    }
+    CUDA_CHECK(cudaEventSynchronize(ahead_slot_[p].done));
+    inflight_ = ahead_.state == AheadState::Queued;
+    last_logits_ = ahead_slot_[p].logits;
+    ahead_.token = *ahead_slot_[p].token_host;  // the queued step's input
+    return ahead_.token;
+  }
+
+  // Puts the launch-ahead step of slot p on the stream (its graph, or eagerly), then its event.
+  void launch_ahead(int p) {
+    if (mode_ == DecodeMode::Graph)
+      CUDA_CHECK(cudaGraphLaunch(ahead_slot_[p].graph, stream_));
+    else
+      enqueue_ahead_step(p);
+    CUDA_CHECK(cudaEventRecord(ahead_slot_[p].done, stream_));
+  }
+
+  // A greedy decode step into slot p's logits whose argmax also makes step_dev_ the next step's
+  // input (token, pos + 1); its token copied to the slot's pinned int. No copy from the host:
+  // step_dev_ is the previous step's doing (or run_ahead's copy for the first of a chain).
+  void enqueue_ahead_step(int p) {
+    const AheadSlot& slot = ahead_slot_[p];
+    enqueue_decode(variants_.lm_head_argmax, nullptr, slot.logits, step_dev_);
+    if (!variants_.lm_head_argmax) cuda::argmax(slot.logits, V_, token_dev_, stream_, pdl_, step_dev_);
+    CUDA_CHECK(cudaMemcpyAsync(slot.token_host, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  }
+
+  // Lets a queued (or accepted but not taken) launch-ahead step finish unused. What it wrote is
+  // never read: its logits slot and pinned int are read only for a step run_ahead() takes, and
+  // its keys, values and context id sit at a position no forward() has written (run_ahead's
+  // rule), which a later forward() writes before anything attends to it.
+  void discard_ahead() {
+    if (ahead_.state == AheadState::None) return;
+    wait_inflight();
+    ahead_.state = AheadState::None;
+  }
+
+  void open_ahead_slots() {
+    for (int p = 0; p < 2; ++p) {
+      ahead_slot_[p].logits = p == 0 ? logits_ : ahead_logits_;
+      ahead_slot_[p].token_host = token_host_ + 1 + p;
+      CUDA_CHECK(cudaEventCreateWithFlags(&ahead_slot_[p].done, cudaEventDisableTiming));
+    }
   }
 
   void wait_inflight() {
@@ -701,6 +802,11 @@ class CudaBackend final : public Backend {
         cudaGraphExecDestroy(g);
         g = nullptr;
       }
+    for (AheadSlot& slot : ahead_slot_) {
+      if (slot.graph) cudaGraphExecDestroy(slot.graph);
+      if (slot.done) cudaEventDestroy(slot.done);
+      slot = AheadSlot{};
+    }
     if (cublas_) cublasDestroy(cublas_);
     cublas_ = nullptr;
     if (stream_) cudaStreamDestroy(stream_);
@@ -751,6 +857,7 @@ class CudaBackend final : public Backend {
   int* counts_ = nullptr;    // (V)
   int* context_ = nullptr;   // (capacity) token ids by ring slot
   int* token_dev_ = nullptr;
+  float* last_logits_ = nullptr;  // the buffer holding the last step's logits: logits_ or a launch-ahead slot's
   cuda::SamplerWorkspace sw_;
   // pinned host staging
   StepParams* step_host_ = nullptr;
@@ -765,6 +872,29 @@ class CudaBackend final : public Backend {
   } counted_;
   bool pending_ = false;   // forward(n == 1) recorded a decode step that has not run yet
   bool inflight_ = false;  // work enqueued that nobody has waited for
+  int written_end_ = 0;    // forward() has written positions [0, written_end_) of context_ring_
+
+  // Launch-ahead: two slots, used alternately, and the step run_ahead() queued.
+  struct AheadSlot {
+    float* logits = nullptr;          // (V) the step's logits: logits_ or ahead_logits_
+    int* token_host = nullptr;        // pinned: its token
+    cudaEvent_t done = nullptr;       // recorded after it
+    cudaGraphExec_t graph = nullptr;  // graph mode: enqueue_ahead_step(slot)
+  };
+  AheadSlot ahead_slot_[2];
+  float* ahead_logits_ = nullptr;  // (V) slot 1's logits
+  enum class AheadState {
+    None,      // nothing queued
+    Queued,    // a step is on the stream that no forward() has asked for yet ...
+    Accepted,  // ... and forward() asked for it: the pending step, taken by sample()
+  };
+  struct Ahead {
+    AheadState state = AheadState::None;
+    int parity = 0;  // its slot
+    int pos = 0;     // its position, ring and input token (known once the step before it was read)
+    KvRing ring;
+    int token = -1;
+  } ahead_;
 };
 
 }  // namespace

@@ -79,6 +79,7 @@ GenerationResult generate(Backend& backend, const std::vector<int>& prompt, cons
       forward(&tokens[end - 1], 1, end - 1 - begin, ring);
     }
   }
+  backend.settle();
   return r;
 }
 

@@ -346,6 +346,69 @@ std::vector<std::string> variant_names() {
 INSTANTIATE_TEST_SUITE_P(Variants, CudaVariantsAgree, ::testing::ValuesIn(variant_names()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
+// GPT2_CUDA_VARIANTS=ahead, in the graph and eagerly, driven step by step beside the CPU backend
+// through every turn a queued step can take: taken (each step's logits read back: the two
+// slots), a token other than the one sampled (the queued step is dropped), greedy to sampled
+// and back, a profile in between, a rewind to the position before that other token followed by
+// a jump back to the end (nothing may be queued over a position forward() wrote), the context
+// window's end (nothing queued past it: its slot would wrap onto position 0), then a new prompt.
+TEST_F(CudaGeneration, LaunchAheadFollowsTheCpuThroughEveryTurn) {
+  struct EnvGuard {
+    ~EnvGuard() {
+      unsetenv("GPT2_CUDA_DECODE");
+      unsetenv("GPT2_CUDA_VARIANTS");
+    }
+  } guard;
+  const int cap = 24, V = model_->config.vocab_size, n_prompt = int(prompt_.size());
+  const SamplingParams greedy(0.0f, 0, 1.0f), sampled(0.9f, 0, 1.0f);
+  for (const char* mode : {"graph", "eager"}) {
+    SCOPED_TRACE(mode);
+    setenv("GPT2_CUDA_DECODE", mode, 1);
+    setenv("GPT2_CUDA_VARIANTS", "ahead", 1);
+    auto gpu = cuda_backend(*model_, ComputeDType::F32, cap);
+    BackendOptions co;
+    co.kv_capacity = cap;
+    auto cpu = make_cpu_backend(*model_, co);
+    const KvRing ring{cap, 5};
+    std::vector<int> tokens = prompt_;
+    auto forward = [&](int pos, int n) {
+      gpu->forward(&tokens[size_t(pos)], n, pos, ring);
+      cpu->forward(&tokens[size_t(pos)], n, pos, ring);
+    };
+    auto sample = [&](const SamplingParams& sp, const std::string& what) {
+      const int got = gpu->sample(sp, 0.37), want = cpu->sample(sp, 0.37);
+      EXPECT_EQ(got, want) << what;
+      const auto g = logits_of(*gpu, V), c = logits_of(*cpu, V);
+      EXPECT_LE(max_rel_error(g.data(), c.data(), g.size()), 1e-5) << what;
+      return want;
+    };
+    forward(0, n_prompt);
+    const int forced = n_prompt + 4;  // the position that gets a token other than the sampled one
+    for (int pos = n_prompt;; ++pos) {
+      const bool sampling = pos == n_prompt + 6 || pos == n_prompt + 7;
+      const int next = sample(sampling ? sampled : greedy, "for position " + std::to_string(pos));
+      if (pos == n_prompt + 9) gpu->profile_decode(1);
+      tokens.push_back(pos == forced ? (next + 1) % V : next);
+      if (pos == n_prompt + 11) {  // rewind to the position before the forced token, then jump back
+        forward(forced - 1, 1);
+        sample(greedy, "rewound");
+      }
+      if (pos + 1 == cap) break;  // the window is full
+      forward(pos, 1);
+    }
+    forward(cap - 1, 1);  // the queued step at the last position
+    sample(greedy, "at the window's end");
+    forward(cap - 1, 1);  // again, recomputed: attends over every position, 0 included
+    sample(greedy, "at the window's end again");
+    tokens.assign(prompt_.rbegin(), prompt_.rend());  // a new prompt
+    forward(0, n_prompt);
+    for (int pos = n_prompt; pos < n_prompt + 3; ++pos) {
+      tokens.push_back(sample(greedy, "new prompt, position " + std::to_string(pos)));
+      forward(pos, 1);
+    }
+  }
+}
+
 // read_logits() after a decode step that was never sampled, and forward() twice in a row.
 TEST_F(CudaGeneration, UnsampledStepsStillRun) {
   auto b = cuda_backend(*model_, ComputeDType::F32);
