@@ -244,6 +244,7 @@ print(f"{n} tok: decode {dec:.1f} us/tok (p50 {p50:.1f}), total {(s['prefill_ms'
       f"load+first {s['load_ms'] + s['prefill_ms']:.0f} ms, peak {s.get('peak_device_bytes', 0) / 1e6:.0f} MB")
 EOF
 }
+BENCH_DEV=none BENCH_N=0  # what the summary's variants heading says when the bench cannot run
 if [ $LIBS_OK = 0 ]; then
   record "bench" SKIP "no usable binaries"
 else
