@@ -48,7 +48,8 @@ for b in .gpu/bin/*; do
   done
 done
 for lib in libstdc++.so.6 libgcc_s.so.1; do
-  p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+  # (awk reads to the end: an early exit could end ldconfig by SIGPIPE, fatal under pipefail)
+  p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found {print $NF; found = 1}')
   [ -n "$p" ] && cp -L "$p" .gpu/lib-fallback/
 done
 strip --strip-unneeded .gpu/lib/* .gpu/lib-fallback/* 2>/dev/null || true
@@ -61,7 +62,7 @@ chmod -R u+w .gpu/shared
   echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src kernels tests CMakeLists.txt || echo ' + uncommitted changes')"
   echo "nvcc: $(nvcc --version | tail -1)"
-  echo "glibc here: $(ldd --version | head -1)"
+  echo "glibc here: $(ldd --version | sed -n 1p)"
   echo "needs there: libcublas.so.13, libcublasLt.so.13 (CUDA 13), an NVIDIA driver for CUDA 13, python3 with numpy + safetensors (+ torch, transformers for the HF step)"
   echo
   (cd .gpu && find . -type f ! -name MANIFEST -printf '%s\t%p\n' | sort -k2)
