@@ -21,11 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark_schema  # noqa: E402
-
-
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
+from tool_errors import fail  # noqa: E402
 
 
 def parse_args():

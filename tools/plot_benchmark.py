@@ -10,28 +10,18 @@
 Usage: python3 tools/plot_benchmark.py RESULT.json [MORE.json ...] -o plot.png
 """
 import argparse
-import json
-import sys
-
 import os
+import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark_schema  # noqa: E402
-
-
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
+from tool_errors import fail, read_json  # noqa: E402
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        fail(f"{path}: cannot read benchmark JSON ({e})")
+    data = read_json(path, "benchmark JSON")
     try:
         benchmark_schema.validate(data)
     except ValueError as e:

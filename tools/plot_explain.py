@@ -14,7 +14,6 @@ gpt2-gen's (its `other_mode` block) and is labelled so. Schema: tools/explain_sc
 Usage: python3 tools/plot_explain.py EXPLAIN.json -o explain.png [--title TEXT]
 """
 import argparse
-import json
 import os
 import sys
 
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import explain_schema  # noqa: E402
+from tool_errors import fail, read_json  # noqa: E402
 
 MASKED, NEW, RECOMPUTED, CACHED = 0, 1, 2, 3
 COLORS = ["#ffffff", "#1f4e9c", "#f2a541", "#9fd89f"]
@@ -32,20 +32,14 @@ MODE_NAME = {"cache": "with the cache", "no-cache": "without the cache"}
 DRAWN_HEAD_DIM = 16  # head_dim (64 in GPT-2) is drawn this wide so that t and L stay readable
 
 
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
 def load_modes(path):
     """{mode name: explain-mode dict with per_step/totals/measured}, both modes, from one file."""
+    document = read_json(path, "--explain --json output")
     try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
         explains = explain_schema.explain_objects(document)
         for e in explains:
             explain_schema.validate(e)
-    except (OSError, json.JSONDecodeError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         fail(f"{path}: not a gpt2-gen --explain --json file: {e}")
     modes = {}
     for e in explains:  # measured modes first, so a benchmark's timed mode wins over a prediction
