@@ -114,9 +114,9 @@ __device__ __forceinline__ void pdl_allow_dependents() {
 #endif
 }
 
-// The greedy token of a decode step, from the one thread that knows it: *token = t and, with
+// The token a decode step chose, from the one thread that knows it: *token = t and, with
 // launch-ahead (advance set), the next step's input too (kernels.h, argmax).
-__device__ __forceinline__ void write_greedy_token(int t, int* token, StepParams* advance) {
+__device__ __forceinline__ void write_step_token(int t, int* token, StepParams* advance) {
   *token = t;
   if (advance) {
     advance->token = t;

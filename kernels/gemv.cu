@@ -391,7 +391,7 @@ __device__ __forceinline__ int argmax_key_row(unsigned long long key) {
 }
 
 // This block's largest key into state->best; the last block to arrive writes the token (and,
-// with `advance`, the next step's input: write_greedy_token).
+// with `advance`, the next step's input: write_step_token).
 __device__ __forceinline__ void argmax_arrive(unsigned long long warp_key, int* token, ArgmaxState* state,
                                               StepParams* advance) {
   __shared__ unsigned long long warp_best[kWarps];
@@ -405,7 +405,7 @@ __device__ __forceinline__ void argmax_arrive(unsigned long long warp_key, int* 
   __threadfence();  // the max is in before this block counts itself in
   if (atomicAdd(&state->arrived, 1u) != gridDim.x - 1) return;
   __threadfence();
-  write_greedy_token(argmax_key_row(atomicExch(&state->best, 0ull)), token, advance);  // read, reset for the next launch
+  write_step_token(argmax_key_row(atomicExch(&state->best, 0ull)), token, advance);  // read, reset for the next launch
   state->arrived = 0u;
 }
 

@@ -209,8 +209,9 @@ struct SamplerWorkspace {
 };
 size_t sampler_temp_bytes(int V);
 void sampler_init(const SamplerWorkspace& ws, int V, cudaStream_t stream);
+// advance: as argmax's (it may be `step` itself: the kernel reads step before it writes).
 void sample_top_k_top_p(const float* logits, int V, const StepParams* step, const SamplerWorkspace& ws, int* out,
-                        cudaStream_t stream, bool pdl = false);
+                        cudaStream_t stream, bool pdl = false, StepParams* advance = nullptr);
 
 // ---- penalties.cu: the logits processors of processors.h -----------------------------------
 // scores (V) = logits (V) after processors.h's rule for the context of positions [0, step->pos],

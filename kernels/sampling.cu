@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
     best = warp_best[lane];  // kThreads / 32 == 32 warps: every lane has a partial
     best_i = warp_idx[lane];
     reduce_warp(best, best_i);
-    if (lane == 0) write_greedy_token(best_i < V ? best_i : 0, out, advance);
+    if (lane == 0) write_step_token(best_i < V ? best_i : 0, out, advance);
   }
 }
 
@@ -97,8 +97,8 @@ __global__ void iota_kernel(int* __restrict__ ids, int V) {
 }
 
 __global__ void __launch_bounds__(kThreads)
-    sample_sorted_kernel(const float* __restrict__ z, const int* __restrict__ ids, int V,
-                         const StepParams* __restrict__ step, int* __restrict__ out) {
+    sample_sorted_kernel(const float* __restrict__ z, const int* __restrict__ ids, int V, const StepParams* step,
+                         int* __restrict__ out, StepParams* advance) {  // advance may be step: no __restrict__
   using Scan = cub::BlockScan<float, kThreads>;
   using ReduceInt = cub::BlockReduce<int, kThreads>;
   __shared__ union {
@@ -171,7 +171,8 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   const int chosen = ReduceInt(tmp.reduce).Reduce(pick, MinInt());
-  if (threadIdx.x == 0) *out = ids[chosen == INT_MAX ? kept - 1 : chosen];
+  // Every thread read *step before the reductions' barriers: advancing it now is safe.
+  if (threadIdx.x == 0) write_step_token(ids[chosen == INT_MAX ? kept - 1 : chosen], out, advance);
 }
 
 }  // namespace
@@ -206,14 +207,14 @@ void sampler_init(const SamplerWorkspace& ws, int V, cudaStream_t stream) {
 }
 
 void sample_top_k_top_p(const float* logits, int V, const StepParams* step, const SamplerWorkspace& ws, int* out,
-                        cudaStream_t stream, bool pdl) {
+                        cudaStream_t stream, bool pdl, StepParams* advance) {
   launch_kernel(pdl, prepare_keys_kernel, dim3(ceil_div(V, 256)), dim3(256), 0, stream, logits, ws.keys_in, V);
   CUDA_CHECK_LAUNCH();
   size_t bytes = ws.temp_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(ws.temp, bytes, ws.keys_in, ws.keys_out, ws.ids_in,
                                                        ws.ids_out, V, 0, int(sizeof(float) * 8), stream));
   launch_kernel(pdl, sample_sorted_kernel, dim3(1), dim3(kThreads), 0, stream, static_cast<const float*>(ws.keys_out),
-                static_cast<const int*>(ws.ids_out), V, step, out);
+                static_cast<const int*>(ws.ids_out), V, step, out, advance);
   CUDA_CHECK_LAUNCH();
 }
 
