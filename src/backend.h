@@ -60,7 +60,12 @@ class Backend {
   void forward(const int* ids, int n, int pos, const KvRing& ring);
 
   // The next token from the last logits by the rule of sampler.h, with uniform draw u.
-  virtual int sample(const SamplingParams& params, double u) = 0;
+  // next_u: the draw the next sample() will get, when the caller knows it already (generate()
+  // does: its draws do not depend on the tokens); CUDA's launch-ahead then queues a sampled next
+  // step before this call returns. Without it only greedy steps are queued ahead.
+  int sample(const SamplingParams& params, double u, std::optional<double> next_u = std::nullopt) {
+    return sample_impl(params, u, next_u);
+  }
 
   // Copies the last logits (vocab_size floats) to `out` (tests, tools/dump_logits.cpp).
   virtual void read_logits(float* out) = 0;
@@ -94,6 +99,7 @@ class Backend {
  private:
   // forward() once the call is known to be valid.
   virtual void forward_impl(const int* ids, int n, int pos, const KvRing& ring) = 0;
+  virtual int sample_impl(const SamplingParams& params, double u, std::optional<double> next_u) = 0;
   // profile_decode() once the call is known to be valid.
   virtual DecodeProfile profile_impl(int steps, const DecodeStep& step) = 0;
 

@@ -166,7 +166,7 @@ class CpuBackend final : public Backend {
     describe(type);
   }
 
-  int sample(const SamplingParams& params, double u) override {
+  int sample_impl(const SamplingParams& params, double u, std::optional<double> /*next_u: nothing runs ahead*/) override {
     const int V = config().vocab_size;
     if (params.penalties.active()) {
       for (int p = 0; p < context_len_; ++p) context_in_order_[size_t(p)] = context_[size_t(context_ring_.slot(p))];

@@ -22,10 +22,11 @@
 // graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
 // kernels without the graph, =rows runs decode steps through the rows path (for bisecting);
 // GPT2_CUDA_VARIANTS (src/cuda_variants.h) switches on the latency-fix variants, pdl among them.
-// Launch-ahead (GPT2_CUDA_VARIANTS=ahead, greedy without logits processors): the step's argmax
-// also writes the next step's token and position into step_dev_, and sample() queues step
-// t + 1 before it waits for token t, in the other of two slots (logits buffer, pinned token,
-// event), so the GPU runs while the host handles token t. forward() takes the queued step when
+// Launch-ahead (GPT2_CUDA_VARIANTS=ahead, without logits processors): the step's argmax or
+// sampler also writes the next step's token and position into step_dev_, and sample() queues
+// step t + 1 (sampled: with the draw the caller passed as next_u) before it waits for token t,
+// in the other of two slots (logits buffer, pinned token and draw, event), so the GPU runs while
+// the host handles token t. forward() takes the queued step when
 // it asks for exactly that one; anything else lets it finish unused first (discard_ahead).
 #include "backend_cuda.h"
 
@@ -169,14 +170,11 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override { release(); }
 
-  int sample(const SamplingParams& params, double u) override {
+  int sample_impl(const SamplingParams& params, double u, std::optional<double> next_u) override {
     const bool greedy = params.greedy();
     const bool processed = params.penalties.active();
-    const bool ahead = variants_.launch_ahead && greedy && !processed && mode_ != DecodeMode::Rows;
-    // A launch-ahead step this call will not take: let it finish (a pending step is recomputed).
-    if (ahead_.state == AheadState::Queued || !ahead) discard_ahead();
     // No wait here: in-flight work never reads step_host_ (its only readers, the copies below
-    // and in run_pending, are waited for before this returns).
+    // and in run_pending and run_ahead, are waited for before this returns).
     step_host_->pos = context_end_ - 1;  // the sampler's context: positions [0, pos]
     step_host_->ring = context_ring_;
     step_host_->temperature = params.temperature;
@@ -186,7 +184,12 @@ class CudaBackend final : public Backend {
     step_host_->min_p = params.min_p;
     step_host_->penalties = params.penalties;
     if (processed) track_counts(params.penalties.repeat_last_n);
-    if (pending_ && ahead) return checked(run_ahead());
+    const bool ahead = variants_.launch_ahead && !processed && mode_ != DecodeMode::Rows;
+    // A launch-ahead step this call does not take (other parameters or another draw, or no
+    // forward() asked for it): let it finish; a pending step is recomputed.
+    if (!(ahead && ahead_.state == AheadState::Accepted && same_draw(ahead_.params, *step_host_, greedy)))
+      discard_ahead();
+    if (pending_ && ahead) return checked(run_ahead(greedy, next_u));
     if (pending_) {
       run_pending(greedy, processed);
     } else {
@@ -494,7 +497,10 @@ class CudaBackend final : public Backend {
     if (mode_ == DecodeMode::Graph) {
       for (int g = 0; g < 4; ++g) graphs_[g] = capture([&] { enqueue_replayed_step(graph_greedy(g), graph_processed(g)); });
       if (variants_.launch_ahead)
-        for (int p = 0; p < 2; ++p) ahead_slot_[p].graph = capture([&] { enqueue_ahead_step(p); });
+        for (int p = 0; p < 2; ++p) {
+          ahead_slot_[p].greedy_graph = capture([&] { enqueue_ahead_step(p, true); });
+          ahead_slot_[p].sampled_graph = capture([&] { enqueue_ahead_step(p, false); });
+        }
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
@@ -724,12 +730,13 @@ class CudaBackend final : public Backend {
   }
 
   // ---- launch-ahead (GPT2_CUDA_VARIANTS=ahead) ----------------------------------------------
-  // The pending greedy step is on the stream already (forward() accepted the queued one) or
-  // starts a chain here from step_host_. The step after it is queued too, at position
-  // context_end_, unless that is past the context window or a position an earlier forward()
-  // wrote (whose keys and values the caller may still rely on). Then only this step's token is
-  // waited for. Returns it.
-  int run_ahead() {
+  // The pending step (greedy, or sampled without the logits processors) is on the stream
+  // already (forward() accepted the queued one) or starts a chain here from step_host_. The
+  // step after it is queued too, at position context_end_, when its draw is known (greedy, or
+  // next_u given) and that position is inside the context window and not one an earlier
+  // forward() wrote (whose keys and values the caller may still rely on). Then only this step's
+  // token is waited for. Returns it.
+  int run_ahead(bool greedy, std::optional<double> next_u) {
     const NvtxRange range("decode: ahead");
     pending_ = false;
     int p = 0;
@@ -737,12 +744,14 @@ class CudaBackend final : public Backend {
       p = ahead_.parity;
     } else {
       CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-      launch_ahead(p);
+      launch_ahead(p, greedy, step_host_->u);
     }
     ahead_.state = AheadState::None;
-    if (context_end_ < context_window() && context_end_ >= written_end_) {
-      launch_ahead(1 - p);
-      ahead_ = Ahead{AheadState::Queued, 1 - p, context_end_, context_ring_, -1};
+    if ((greedy || next_u) && context_end_ < context_window() && context_end_ >= written_end_) {
+      StepParams queued = *step_host_;
+      queued.u = greedy ? 0.0f : float(*next_u);
+      launch_ahead(1 - p, greedy, queued.u);
+      ahead_ = Ahead{AheadState::Queued, 1 - p, context_end_, context_ring_, -1, queued};
     }
     CUDA_CHECK(cudaEventSynchronize(ahead_slot_[p].done));
     inflight_ = ahead_.state == AheadState::Queued;
@@ -752,22 +761,38 @@ class CudaBackend final : public Backend {
   }
 
   // Puts the launch-ahead step of slot p on the stream (its graph, or eagerly), then its event.
-  void launch_ahead(int p) {
+  // u: a sampled step's draw (the slot's pinned copy is free: its last step was waited for).
+  void launch_ahead(int p, bool greedy, float u) {
+    AheadSlot& slot = ahead_slot_[p];
+    *slot.u_host = u;
     if (mode_ == DecodeMode::Graph)
-      CUDA_CHECK(cudaGraphLaunch(ahead_slot_[p].graph, stream_));
+      CUDA_CHECK(cudaGraphLaunch(greedy ? slot.greedy_graph : slot.sampled_graph, stream_));
     else
-      enqueue_ahead_step(p);
-    CUDA_CHECK(cudaEventRecord(ahead_slot_[p].done, stream_));
+      enqueue_ahead_step(p, greedy);
+    CUDA_CHECK(cudaEventRecord(slot.done, stream_));
   }
 
-  // A greedy decode step into slot p's logits whose argmax also makes step_dev_ the next step's
-  // input (token, pos + 1); its token copied to the slot's pinned int. No copy from the host:
-  // step_dev_ is the previous step's doing (or run_ahead's copy for the first of a chain).
-  void enqueue_ahead_step(int p) {
+  // A decode step into slot p's logits whose argmax or sampler also makes step_dev_ the next
+  // step's input (token, pos + 1); its token copied to the slot's pinned int. Nothing else comes
+  // from the host but a sampled step's draw: step_dev_ is the previous step's doing (or
+  // run_ahead's copy for the first of a chain).
+  void enqueue_ahead_step(int p, bool greedy) {
     const AheadSlot& slot = ahead_slot_[p];
-    enqueue_decode(variants_.lm_head_argmax, nullptr, slot.logits, step_dev_);
-    if (!variants_.lm_head_argmax) cuda::argmax(slot.logits, V_, token_dev_, stream_, pdl_, step_dev_);
+    if (greedy) {
+      enqueue_decode(variants_.lm_head_argmax, nullptr, slot.logits, step_dev_);
+      if (!variants_.lm_head_argmax) cuda::argmax(slot.logits, V_, token_dev_, stream_, pdl_, step_dev_);
+    } else {
+      CUDA_CHECK(cudaMemcpyAsync(&step_dev_->u, slot.u_host, sizeof(float), cudaMemcpyHostToDevice, stream_));
+      enqueue_decode(false, nullptr, slot.logits);
+      cuda::sample_top_k_top_p(slot.logits, V_, step_dev_, sw_, token_dev_, stream_, pdl_, step_dev_);
+    }
     CUDA_CHECK(cudaMemcpyAsync(slot.token_host, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  }
+
+  // Whether a queued step's sampling (as it was queued) is the one step_host_ now asks for.
+  static bool same_draw(const StepParams& queued, const StepParams& asked, bool greedy) {
+    return queued.temperature == asked.temperature && queued.top_k == asked.top_k && queued.top_p == asked.top_p &&
+           queued.min_p == asked.min_p && (greedy || queued.u == asked.u);
   }
 
   // Lets a queued (or accepted but not taken) launch-ahead step finish unused. What it wrote is
@@ -781,9 +806,12 @@ class CudaBackend final : public Backend {
   }
 
   void open_ahead_slots() {
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&ahead_u_host_), 2 * sizeof(float), cudaHostAllocDefault));
     for (int p = 0; p < 2; ++p) {
       ahead_slot_[p].logits = p == 0 ? logits_ : ahead_logits_;
       ahead_slot_[p].token_host = token_host_ + 1 + p;
+      ahead_slot_[p].u_host = ahead_u_host_ + p;
+      *ahead_slot_[p].u_host = 0.0f;
       CUDA_CHECK(cudaEventCreateWithFlags(&ahead_slot_[p].done, cudaEventDisableTiming));
     }
   }
@@ -803,7 +831,8 @@ class CudaBackend final : public Backend {
         g = nullptr;
       }
     for (AheadSlot& slot : ahead_slot_) {
-      if (slot.graph) cudaGraphExecDestroy(slot.graph);
+      if (slot.greedy_graph) cudaGraphExecDestroy(slot.greedy_graph);
+      if (slot.sampled_graph) cudaGraphExecDestroy(slot.sampled_graph);
       if (slot.done) cudaEventDestroy(slot.done);
       slot = AheadSlot{};
     }
@@ -816,6 +845,8 @@ class CudaBackend final : public Backend {
     if (step_host_) cudaFreeHost(step_host_);
     if (token_host_) cudaFreeHost(token_host_);
     if (ids_host_) cudaFreeHost(ids_host_);
+    if (ahead_u_host_) cudaFreeHost(ahead_u_host_);
+    ahead_u_host_ = nullptr;
     step_host_ = nullptr;
     token_host_ = nullptr;
     ids_host_ = nullptr;
@@ -876,13 +907,16 @@ class CudaBackend final : public Backend {
 
   // Launch-ahead: two slots, used alternately, and the step run_ahead() queued.
   struct AheadSlot {
-    float* logits = nullptr;          // (V) the step's logits: logits_ or ahead_logits_
-    int* token_host = nullptr;        // pinned: its token
-    cudaEvent_t done = nullptr;       // recorded after it
-    cudaGraphExec_t graph = nullptr;  // graph mode: enqueue_ahead_step(slot)
+    float* logits = nullptr;                  // (V) the step's logits: logits_ or ahead_logits_
+    int* token_host = nullptr;                // pinned: its token
+    float* u_host = nullptr;                  // pinned: a sampled step's draw
+    cudaEvent_t done = nullptr;               // recorded after it
+    cudaGraphExec_t greedy_graph = nullptr;   // graph mode: enqueue_ahead_step(slot, true)
+    cudaGraphExec_t sampled_graph = nullptr;  // ... (slot, false)
   };
   AheadSlot ahead_slot_[2];
   float* ahead_logits_ = nullptr;  // (V) slot 1's logits
+  float* ahead_u_host_ = nullptr;  // pinned (2): the slots' draws
   enum class AheadState {
     None,      // nothing queued
     Queued,    // a step is on the stream that no forward() has asked for yet ...
@@ -894,6 +928,7 @@ class CudaBackend final : public Backend {
     int pos = 0;     // its position, ring and input token (known once the step before it was read)
     KvRing ring;
     int token = -1;
+    StepParams params;  // the sampling it was queued with (its u: the draw it uses)
   } ahead_;
 };
 

@@ -17,8 +17,7 @@ const std::vector<CudaVariantInfo>& cuda_variant_table() {
       {"lmhead", &CudaVariants::lm_head_argmax, "LM head software-pipelined, argmax fused into it", false},
       {"pdl", &CudaVariants::pdl, "programmatic dependent launch for every decode kernel", true},
       {"l2", &CudaVariants::l2_window, "L2 persistence window on the LM head; prefetch of the next matrix", true},
-      {"ahead", &CudaVariants::launch_ahead, "greedy: step t+1 queued on the device before the host reads token t",
-       true},
+      {"ahead", &CudaVariants::launch_ahead, "step t+1 queued on the device before the host reads token t", true},
   };
   return table;
 }

@@ -16,7 +16,7 @@ struct CudaVariants {
   bool lm_head_argmax = false;       // lmhead: pipelined LM head with the argmax fused into it
   bool pdl = false;                  // pdl: programmatic dependent launch for every decode kernel
   bool l2_window = false;            // l2: L2 persistence window on the LM head, prefetch of the next matrix
-  bool launch_ahead = false;         // ahead: greedy step t+1 queued before the host reads token t
+  bool launch_ahead = false;         // ahead: step t+1 queued before the host reads token t
 };
 
 struct CudaVariantInfo {

@@ -45,10 +45,16 @@ GenerationResult generate(Backend& backend, const std::vector<int>& prompt, cons
     r.forwards.push_back(ForwardCall{n, pos});
     backend.forward(ids, n, pos, kv);
   };
+  // One uniform draw per sampled token, in order, whatever the tokens are; each is also handed
+  // to the sample() before the one that uses it (launch-ahead may queue that step early).
+  auto draw = [&] { return opt.sampling.greedy() ? 0.0 : rng.uniform(); };
+  double u = draw();
   auto t_start = clock::now();
   forward(tokens.data(), int(tokens.size()), 0, ring);
   for (;;) {
-    const int next = backend.sample(opt.sampling, opt.sampling.greedy() ? 0.0 : rng.uniform());
+    const double next_u = draw();
+    const int next = backend.sample(opt.sampling, u, next_u);
+    u = next_u;
     const auto t_now = clock::now();
     const double ms = std::chrono::duration<double, std::milli>(t_now - t_start).count();
     t_start = t_now;

@@ -428,27 +428,30 @@ TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
 }
 
 // GPT2_CUDA_VARIANTS=ahead queues each decode step before the host waits for the token before
-// it: n greedy tokens are a prefill and n - 1 decode steps, each taken from a graph launched one
-// step earlier (the first of the chain launches two), so n launches and n - 1 waits, where
-// today's path launches n - 1 graphs and waits for none of them by event.
+// it: n tokens are a prefill and n - 1 decode steps, each taken from a graph launched one step
+// earlier (the first of the chain launches two), so n launches and n - 1 waits, where today's
+// path launches n - 1 graphs and waits for none of them by event. Greedy and sampled (generate()
+// hands each draw to the sample() before).
 TEST(CudaEmu, LaunchAheadLaunchesEachStepBeforeWaitingForTheOneBefore) {
   const Model model = load_model(test::tiny_model("fp32"));
   const int n = 6;
-  for (const char* variants : {"none", "ahead"}) {
-    setenv("GPT2_CUDA_VARIANTS", variants, 1);
-    auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F32));
-    unsetenv("GPT2_CUDA_VARIANTS");
-    GenerationOptions g;
-    g.max_new_tokens = n;
-    g.ignore_eos = true;
-    g.sampling.temperature = 0;  // greedy: the only mode launch-ahead serves
-    const emu::LaunchCounts before = emu::launch_counts();
-    EXPECT_EQ(int(generate(*backend, {2061, 318, 509, 53}, g, nullptr).generated.size()), n);
-    const emu::LaunchCounts after = emu::launch_counts();
-    const bool ahead = std::string(variants) == "ahead";
-    EXPECT_EQ(after.graph_launches - before.graph_launches, ahead ? n : n - 1) << variants;
-    EXPECT_EQ(after.event_waits - before.event_waits, ahead ? n - 1 : 0) << variants;
-  }
+  for (const char* variants : {"none", "ahead"})
+    for (float temperature : {0.0f, 0.8f}) {
+      SCOPED_TRACE(std::string(variants) + ", temperature " + std::to_string(temperature));
+      setenv("GPT2_CUDA_VARIANTS", variants, 1);
+      auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F32));
+      unsetenv("GPT2_CUDA_VARIANTS");
+      GenerationOptions g;
+      g.max_new_tokens = n;
+      g.ignore_eos = true;
+      g.sampling.temperature = temperature;
+      const emu::LaunchCounts before = emu::launch_counts();
+      EXPECT_EQ(int(generate(*backend, {2061, 318, 509, 53}, g, nullptr).generated.size()), n);
+      const emu::LaunchCounts after = emu::launch_counts();
+      const bool ahead = std::string(variants) == "ahead";
+      EXPECT_EQ(after.graph_launches - before.graph_launches, ahead ? n : n - 1);
+      EXPECT_EQ(after.event_waits - before.event_waits, ahead ? n - 1 : 0);
+    }
 }
 
 // The backend's fp32 products stay in fp32: its cuBLAS calls (the rows path: a prefill and

@@ -348,10 +348,12 @@ INSTANTIATE_TEST_SUITE_P(Variants, CudaVariantsAgree, ::testing::ValuesIn(varian
 
 // GPT2_CUDA_VARIANTS=ahead, in the graph and eagerly, driven step by step beside the CPU backend
 // through every turn a queued step can take: taken (each step's logits read back: the two
-// slots), a token other than the one sampled (the queued step is dropped), greedy to sampled
-// and back, a profile in between, a rewind to the position before that other token followed by
-// a jump back to the end (nothing may be queued over a position forward() wrote), the context
-// window's end (nothing queued past it: its slot would wrap onto position 0), then a new prompt.
+// slots), a token other than the one sampled (the queued step is dropped), greedy to sampled,
+// sampled steps taken with the draw promised, a draw other than the one promised, another
+// temperature, back to greedy, a profile in between, a rewind to the position before that other
+// token followed by a jump back to the end (nothing may be queued over a position forward()
+// wrote), the context window's end (nothing queued past it: its slot would wrap onto position
+// 0), then a new prompt.
 TEST_F(CudaGeneration, LaunchAheadFollowsTheCpuThroughEveryTurn) {
   struct EnvGuard {
     ~EnvGuard() {
@@ -360,7 +362,20 @@ TEST_F(CudaGeneration, LaunchAheadFollowsTheCpuThroughEveryTurn) {
     }
   } guard;
   const int cap = 24, V = model_->config.vocab_size, n_prompt = int(prompt_.size());
-  const SamplingParams greedy(0.0f, 0, 1.0f), sampled(0.9f, 0, 1.0f);
+  const SamplingParams greedy(0.0f, 0, 1.0f), sampled(0.9f, 0, 1.0f), cooler(0.7f, 40, 0.95f);
+  // Step i after the prompt: greedy, except 6-9: sampled with the draw of its position, the next
+  // one's promised (at 7 a promise that step 8 breaks), and at 9 another temperature.
+  struct Turn {
+    SamplingParams params;
+    double u;
+    std::optional<double> next_u;
+  };
+  auto draw_at = [](int pos) { return 0.05 + 0.9 * double((pos * 37) % 17) / 17.0; };
+  auto turn_at = [&](int pos) {
+    const int i = pos - int(prompt_.size());
+    if (i < 6 || i > 9) return Turn{greedy, 0.37, std::nullopt};
+    return Turn{i == 9 ? cooler : sampled, draw_at(pos), i == 7 ? 0.99 : draw_at(pos + 1)};
+  };
   for (const char* mode : {"graph", "eager"}) {
     SCOPED_TRACE(mode);
     setenv("GPT2_CUDA_DECODE", mode, 1);
@@ -375,8 +390,8 @@ TEST_F(CudaGeneration, LaunchAheadFollowsTheCpuThroughEveryTurn) {
       gpu->forward(&tokens[size_t(pos)], n, pos, ring);
       cpu->forward(&tokens[size_t(pos)], n, pos, ring);
     };
-    auto sample = [&](const SamplingParams& sp, const std::string& what) {
-      const int got = gpu->sample(sp, 0.37), want = cpu->sample(sp, 0.37);
+    auto sample = [&](const Turn& t, const std::string& what) {
+      const int got = gpu->sample(t.params, t.u, t.next_u), want = cpu->sample(t.params, t.u);
       EXPECT_EQ(got, want) << what;
       const auto g = logits_of(*gpu, V), c = logits_of(*cpu, V);
       EXPECT_LE(max_rel_error(g.data(), c.data(), g.size()), 1e-5) << what;
@@ -385,25 +400,24 @@ TEST_F(CudaGeneration, LaunchAheadFollowsTheCpuThroughEveryTurn) {
     forward(0, n_prompt);
     const int forced = n_prompt + 4;  // the position that gets a token other than the sampled one
     for (int pos = n_prompt;; ++pos) {
-      const bool sampling = pos == n_prompt + 6 || pos == n_prompt + 7;
-      const int next = sample(sampling ? sampled : greedy, "for position " + std::to_string(pos));
+      const int next = sample(turn_at(pos), "for position " + std::to_string(pos));
       if (pos == n_prompt + 9) gpu->profile_decode(1);
       tokens.push_back(pos == forced ? (next + 1) % V : next);
       if (pos == n_prompt + 11) {  // rewind to the position before the forced token, then jump back
         forward(forced - 1, 1);
-        sample(greedy, "rewound");
+        sample(turn_at(0), "rewound");
       }
       if (pos + 1 == cap) break;  // the window is full
       forward(pos, 1);
     }
     forward(cap - 1, 1);  // the queued step at the last position
-    sample(greedy, "at the window's end");
+    sample(turn_at(0), "at the window's end");
     forward(cap - 1, 1);  // again, recomputed: attends over every position, 0 included
-    sample(greedy, "at the window's end again");
+    sample(turn_at(0), "at the window's end again");
     tokens.assign(prompt_.rbegin(), prompt_.rend());  // a new prompt
     forward(0, n_prompt);
     for (int pos = n_prompt; pos < n_prompt + 3; ++pos) {
-      tokens.push_back(sample(greedy, "new prompt, position " + std::to_string(pos)));
+      tokens.push_back(sample(turn_at(0), "new prompt, position " + std::to_string(pos)));
       forward(pos, 1);
     }
   }
