@@ -2,7 +2,8 @@
 """The gpt2-gen command line on the CUDA backend, end to end, on cuda-emu (gpt2-gen-emu: the
 same main() and backend linked against the CPU emulation of the CUDA runtime) with the tiny
 golden model: the goldens through the CLI on `--device cuda`, what the summary and --json
-report about the device, `--device auto` choosing it, and --benchmark. Generations are kept
+report about the device, `--device auto` choosing it, the decode variants (GPT2_CUDA_VARIANTS),
+and --benchmark. Generations are kept
 short: every emulated decode step runs the 50257-row LM head as emulated warps."""
 import json
 import os
@@ -26,8 +27,10 @@ with open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"), encoding="utf
 N = 12  # new tokens per generation
 
 
-def run(*args, timeout=600):
-    return subprocess.run([BIN, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+def run(*args, timeout=600, variants=None):
+    """gpt2-gen-emu with `args`; `variants`: its GPT2_CUDA_VARIANTS."""
+    env = dict(os.environ, GPT2_CUDA_VARIANTS=variants) if variants else None
+    return subprocess.run([BIN, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=env)
 
 
 def ids(values):
@@ -35,8 +38,8 @@ def ids(values):
 
 
 class CudaCli(unittest.TestCase):
-    def generate_json(self, *args, model="tiny-fp32"):
-        proc = run("-m", os.path.join(MODELS, model), "--json", *args)
+    def generate_json(self, *args, model="tiny-fp32", variants=None):
+        proc = run("-m", os.path.join(MODELS, model), "--json", *args, variants=variants)
         self.assertEqual(proc.returncode, 0, proc.stderr.decode())
         return json.loads(proc.stdout), proc.stderr.decode()
 
@@ -76,6 +79,27 @@ class CudaCli(unittest.TestCase):
         gpu, _ = self.generate_json("--device", "cuda", *args)
         cpu, _ = self.generate_json("--device", "cpu", *args)
         self.assertEqual(gpu["generated_ids"], cpu["generated_ids"])
+
+    def test_launch_ahead_and_all_variants_keep_the_goldens_and_the_cpu_samples(self):
+        """GPT2_CUDA_VARIANTS through the CLI: `ahead` (the step after each token queued before the
+        token is read, greedy and sampled) and `all` give the golden greedy continuation and the
+        CPU backend's seeded samples; an unknown name is one line naming it, exit 1."""
+        case = GOLDEN["greedy"][0]
+        sampled = ["--prompt-ids", ids(case["prompt"]), "-n", str(N), "--temperature", "0.8", "--top-k", "40",
+                   "--seed", "9", "--ignore-eos", "--dtype", "fp32"]
+        cpu, _ = self.generate_json("--device", "cpu", *sampled)
+        for variants in ("ahead", "all"):
+            greedy, _ = self.generate_json("--device", "cuda", "--dtype", "fp32", "--prompt-ids", ids(case["prompt"]),
+                                           "-n", str(N), "--temperature", "0", "--ignore-eos", variants=variants)
+            self.assertEqual(greedy["generated_ids"], case["new_tokens"][:N], variants)
+            gpu, _ = self.generate_json("--device", "cuda", *sampled, variants=variants)
+            self.assertEqual(gpu["generated_ids"], cpu["generated_ids"], variants)
+        bad = run("-m", os.path.join(MODELS, "tiny-fp32"), "--device", "cuda", "--prompt-ids", "464", "-n", "2",
+                  variants="ahead,later")
+        self.assertEqual(bad.returncode, 1)
+        err = bad.stderr.decode().strip()
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("'later'", err)
 
     def test_sampling_flags_reach_the_device_sampler(self):
         # At temperature 100 the draws are nearly uniform: only the flag itself (top-k 1, or a
