@@ -126,30 +126,35 @@ __device__ __forceinline__ void request_chunks(const GemvParams<T>& p, int o, in
     }
 }
 
-// a (IC, shared memory) = p.in, or LayerNorm(p.in + p.ln_pre_bias; p.ln_w, p.ln_b) with fp32
-// statistics in two passes (like cpu::layernorm). The caller synchronizes before reading a.
+// a (IC, shared memory) = LayerNorm(in + pre; w, b) with fp32 statistics in two passes (like
+// cpu::layernorm); pre may be null, `in` may be a itself. Each thread touches only its own
+// elements; the caller synchronizes before reading a.
+__device__ __forceinline__ void layernorm_into(float* a, const float* in, const float* pre, const float* w,
+                                               const float* b, int IC, float eps) {
+  float sum = 0.0f;
+  for (int i = threadIdx.x; i < IC; i += kThreads) {
+    const float v = in[i] + (pre ? pre[i] : 0.0f);
+    a[i] = v;
+    sum += v;
+  }
+  const float mean = block_sum(sum) / float(IC);
+  float sq = 0.0f;
+  for (int i = threadIdx.x; i < IC; i += kThreads) {  // each thread re-reads its own a[i]
+    const float d = a[i] - mean;
+    sq += d * d;
+  }
+  const float rstd = 1.0f / sqrtf(block_sum(sq) / float(IC) + eps);
+  for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * w[i] + b[i];
+}
+
+// a (IC, shared memory) = p.in, or LayerNorm(p.in + p.ln_pre_bias; p.ln_w, p.ln_b). The caller
+// synchronizes before reading a.
 template <typename T, bool LN>
 __device__ __forceinline__ void stage_input(const GemvParams<T>& p, float* a) {
-  const int IC = p.IC;
-  if constexpr (LN) {
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < IC; i += kThreads) {
-      const float v = p.in[i] + (p.ln_pre_bias ? p.ln_pre_bias[i] : 0.0f);
-      a[i] = v;
-      sum += v;
-    }
-    const float mean = block_sum(sum) / float(IC);
-    float sq = 0.0f;
-    for (int i = threadIdx.x; i < IC; i += kThreads) {  // each thread re-reads its own a[i]
-      const float d = a[i] - mean;
-      sq += d * d;
-    }
-    const float var = block_sum(sq) / float(IC);
-    const float rstd = 1.0f / sqrtf(var + p.eps);
-    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * p.ln_w[i] + p.ln_b[i];
-  } else {
-    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = p.in[i];
-  }
+  if constexpr (LN)
+    layernorm_into(a, p.in, p.ln_pre_bias, p.ln_w, p.ln_b, p.IC, p.eps);
+  else
+    for (int i = threadIdx.x; i < p.IC; i += kThreads) a[i] = p.in[i];
 }
 
 // Prologue variant, before the wait: LayerNorm's w, b and the pending bias (IC each, when set)
@@ -176,23 +181,7 @@ __device__ __forceinline__ void stage_input_async(const GemvParams<T>& p, float*
   async_copy_wait_all();  // this thread's copies, the parameters' included
   if constexpr (LN) {
     __syncthreads();  // the parameters were copied by other threads
-    const float* w = a + IC;
-    const float* b = a + 2 * IC;
-    const float* pre = p.ln_pre_bias ? a + 3 * IC : nullptr;
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < IC; i += kThreads) {
-      const float v = a[i] + (pre ? pre[i] : 0.0f);
-      a[i] = v;
-      sum += v;
-    }
-    const float mean = block_sum(sum) / float(IC);
-    float sq = 0.0f;
-    for (int i = threadIdx.x; i < IC; i += kThreads) {
-      const float d = a[i] - mean;
-      sq += d * d;
-    }
-    const float rstd = 1.0f / sqrtf(block_sum(sq) / float(IC) + p.eps);
-    for (int i = threadIdx.x; i < IC; i += kThreads) a[i] = (a[i] - mean) * rstd * w[i] + b[i];
+    layernorm_into(a, a, p.ln_pre_bias ? a + 3 * IC : nullptr, a + IC, a + 2 * IC, IC, p.eps);
   }
 }
 

@@ -26,8 +26,8 @@
 // sampler also writes the next step's token and position into step_dev_, and sample() queues
 // step t + 1 (sampled: with the draw the caller passed as next_u) before it waits for token t,
 // in the other of two slots (logits buffer, pinned token and draw, event), so the GPU runs while
-// the host handles token t. forward() takes the queued step when
-// it asks for exactly that one; anything else lets it finish unused first (discard_ahead).
+// the host handles token t. forward() and sample() take the queued step when they ask for
+// exactly that one; anything else lets it finish unused first (discard_ahead).
 #include "backend_cuda.h"
 
 #include <cuda_runtime.h>
@@ -187,7 +187,7 @@ class CudaBackend final : public Backend {
     const bool ahead = variants_.launch_ahead && !processed && mode_ != DecodeMode::Rows;
     // A launch-ahead step this call does not take (other parameters or another draw, or no
     // forward() asked for it): let it finish; a pending step is recomputed.
-    if (!(ahead && ahead_.state == AheadState::Accepted && same_draw(ahead_.params, *step_host_, greedy)))
+    if (!(ahead && ahead_.state == AheadState::Accepted && same_draw(ahead_.step, *step_host_, greedy)))
       discard_ahead();
     if (pending_ && ahead) return checked(run_ahead(greedy, next_u));
     if (pending_) {
@@ -283,8 +283,8 @@ class CudaBackend final : public Backend {
   void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
     const bool decode = n == 1 && mode_ != DecodeMode::Rows;
     // The queued launch-ahead step is this call when it asks for exactly that step.
-    const bool accept = decode && ahead_.state == AheadState::Queued && ids[0] == ahead_.token &&
-                        pos == ahead_.pos && ring.start == ahead_.ring.start;
+    const bool accept = decode && ahead_.state == AheadState::Queued && ids[0] == ahead_.step.token &&
+                        pos == ahead_.step.pos && ring.start == ahead_.step.ring.start;
     if (!accept) discard_ahead();
     if (pending_) run_pending(true, false);  // a decode step that was never sampled: run it first
     // Counts stay valid across a decode step that appends to the counted positions; anything
@@ -312,11 +312,11 @@ class CudaBackend final : public Backend {
     inflight_ = true;
   }
 
+  // A token read back from the device, checked before the host uses it.
   int checked(int token) const {
     if (token < 0 || token >= V_) throw Error("internal: the CUDA sampler returned token " + std::to_string(token));
     return token;
   }
-
 
   void init(const Model& m) {
     C_ = cfg_.n_embd;
@@ -649,33 +649,35 @@ class CudaBackend final : public Backend {
       cuda::gemv<T>(head, stream_);
   }
 
-  // The decode step and its sampler. With GPT2_CUDA_VARIANTS=lmhead, a greedy step without the
-  // logits processors (whose argmax is over the raw logits) takes its token from the LM head.
-  void enqueue_step(bool greedy, bool processed) {
+  // The decode step into `logits` and its sampler. With GPT2_CUDA_VARIANTS=lmhead, a greedy step
+  // without the logits processors (whose argmax is over the raw logits) takes its token from the
+  // LM head. advance: as enqueue_decode's (launch-ahead).
+  void enqueue_step(bool greedy, bool processed, float* logits, StepParams* advance = nullptr) {
     const bool fused = variants_.lm_head_argmax && greedy && !processed;
-    enqueue_decode(fused, nullptr, logits_);
-    if (!fused) enqueue_sampler(greedy, processed, logits_);
+    enqueue_decode(fused, nullptr, logits, advance);
+    if (!fused) enqueue_sampler(greedy, processed, logits, advance);
   }
 
   // ... with its StepParams copied in first and the token copied out last: what run_pending()
   // enqueues, or replays as graphs_[graph_index(greedy, processed)].
   void enqueue_replayed_step(bool greedy, bool processed) {
     CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
-    enqueue_step(greedy, processed);
+    enqueue_step(greedy, processed, logits_);
     CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
   }
 
-  // [the logits processors ->] argmax or sampling of `logits`, parameters from step_dev_.
-  void enqueue_sampler(bool greedy, bool processed, const float* logits) {
+  // [the logits processors ->] argmax or sampling of `logits`, parameters from step_dev_;
+  // advance: the chosen token and pos + 1 also into it (launch-ahead).
+  void enqueue_sampler(bool greedy, bool processed, const float* logits, StepParams* advance = nullptr) {
     const float* z = logits;
     if (processed) {
       cuda::process_logits(logits, scores_, V_, context_, counts_, step_dev_, stream_, pdl_);
       z = scores_;
     }
     if (greedy)
-      cuda::argmax(z, V_, token_dev_, stream_, pdl_);
+      cuda::argmax(z, V_, token_dev_, stream_, pdl_, advance);
     else
-      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_, pdl_);
+      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_, pdl_, advance);
   }
 
   // The counts process_logits() will hold after this step: the penalty window of the context
@@ -748,16 +750,16 @@ class CudaBackend final : public Backend {
     }
     ahead_.state = AheadState::None;
     if ((greedy || next_u) && context_end_ < context_window() && context_end_ >= written_end_) {
-      StepParams queued = *step_host_;
-      queued.u = greedy ? 0.0f : float(*next_u);
-      launch_ahead(1 - p, greedy, queued.u);
-      ahead_ = Ahead{AheadState::Queued, 1 - p, context_end_, context_ring_, -1, queued};
+      ahead_ = Ahead{AheadState::Queued, 1 - p, *step_host_};  // this step's sampling ...
+      ahead_.step.pos = context_end_;                            // ... one position on
+      ahead_.step.u = greedy ? 0.0f : float(*next_u);
+      launch_ahead(1 - p, greedy, ahead_.step.u);
     }
     CUDA_CHECK(cudaEventSynchronize(ahead_slot_[p].done));
     inflight_ = ahead_.state == AheadState::Queued;
     last_logits_ = ahead_slot_[p].logits;
-    ahead_.token = *ahead_slot_[p].token_host;  // the queued step's input
-    return ahead_.token;
+    ahead_.step.token = *ahead_slot_[p].token_host;  // the queued step's input
+    return ahead_.step.token;
   }
 
   // Puts the launch-ahead step of slot p on the stream (its graph, or eagerly), then its event.
@@ -778,14 +780,9 @@ class CudaBackend final : public Backend {
   // run_ahead's copy for the first of a chain).
   void enqueue_ahead_step(int p, bool greedy) {
     const AheadSlot& slot = ahead_slot_[p];
-    if (greedy) {
-      enqueue_decode(variants_.lm_head_argmax, nullptr, slot.logits, step_dev_);
-      if (!variants_.lm_head_argmax) cuda::argmax(slot.logits, V_, token_dev_, stream_, pdl_, step_dev_);
-    } else {
+    if (!greedy)
       CUDA_CHECK(cudaMemcpyAsync(&step_dev_->u, slot.u_host, sizeof(float), cudaMemcpyHostToDevice, stream_));
-      enqueue_decode(false, nullptr, slot.logits);
-      cuda::sample_top_k_top_p(slot.logits, V_, step_dev_, sw_, token_dev_, stream_, pdl_, step_dev_);
-    }
+    enqueue_step(greedy, false, slot.logits, step_dev_);
     CUDA_CHECK(cudaMemcpyAsync(slot.token_host, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
   }
 
@@ -924,11 +921,9 @@ class CudaBackend final : public Backend {
   };
   struct Ahead {
     AheadState state = AheadState::None;
-    int parity = 0;  // its slot
-    int pos = 0;     // its position, ring and input token (known once the step before it was read)
-    KvRing ring;
-    int token = -1;
-    StepParams params;  // the sampling it was queued with (its u: the draw it uses)
+    int parity = 0;   // its slot
+    StepParams step;  // its input as the device has it: token (known once the step before it
+                      // was read), pos, ring, sampling parameters and draw u
   } ahead_;
 };
 
