@@ -435,12 +435,12 @@ TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
 TEST(CudaEmu, LaunchAheadLaunchesEachStepBeforeWaitingForTheOneBefore) {
   const Model model = load_model(test::tiny_model("fp32"));
   const int n = 6;
-  for (const char* variants : {"none", "ahead"})
+  for (const char* variants : {"none", "ahead"}) {
+    setenv("GPT2_CUDA_VARIANTS", variants, 1);
+    auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F32));
+    unsetenv("GPT2_CUDA_VARIANTS");
     for (float temperature : {0.0f, 0.8f}) {
       SCOPED_TRACE(std::string(variants) + ", temperature " + std::to_string(temperature));
-      setenv("GPT2_CUDA_VARIANTS", variants, 1);
-      auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F32));
-      unsetenv("GPT2_CUDA_VARIANTS");
       GenerationOptions g;
       g.max_new_tokens = n;
       g.ignore_eos = true;
@@ -452,6 +452,7 @@ TEST(CudaEmu, LaunchAheadLaunchesEachStepBeforeWaitingForTheOneBefore) {
       EXPECT_EQ(after.graph_launches - before.graph_launches, ahead ? n : n - 1);
       EXPECT_EQ(after.event_waits - before.event_waits, ahead ? n - 1 : 0);
     }
+  }
 }
 
 // The backend's fp32 products stay in fp32: its cuBLAS calls (the rows path: a prefill and
