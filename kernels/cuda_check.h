@@ -2,14 +2,14 @@
 // throw gpt2::Error with the call, the error's name and text, and file:line. Kernel launchers
 // end with CUDA_CHECK(cudaGetLastError()) so a bad launch configuration is reported where it
 // happened; faults inside a kernel surface at the next synchronizing call (also checked).
-// Host code only (the .cu launchers and src/backend_cuda.cpp).
+// Host code only (the .cu launchers and src/cuda/backend_cuda.cpp).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <string>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace gpt2::cuda {
 

@@ -19,7 +19,7 @@
 // shared memory once per block; with LayerNorm the block computes the row's fp32 mean and
 // variance itself (two passes, like cpu::layernorm), so no separate LayerNorm kernel runs.
 //
-// Variants (GPT2_CUDA_VARIANTS, src/cuda_variants.h), chosen per launch by GemvParams:
+// Variants (GPT2_CUDA_VARIANTS, src/cuda/cuda_variants.h), chosen per launch by GemvParams:
 //   prologue  gemv_kernel<..., PRO = true>: the bias of the warp's first rows, the K/V slot and
 //             LayerNorm's w, b (and pending bias, copied to shared memory with cp.async) are
 //             loaded BEFORE griddepcontrol.wait; after it the input is staged with 16-byte

@@ -16,9 +16,9 @@
 #include <cstddef>
 #include <string>
 
-#include "dtype.h"
-#include "kv_ring.h"
-#include "processors.h"
+#include "engine/kv_ring.h"
+#include "engine/processors.h"
+#include "model/dtype.h"
 
 namespace gpt2::cuda {
 
@@ -157,7 +157,7 @@ struct GemvParams {
   const StepParams* step = nullptr;
   int C = 0;
   bool pdl = false;  // launch with programmatic dependent launch (decode graph, GPT2_CUDA_VARIANTS=pdl)
-  // Variants (src/cuda_variants.h), each next to today's kernel until a GPU measurement chooses:
+  // Variants (src/cuda/cuda_variants.h), each next to today's kernel until a GPU measurement chooses:
   bool prologue = false;  // prologue: parameters before the PDL wait, input staged in one round
                           // (needs 16-byte aligned vectors and the staging within 48 KB, else today's)
   bool split_k = false;   // splitk: K split across the block's warps; input without LayerNorm only

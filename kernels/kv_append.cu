@@ -4,7 +4,7 @@
 //   j < 2C:  k_ring[slot(pos + t), j - C]  = qkv[t, j] + bias[j]
 //   j < 3C:  v_ring[slot(pos + t), j - 2C] = qkv[t, j] + bias[j]
 //   qkv (n, 3C), rings (capacity, C), all in T; slot() is KvRing::slot, the index rule both
-//   backends share (src/kv_ring.h), so a context shift only moves ring.start.
+//   backends share (src/engine/kv_ring.h), so a context shift only moves ring.start.
 //
 // Thread layout: one block per token row, 256 threads striding over the 3C columns.
 // (The decode step fuses this into the qkv matrix-vector kernel: gemv.cu, epilogue Qkv.)

@@ -1,4 +1,4 @@
-// The logits processors of src/processors.h on the device: repetition, presence and frequency
+// The logits processors of src/engine/processors.h on the device: repetition, presence and frequency
 // penalties over the penalty window, then the no-repeat n-gram ban over the context. They run
 // inside the decode step (and its CUDA graph) before argmax or sampling, reading the context's
 // token ids from a ring the embedding kernels fill, so nothing but StepParams goes in per token.
@@ -15,8 +15,8 @@
 //                        matches the last size-1 tokens sets its last id's score to -inf (rule
 //                        step 3; threads banning the same id write the same value).
 #include "device_common.cuh"
+#include "engine/processors.h"
 #include "kernels.h"
-#include "processors.h"
 
 namespace gpt2::cuda {
 namespace {

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
-#include "generator.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 #include "test_support.h"
 
 namespace gpt2::test {

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "processors.h"
+#include "engine/processors.h"
 
 namespace gpt2::test {
 

@@ -1,5 +1,5 @@
 // IEEE 754 binary16 and bfloat16, written from their definitions in double arithmetic: the
-// independent rule that tests/test_half.cpp holds src/half.h to, and what the CUDA emulator's
+// independent rule that tests/test_half.cpp holds src/base/half.h to, and what the CUDA emulator's
 // __float2half_rn / __float2bfloat16_rn compute (tests/cuda_emu/include). Nothing here looks at
 // bit patterns beyond the three fields of the definition, and rounding is done by nearbyint()
 // (round half to even in the default rounding mode), not by integer tricks like half.h's.

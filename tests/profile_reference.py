@@ -1,8 +1,8 @@
 """What `--profile` must report for a model, worked out here from its config.json alone (the
-tests' independent side of src/profile.cpp's decode_op_bytes): the rows of each backend's decode
+tests' independent side of src/engine/profile.cpp's decode_op_bytes): the rows of each backend's decode
 step in the order they run, how often each runs per token, and the bytes each call must move.
 
-The convention (README, "Profiling the decode step"): an op reads its weights once, its inputs,
+The convention (src/app/README.md, "Profiling the decode step"): an op reads its weights once, its inputs,
 and writes its outputs; the residual stream is read and written where an op accumulates into it;
 activations, LayerNorm parameters and biases are fp32; what a fused kernel keeps on chip is not
 counted. Each op is listed below as the tensors it touches: (elements, bytes per element)."""

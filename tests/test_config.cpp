@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
-#include "error.h"
+#include "base/error.h"
+#include "model/config.h"
 #include "test_support.h"
 
 namespace gpt2 {

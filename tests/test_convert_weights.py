@@ -32,7 +32,7 @@ TOKENIZER = os.path.join(SHARED_DIR, "gpt2-tokenizer")
 
 N_LAYER, C, H, V, P = 2, 128, 512, 50257, 128
 
-# The project's layout (src/model.h), written out independently of the converter:
+# The project's layout (src/model/model.h), written out independently of the converter:
 # output name -> (Hugging Face name without "transformer.", transposed?)
 EXPECTED = {"wte": ("wte.weight", False), "wpe": ("wpe.weight", False),
             "ln_f.weight": ("ln_f.weight", False), "ln_f.bias": ("ln_f.bias", False)}
@@ -136,7 +136,7 @@ def golden_unprefixed():
 
 
 def expected_f32():
-    """What the converter must write, in float32, from the golden (src/model.h's layout)."""
+    """What the converter must write, in float32, from the golden (src/model/model.h's layout)."""
     g = golden_unprefixed()
     return {out: np.ascontiguousarray(g[hf].T if t else g[hf]) for out, (hf, t) in EXPECTED.items()}
 
@@ -208,7 +208,7 @@ class ConverterTestCase(unittest.TestCase):
             self.assertEqual(leftovers, [], f"temporary entries left in {parent}")
 
     def assert_tensors_f32(self, model_dir, expected=None):
-        """The output holds exactly src/model.h's tensors, F32, equal to `expected`."""
+        """The output holds exactly src/model/model.h's tensors, F32, equal to `expected`."""
         expected = expected if expected is not None else expected_f32()
         got = load_file(os.path.join(model_dir, "model.safetensors"))
         self.assertEqual(set(got), set(EXPECTED))

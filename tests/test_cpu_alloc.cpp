@@ -17,9 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include "backend_cpu.h"
-#include "model.h"
-#include "sampler.h"
+#include "cpu/backend_cpu.h"
+#include "engine/sampler.h"
+#include "model/model.h"
 #include "test_support.h"
 
 #if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
@@ -76,7 +76,7 @@ void free(void* p) { __libc_free(p); }
 #ifdef GPT2_HAVE_DNNL
 #include <dlfcn.h>
 #include <dnnl.h>
-// src/cpu_fast.cpp's calls land here (an executable's definition wins over the library's); the
+// src/cpu/cpu_fast.cpp's calls land here (an executable's definition wins over the library's); the
 // library's own follows, with its allocations counted apart.
 extern "C" dnnl_status_t dnnl_sgemm(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N, dnnl_dim_t K, float alpha,
                                     const float* A, dnnl_dim_t lda, const float* B, dnnl_dim_t ldb, float beta,

@@ -1,4 +1,4 @@
-// The fast CPU path (src/cpu_fast.h) against the plain reference (src/cpu_ops.h), on random
+// The fast CPU path (src/cpu/cpu_fast.h) against the plain reference (src/cpu/cpu_ops.h), on random
 // inputs of odd sizes, for every weight type. The reference sees exactly the weights the fast
 // kernel reads (16-bit values widened, int8 values times their scale), so only summation order
 // differs: normalized MSE sum (fast - ref)^2 / sum ref^2 <= 1e-10. Outputs are poisoned (NaN)
@@ -12,9 +12,9 @@
 #include <random>
 #include <vector>
 
-#include "cpu_fast.h"
-#include "cpu_ops.h"
-#include "half.h"
+#include "base/half.h"
+#include "cpu/cpu_fast.h"
+#include "cpu/cpu_ops.h"
 
 namespace gpt2 {
 namespace {

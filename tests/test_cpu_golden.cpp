@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <optional>
 
-#include "backend_cpu.h"
-#include "generator.h"
+#include "cpu/backend_cpu.h"
+#include "engine/generator.h"
 #include "golden.h"
-#include "model.h"
+#include "model/model.h"
 #include "test_support.h"
 
 namespace gpt2 {
@@ -95,7 +95,7 @@ struct LogitsError {
 };
 
 // int8 weights' error on the goldens' last logits (all 50,257 of every sequence), against the
-// float64 goldens and against the same file held in fp32: README's accuracy text quotes these.
+// float64 goldens and against the same file held in fp32: src/cpu/README.md's accuracy text quotes these.
 // Measured (2026-12-01): against the goldens max |d| 8.5e-2, NMSE 2.2e-4 (fp32 weights: 3.0e-6
 // and 1.7e-13); against fp32, the same to two digits. Bound: 4x the NMSE.
 TEST(CpuWeights, Int8LogitsErrorOnTheGoldens) {

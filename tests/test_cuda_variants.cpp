@@ -3,8 +3,8 @@
 
 #include <sstream>
 
-#include "cuda_variants.h"
-#include "error.h"
+#include "base/error.h"
+#include "cuda/cuda_variants.h"
 
 namespace gpt2 {
 namespace {

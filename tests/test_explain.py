@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`gpt2-gen --explain` on the tiny golden model (CPU): every step's FLOPs and bytes against the
-counting convention of README ("What the cache saves"), recomputed here from config.json alone,
+counting convention of src/app/README.md ("What the cache saves"), recomputed here from config.json alone,
 for a cached run, a --no-cache run and runs across --context-shift; per_step sums to totals; the
 cache/no-cache ratio; the JSON schema; tools/plot_explain.py; and the progress line on a
 pseudo-terminal (shown there, not on a pipe, not with -q)."""
@@ -47,7 +47,7 @@ def expected_forwards(n_prompt, n_new, cache, window=None):
 
 
 def convention(t, pos):
-    """README's counting convention, written out again: FLOPs and bytes of one forward."""
+    """src/app/README.md's counting convention, written out again: FLOPs and bytes of one forward."""
     L = pos + t
     pairs = sum(pos + i + 1 for i in range(t))  # each query i scores pos + i + 1 keys
     flops = {"linear": 2 * t * 12 * C * C * LAYERS, "attention": 4 * C * pairs * LAYERS, "lm_head": 2 * C * V}

@@ -1,8 +1,8 @@
-// --explain's counting convention (src/explain.h) against numbers worked out by hand for
+// --explain's counting convention (src/app/explain.h) against numbers worked out by hand for
 // GPT-2 124M (C = 768, 12 layers, 12 heads, V = 50257, fp32 K/V), and the other mode's forwards.
 #include <gtest/gtest.h>
 
-#include "explain.h"
+#include "app/explain.h"
 
 namespace gpt2 {
 namespace {

@@ -4,10 +4,10 @@
 
 #include <optional>
 
-#include "backend_cpu.h"
-#include "generator.h"
-#include "error.h"
-#include "model.h"
+#include "base/error.h"
+#include "cpu/backend_cpu.h"
+#include "engine/generator.h"
+#include "model/model.h"
 #include "test_support.h"
 
 namespace gpt2 {

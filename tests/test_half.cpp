@@ -1,4 +1,4 @@
-// src/half.h against independent rules: every fp16 and bf16 bit pattern widened to fp32, and a
+// src/base/half.h against independent rules: every fp16 and bf16 bit pattern widened to fp32, and a
 // dense sweep of fp32 values narrowed (every fp32 rounding case of the 16-bit formats: exact
 // values, ties, one fp32 ulp either side of them, subnormals, overflow, infinities, NaN). The
 // references are the compiler's _Float16 (IEEE binary16 in hardware or libgcc, where the
@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-#include "half.h"
+#include "base/half.h"
 #include "ieee_reference.h"
 
 namespace gpt2 {

@@ -2,7 +2,7 @@
 // hand-computed cases.
 #include <gtest/gtest.h>
 
-#include "kv_ring.h"
+#include "engine/kv_ring.h"
 
 namespace gpt2 {
 namespace {

@@ -7,8 +7,8 @@
 #include <map>
 #include <vector>
 
-#include "processors.h"
-#include "sampler.h"
+#include "engine/processors.h"
+#include "engine/sampler.h"
 
 namespace gpt2 {
 namespace {

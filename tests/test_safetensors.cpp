@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "backend_cpu.h"
-#include "error.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/error.h"
+#include "cpu/backend_cpu.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 #include "test_support.h"
 
 namespace gpt2 {

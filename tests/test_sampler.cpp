@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "sampler.h"
+#include "engine/sampler.h"
 
 namespace gpt2 {
 namespace {

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "stop_strings.h"
 #include "test_support.h"
-#include "tokenizer.h"
+#include "text/stop_strings.h"
+#include "text/tokenizer.h"
 
 namespace gpt2 {
 namespace {

@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace gpt2::test {
 

@@ -12,9 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error.h"
+#include "base/error.h"
 #include "test_support.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace gpt2 {
 namespace {

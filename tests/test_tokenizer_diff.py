@@ -14,7 +14,7 @@ What is compared:
     through a probe vocabulary that makes piece boundaries visible, so that the letter /
     number / space / other class of each must match both references (this is what pins the
     Unicode version).
-  * Invalid UTF-8 (the documented behaviour in src/tokenizer.h): Python's `regex` module
+  * Invalid UTF-8 (the documented behaviour in src/text/tokenizer.h): Python's `regex` module
     splitting the surrogateescape-decoded text, then tiktoken's BPE on each piece.
   * The streaming decoder on random id sequences: every chunk is valid UTF-8 and all of them
     together equal Python's bytes.decode("utf-8", "replace") of the tokens' bytes.

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "tokenizer.h"
+#include "base/error.h"
+#include "text/tokenizer.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 """The benchmark JSON schema "gpt2-gen-benchmark/1": written by `gpt2-gen --benchmark --json FILE`
 and tools/bench_hf.py, read by tools/plot_benchmark.py. One definition, used by all three
-Python tools and by the tests (README documents the same fields).
+Python tools and by the tests (tools/README.md documents the same fields).
 
   {schema, tool, device, device_name, dtype, model, n_params, prompt_ids[], max_new_tokens,
    runs, load_ms, tokenize_ms, speedup, tokens_identical,

@@ -6,7 +6,7 @@
     options: --out DIR   --dtype fp32|fp16|bf16 (default fp16)   --tokenizer DIR
 
 The output directory holds:
-  model.safetensors  the weights under the names and layouts of src/model.h (Conv1D weights
+  model.safetensors  the weights under the names and layouts of src/model/model.h (Conv1D weights
                      transposed to [out, in], "transformer." prefixes and the attention-mask
                      buffers dropped, lm_head tied to wte), one dtype, sorted by name, stored
                      contiguously, with __metadata__ {format: gpt2-gen, format_version: 1,
@@ -86,7 +86,7 @@ def read_json(path, what):
 
 
 def load_config(path):
-    """The source config.json, validated and resolved the way src/config.cpp reads it."""
+    """The source config.json, validated and resolved the way src/model/config.cpp reads it."""
     j = read_json(path, "the snapshot's config.json")
     if not isinstance(j, dict):
         raise ConvertError(f"{path}: must be a JSON object")
@@ -272,7 +272,7 @@ def convert_values(name, x, dtype):
 
 
 # ----------------------------------------------------------------------------------------
-# Mapping Hugging Face names and layouts to the project's (src/model.h)
+# Mapping Hugging Face names and layouts to the project's (src/model/model.h)
 # ----------------------------------------------------------------------------------------
 
 def tensor_plan(c):

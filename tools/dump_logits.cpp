@@ -16,9 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "error.h"
-#include "model.h"
+#include "app/backend_choice.h"
+#include "base/error.h"
+#include "engine/backend.h"
+#include "model/model.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 """The --explain JSON schema "gpt2-gen-explain/1": the `explain` object of `gpt2-gen --explain --json`
 (at the top level of a run's object, and in each mode of a `--benchmark --explain` document).
-Read by tools/plot_explain.py and the tests; README ("What the cache saves") documents the same fields.
+Read by tools/plot_explain.py and the tests; tools/README.md documents the same fields.
 
   explain: {schema, model: {n_layer, n_head, n_embd, n_inner, head_dim, vocab_size, weight_bytes,
                             kv_bytes_per_element, kv_ring_bytes},

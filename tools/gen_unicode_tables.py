@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Generates src/unicode_tables.inc: the code point classes GPT-2's pre-tokenizer needs.
+"""Generates src/text/unicode_tables.inc: the code point classes GPT-2's pre-tokenizer needs.
 
 GPT-2's pattern sorts every character into one of four classes: \\p{L} (letters),
 \\p{N} (numbers), \\s (Unicode White_Space) and everything else. This script writes those
-classes as sorted code point ranges, which src/unicode.cpp turns into a lookup table.
+classes as sorted code point ranges, which src/text/unicode.cpp turns into a lookup table.
 
 Which Unicode version: the one the reference tokenizers use, because a letter added in a
 later version would split differently. tiktoken 0.14 (Rust regex crate) and Hugging Face
@@ -12,7 +12,7 @@ already at 17.0, and Python 3.11's own `unicodedata` at 14.0. So the general cat
 come from the PyPI package `unicodedata2` pinned to 16.0.0:
 
     pip install --target /tmp/ud2 unicodedata2==16.0.0
-    PYTHONPATH=/tmp/ud2 python3 tools/gen_unicode_tables.py > src/unicode_tables.inc
+    PYTHONPATH=/tmp/ud2 python3 tools/gen_unicode_tables.py > src/text/unicode_tables.inc
 
 tests/test_tokenizer_diff.py checks every code point against tiktoken and Hugging Face, so
 a version drift in either shows up there.
@@ -31,7 +31,7 @@ WHITE_SPACE = [
     (0x205F, 0x205F), (0x3000, 0x3000),
 ]
 
-# Class numbers; they must match gpt2::CharClass in src/unicode.h.
+# Class numbers; they must match gpt2::CharClass in src/text/unicode.h.
 OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
 NAMES = {LETTER: "kLetter", NUMBER: "kNumber", SPACE: "kSpace"}
 

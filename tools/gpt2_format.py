@@ -1,6 +1,6 @@
 """The gpt2-gen model format for the Python tools: every tensor's name, shape rule and the
 Hugging Face tensor it comes from. The C++ side lists the same tensors, in the same order, in
-src/model.h (for_each_model_tensor, for_each_layer_tensor).
+src/model/model.h (for_each_model_tensor, for_each_layer_tensor).
 
 Names differ from Hugging Face's on purpose (an unconverted checkpoint is refused instead of
 being read with transposed square matrices). Linear weights are [out, in] (torch.nn.Linear's
@@ -46,7 +46,7 @@ def dims(rule, config):
 
 def tensors(config):
     """[(name, shape, hf_name, transposed)] for every tensor the config implies, in the order of
-    src/model.h. hf_name's shape is `shape` reversed where transposed."""
+    src/model/model.h. hf_name's shape is `shape` reversed where transposed."""
     out = [(n, dims(r, config), hf, t) for n, r, hf, t in MODEL_TENSORS]
     for l in range(config["n_layer"]):
         p = f"h.{l}."

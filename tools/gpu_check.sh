@@ -135,7 +135,7 @@ else
 fi
 
 # ---- the plan: the variants this build has (its --version lists them), the time each step takes --
-# One source of truth: src/cuda_variants.cpp's table, as the binary prints it ("  name: what",
+# One source of truth: src/cuda/cuda_variants.cpp's table, as the binary prints it ("  name: what",
 # "[exact]" when it changes only the schedule).
 VARIANT_LINES=""
 [ $LIBS_OK = 1 ] && VARIANT_LINES=$("$G/bin/gpt2-gen" --version 2>/dev/null | grep -E '^  [a-z0-9]+: ')
@@ -150,7 +150,7 @@ if [ $LIBS_OK = 1 ] && [ -z "$VARIANTS" ]; then
 fi
 n_cfg=$(echo $CONFIGS | wc -w)
 # Estimates on an H200 (GPT-2 124M fp16; per run ~1.5 s of load and capture, 1000 cached tokens
-# ~0.4 s, 1000 uncached ~1.2 s): see README "GPU check".
+# ~0.4 s, 1000 uncached ~1.2 s): see tests/README.md "On a GPU machine".
 est_bench=$(( n_cfg * 6 + 5 ))
 say "plan (estimated seconds on an H200; budget ${BUDGET}s):"
 say "  tiny models 10, test_gpu_kernels 40, test_gpu_backend 40, processors 10, HF compare 50"

@@ -1,6 +1,6 @@
 """The --profile JSON schema "gpt2-gen-profile/1": the `stats.profile` object of
-`gpt2-gen --profile [K] --json` (src/profile.h writes it; README "Profiling the decode step"
-documents the same fields).
+`gpt2-gen --profile [K] --json` (src/engine/profile.h writes it; tools/README.md documents the
+same fields).
 
   profile: {schema, device ("cpu" | "cuda"), steps, context,
             bandwidth: {gb_per_s, source ("cpu-read" | "device-copy")},

@@ -1,4 +1,4 @@
-#include "app.h"
+#include "app/app.h"
 
 #include <cerrno>
 #include <chrono>
@@ -10,18 +10,19 @@
 #include <optional>
 #include <random>
 
-#include "backend.h"
-#include "bench.h"
-#include "error.h"
-#include "explain.h"
-#include "generator.h"
-#include "model.h"
-#include "progress.h"
-#include "prompt.h"
-#include "report.h"
-#include "stop_strings.h"
-#include "tokenizer.h"
-#include "unicode.h"
+#include "app/backend_choice.h"
+#include "app/bench.h"
+#include "app/explain.h"
+#include "app/progress.h"
+#include "app/prompt.h"
+#include "app/report.h"
+#include "base/error.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
+#include "model/model.h"
+#include "text/stop_strings.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 namespace gpt2 {
 namespace {

@@ -1,6 +1,6 @@
 // What gpt2-gen does once its options are parsed: tokenize, generate, or benchmark.
 #pragma once
-#include "cli.h"
+#include "app/cli.h"
 
 namespace gpt2 {
 

@@ -1,15 +1,15 @@
-#include "bench.h"
+#include "app/bench.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 
-#include "error.h"
-#include "explain.h"
-#include "membw.h"
-#include "progress.h"
-#include "report.h"
+#include "app/explain.h"
+#include "app/progress.h"
+#include "app/report.h"
+#include "base/error.h"
+#include "cpu/membw.h"
 
 namespace gpt2 {
 namespace {

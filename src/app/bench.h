@@ -8,10 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
-#include "cli.h"
-#include "config.h"
-#include "generator.h"
+#include "app/cli.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
+#include "model/config.h"
 
 namespace gpt2 {
 
@@ -24,7 +24,7 @@ struct BenchSetup {
 };
 
 // Runs both modes, prints the summary and table to stdout, writes the JSON (schema
-// "gpt2-gen-benchmark/1", see README) to --json FILE or stdout. Returns the exit code.
+// "gpt2-gen-benchmark/1", see tools/README.md) to --json FILE or stdout. Returns the exit code.
 int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& options);
 
 // Summary statistics of one mode's runs (exposed for tests).

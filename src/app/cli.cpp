@@ -1,11 +1,11 @@
-#include "cli.h"
+#include "app/cli.h"
 
 #include <CLI/CLI.hpp>
 
-#include "backend_cuda.h"
-#include "build_info.h"
-#include "cuda_variants.h"
-#include "unicode.h"
+#include "base/build_info.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/cuda_variants.h"
+#include "text/unicode.h"
 
 namespace gpt2 {
 namespace {

@@ -49,8 +49,8 @@ struct CliOptions {
   bool json = false;               // one JSON object on stdout at the end (or into json_file)
   std::string json_file;           // --json FILE writes it there instead
   bool quiet = false;              // no summary on stderr
-  bool explain = false;            // --explain: each step's work, shapes and time (src/explain.h)
-  int profile_steps = 0;           // --profile [K]: time K decode steps op by op (src/profile.h); 0 = off
+  bool explain = false;            // --explain: each step's work, shapes and time (src/app/explain.h)
+  int profile_steps = 0;           // --profile [K]: time K decode steps op by op (src/engine/profile.h); 0 = off
 
   // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
   bool benchmark = false;

@@ -1,8 +1,8 @@
-#include "explain.h"
+#include "app/explain.h"
 
 #include <algorithm>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace gpt2 {
 

@@ -1,5 +1,5 @@
 // --explain: what each generation step computed and moved, counted by one convention, beside
-// the time it took. The counting rule (README, "What the cache saves") lives in step_cost()
+// the time it took. The counting rule (src/app/README.md, "What the cache saves") lives in step_cost()
 // and nowhere else; the text on stderr, the --json block and tools/plot_explain.py all read it.
 //
 // For one forward of t tokens at context positions [pos, pos + t), so that the newest token
@@ -18,9 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
-#include "config.h"
-#include "generator.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
+#include "model/config.h"
 
 namespace gpt2 {
 
@@ -86,7 +86,7 @@ ExplainRun explain_runs(const ExplainModel& m, const std::vector<GenerationResul
 // --benchmark) or from the arithmetic alone.
 std::string explain_text(const ExplainModel& m, const ExplainRun& run, const ExplainRun& other);
 
-// The --json "explain" object (schema in README and tools/explain_schema.py).
+// The --json "explain" object (schema in tools/README.md and tools/explain_schema.py).
 nlohmann::json explain_json(const ExplainModel& m, const ExplainRun& run, const ExplainRun& other);
 
 }  // namespace gpt2

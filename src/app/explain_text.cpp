@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "explain.h"
-#include "report.h"
+#include "app/explain.h"
+#include "app/report.h"
 
 namespace gpt2 {
 namespace {

@@ -3,9 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "app.h"
-#include "cli.h"
-#include "error.h"
+#include "app/app.h"
+#include "app/cli.h"
+#include "base/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app;

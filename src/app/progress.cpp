@@ -1,11 +1,11 @@
-#include "progress.h"
+#include "app/progress.h"
 
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "report.h"
+#include "app/report.h"
 
 namespace gpt2 {
 namespace {

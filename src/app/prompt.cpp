@@ -1,4 +1,4 @@
-#include "prompt.h"
+#include "app/prompt.h"
 
 #include <sys/stat.h>
 
@@ -8,8 +8,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "error.h"
-#include "tokenizer.h"
+#include "base/error.h"
+#include "text/tokenizer.h"
 
 namespace gpt2 {
 

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "cli.h"
+#include "app/cli.h"
 
 namespace gpt2 {
 

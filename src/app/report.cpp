@@ -1,4 +1,4 @@
-#include "report.h"
+#include "app/report.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace gpt2 {
 

@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
-#include "generator.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
 
 namespace gpt2 {
 

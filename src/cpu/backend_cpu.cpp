@@ -9,7 +9,7 @@
 // the matrix-vector kernel with its epilogue fused; more tokens (prefill, --no-cache, the re-run
 // after a context shift) go through the GEMM library. The two sum in different orders, so a
 // token's logits differ between them in the last bits (about 1e-6 relative).
-#include "backend_cpu.h"
+#include "cpu/backend_cpu.h"
 
 #include <omp.h>
 
@@ -21,13 +21,13 @@
 #include <utility>
 #include <vector>
 
-#include "cpu_fast.h"
-#include "cpu_ops.h"
-#include "error.h"
-#include "half.h"
-#include "membw.h"
-#include "model.h"
-#include "processors.h"
+#include "base/error.h"
+#include "base/half.h"
+#include "cpu/cpu_fast.h"
+#include "cpu/cpu_ops.h"
+#include "cpu/membw.h"
+#include "engine/processors.h"
+#include "model/model.h"
 
 namespace gpt2 {
 namespace {

@@ -3,7 +3,7 @@
 #pragma once
 #include <memory>
 
-#include "backend.h"
+#include "engine/backend.h"
 
 namespace gpt2 {
 

@@ -1,4 +1,4 @@
-#include "cpu_fast.h"
+#include "cpu/cpu_fast.h"
 
 #include <omp.h>
 
@@ -6,8 +6,8 @@
 #include <cmath>
 #include <string>
 
-#include "cpu_ops.h"
-#include "error.h"
+#include "base/error.h"
+#include "cpu/cpu_ops.h"
 #ifdef GPT2_HAVE_DNNL
 #include <dnnl.h>
 #endif

@@ -10,8 +10,8 @@
 //   rows (prefill, --no-cache, context shift): matmul, a GEMM library call (oneDNN) when the
 //   build found one, else the matrix-vector kernel row by row.
 #pragma once
-#include "cpu_simd.h"
-#include "kv_ring.h"
+#include "cpu/cpu_simd.h"
+#include "engine/kv_ring.h"
 
 namespace gpt2::fast {
 

@@ -1,4 +1,4 @@
-#include "cpu_ops.h"
+#include "cpu/cpu_ops.h"
 
 #include <cmath>
 #include <vector>

@@ -2,7 +2,7 @@
 // against (tests/gpu), and the building blocks of the CPU backend. Row-major throughout;
 // each comment gives the shapes (T tokens, C channels, NH heads, HS = C / NH).
 #pragma once
-#include "kv_ring.h"
+#include "engine/kv_ring.h"
 
 namespace gpt2::cpu {
 

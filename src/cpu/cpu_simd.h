@@ -1,4 +1,4 @@
-// The SIMD inner loops of the fast CPU path (src/cpu_fast.cpp), single-threaded. Built with
+// The SIMD inner loops of the fast CPU path (src/cpu/cpu_fast.cpp), single-threaded. Built with
 // Google Highway when it is found (one source, compiled for SSE4 / AVX2+FMA+F16C / AVX-512 /
 // AVX-512 with VNNI+BF16..., the best the running CPU supports chosen at run time), else as
 // plain loops (same results up to summation order). Tested against cpu_ops in
@@ -7,12 +7,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "model/dtype.h"
+
 namespace gpt2::simd {
 
 // How a weight matrix is held in memory. Q8: int8 values with one fp32 scale per block of
-// kQ8Block consecutive inputs of a row (llama.cpp's q8_0 layout, with fp32 scales): w = q * scale.
+// kQ8Block consecutive inputs of a row (model/dtype.h): w = q * scale.
 enum class WType { F32, F16, BF16, Q8 };
-constexpr int kQ8Block = 32;
+using gpt2::kQ8Block;
+using gpt2::q8_blocks;
 const char* wtype_name(WType t);  // "fp32", "fp16", "bf16", "int8"
 
 // A (rows, cols) row-major weight matrix in one of those types. F16 and BF16 hold the raw
@@ -23,7 +26,6 @@ struct WeightView {
   const float* scales = nullptr;
   int rows = 0, cols = 0;
 };
-inline int q8_blocks(int cols) { return (cols + kQ8Block - 1) / kQ8Block; }
 
 // out[r - r0] = dot(row r of w, x) for r in [r0, r1); x has w.cols floats. Weights are widened
 // to fp32 in registers; sums are fp32.

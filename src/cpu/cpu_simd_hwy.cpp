@@ -7,13 +7,13 @@
 #include <cstring>
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "cpu_simd_hwy.cpp"
+#define HWY_TARGET_INCLUDE "cpu/cpu_simd_hwy.cpp"
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
 
-#include "cpu_simd.h"
-#include "half.h"
+#include "base/half.h"
+#include "cpu/cpu_simd.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gpt2::simd {

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "cpu_simd.h"
-#include "half.h"
+#include "base/half.h"
+#include "cpu/cpu_simd.h"
 
 namespace gpt2::simd {
 namespace {

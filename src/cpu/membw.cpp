@@ -1,4 +1,4 @@
-#include "membw.h"
+#include "cpu/membw.h"
 
 #include <omp.h>
 #include <unistd.h>
@@ -23,7 +23,7 @@ size_t llc_bytes() {
 
 // Sum of n floats with 16 independent partial sums, so the adds never wait on each other and
 // the loop runs at the speed memory delivers. Each cache line is also requested 8 KB ahead, as
-// the decode kernels do (src/cpu_simd_hwy.cpp): without it this loop read less than those
+// the decode kernels do (src/cpu/cpu_simd_hwy.cpp): without it this loop read less than those
 // kernels stream, and the floor it gives would be too low.
 float sum(const float* p, size_t n) {
   float acc[16] = {};

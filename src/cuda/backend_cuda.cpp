@@ -21,14 +21,14 @@
 // forward(n == 1) only records the step; sample() (which knows the sampling mode) replays the
 // graph and waits for the one int it copies back. GPT2_CUDA_DECODE=eager runs the same decode
 // kernels without the graph, =rows runs decode steps through the rows path (for bisecting);
-// GPT2_CUDA_VARIANTS (src/cuda_variants.h) switches on the latency-fix variants, pdl among them.
+// GPT2_CUDA_VARIANTS (src/cuda/cuda_variants.h) switches on the latency-fix variants, pdl among them.
 // Launch-ahead (GPT2_CUDA_VARIANTS=ahead, without logits processors): the step's argmax or
 // sampler also writes the next step's token and position into step_dev_, and sample() queues
 // step t + 1 (sampled: with the draw the caller passed as next_u) before it waits for token t,
 // in the other of two slots (logits buffer, pinned token and draw, event), so the GPU runs while
 // the host handles token t. forward() and sample() take the queued step when they ask for
 // exactly that one; anything else lets it finish unused first (discard_ahead).
-#include "backend_cuda.h"
+#include "cuda/backend_cuda.h"
 
 #include <cuda_runtime.h>
 
@@ -39,14 +39,14 @@
 #include <string>
 #include <vector>
 
-#include "build_info.h"
+#include "base/build_info.h"
+#include "base/error.h"
+#include "base/half.h"
+#include "cuda/cuda_variants.h"
+#include "cuda/profile_cuda.h"
 #include "cuda_check.h"
-#include "cuda_variants.h"
-#include "error.h"
-#include "half.h"
 #include "kernels.h"
-#include "model.h"
-#include "profile_cuda.h"
+#include "model/model.h"
 
 namespace gpt2 {
 
@@ -108,7 +108,7 @@ using cuda::StepParams;
 using cuda::ComputeType;
 
 // Host-side rounding of fp32 to T's bit pattern (round to nearest even, bit-exact with the
-// device conversions: src/half.h).
+// device conversions: src/base/half.h).
 inline void store_as(float v, float* dst) { *dst = v; }
 inline void store_as(float v, __half* dst) {
   const uint16_t b = float_to_fp16(v);

@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "backend.h"
+#include "engine/backend.h"
 
 namespace gpt2 {
 

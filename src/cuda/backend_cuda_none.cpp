@@ -1,7 +1,7 @@
 // The CUDA backend's entry points in a build without the CUDA Toolkit (CMake links this file
 // instead of backend_cuda.cpp): no device is ever usable, and make_backend falls back to the CPU.
-#include "backend_cuda.h"
-#include "error.h"
+#include "base/error.h"
+#include "cuda/backend_cuda.h"
 
 namespace gpt2 {
 

@@ -1,9 +1,9 @@
-#include "cuda_variants.h"
+#include "cuda/cuda_variants.h"
 
 #include <cstdlib>
 #include <sstream>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace gpt2 {
 

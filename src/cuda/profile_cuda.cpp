@@ -1,4 +1,4 @@
-#include "profile_cuda.h"
+#include "cuda/profile_cuda.h"
 
 #include <nvtx3/nvToolsExt.h>
 

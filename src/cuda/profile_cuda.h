@@ -7,7 +7,7 @@
 #include <atomic>
 #include <vector>
 
-#include "profile.h"
+#include "engine/profile.h"
 
 namespace gpt2 {
 

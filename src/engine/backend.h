@@ -16,11 +16,11 @@
 
 #include <optional>
 
-#include "config.h"
-#include "dtype.h"
-#include "kv_ring.h"
-#include "profile.h"
-#include "sampler.h"
+#include "engine/kv_ring.h"
+#include "engine/profile.h"
+#include "engine/sampler.h"
+#include "model/config.h"
+#include "model/dtype.h"
 
 namespace gpt2 {
 
@@ -108,11 +108,5 @@ class Backend {
   DecodeStep last_;          // the last token forward() computed ...
   bool forwarded_ = false;   // ... once there was one
 };
-
-// Makes the backend `options.device` asks for. Auto: CUDA when built with it and a device is
-// usable, else the CPU; `note` receives a one-line explanation of a fallback. Throws
-// gpt2::Error for --device cuda without a usable device.
-std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options,
-                                      std::string* note);
 
 }  // namespace gpt2

@@ -1,9 +1,9 @@
-#include "generator.h"
+#include "engine/generator.h"
 
 #include <chrono>
 
-#include "error.h"
-#include "kv_ring.h"
+#include "base/error.h"
+#include "engine/kv_ring.h"
 
 namespace gpt2 {
 

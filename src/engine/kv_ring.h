@@ -7,7 +7,7 @@
 // lives in slot (start + p) mod capacity. A context shift moves `start` instead of memory.
 #pragma once
 
-#include "host_device.h"
+#include "base/host_device.h"
 
 namespace gpt2 {
 

@@ -1,4 +1,4 @@
-#include "processors.h"
+#include "engine/processors.h"
 
 #include <algorithm>
 #include <cmath>

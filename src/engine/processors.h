@@ -19,7 +19,7 @@
 #pragma once
 #include <vector>
 
-#include "host_device.h"
+#include "base/host_device.h"
 
 namespace gpt2 {
 

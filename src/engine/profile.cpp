@@ -1,10 +1,8 @@
-#include "profile.h"
+#include "engine/profile.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-
-#include "cpu_simd.h"
 
 namespace gpt2 {
 
@@ -30,7 +28,7 @@ DecodeShapes decode_shapes(const GPT2Config& c, ComputeDType dtype, bool cuda, i
   s.vocab_size = c.vocab_size;
   const int bytes = dtype == ComputeDType::F32 ? 4 : dtype == ComputeDType::Int8 ? 1 : 2;
   s.matrix_bytes = bytes;
-  s.scale_block = dtype == ComputeDType::Int8 ? simd::kQ8Block : 0;
+  s.scale_block = dtype == ComputeDType::Int8 ? kQ8Block : 0;
   s.wpe_bytes = cuda ? bytes : 4;
   s.kv_bytes = cuda ? bytes : 4;
   s.context = context;

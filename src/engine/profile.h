@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
-#include "dtype.h"
+#include "model/config.h"
+#include "model/dtype.h"
 
 namespace gpt2 {
 

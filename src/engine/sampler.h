@@ -18,7 +18,7 @@
 #include <random>
 #include <vector>
 
-#include "processors.h"
+#include "engine/processors.h"
 
 namespace gpt2 {
 

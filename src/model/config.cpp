@@ -1,10 +1,10 @@
-#include "config.h"
+#include "model/config.h"
 
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "error.h"
-#include "file_io.h"
+#include "base/error.h"
+#include "base/file_io.h"
 
 namespace gpt2 {
 namespace {

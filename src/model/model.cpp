@@ -1,11 +1,11 @@
-#include "model.h"
+#include "model/model.h"
 
 #include <sys/stat.h>
 
 #include <cmath>
 #include <set>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace gpt2 {
 

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
-#include "safetensors.h"
+#include "model/config.h"
+#include "model/safetensors.h"
 
 namespace gpt2 {
 

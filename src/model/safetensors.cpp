@@ -1,4 +1,4 @@
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "error.h"
-#include "file_io.h"
-#include "half.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/half.h"
 
 namespace gpt2 {
 namespace {

@@ -1,4 +1,4 @@
-#include "stop_strings.h"
+#include "text/stop_strings.h"
 
 #include <algorithm>
 

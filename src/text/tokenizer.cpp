@@ -2,7 +2,7 @@
 // look each piece up as a whole token, and otherwise merge its bytes pairwise, always the
 // adjacent pair whose concatenation has the lowest merge rank, leftmost first: tiktoken's
 // rule, which is what OpenAI's encoder does. Decoding is a table lookup per id.
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <algorithm>
 #include <array>
@@ -14,10 +14,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error.h"
-#include "file_io.h"
-#include "unicode.h"
-#include "unicode_pretokenize.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "text/unicode.h"
+#include "text/unicode_pretokenize.h"
 
 namespace gpt2 {
 namespace {

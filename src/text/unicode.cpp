@@ -1,4 +1,4 @@
-#include "unicode.h"
+#include "text/unicode.h"
 
 #include <array>
 #include <unordered_map>
@@ -14,7 +14,7 @@ struct ClassRange {
 };
 
 constexpr ClassRange kClassRanges[] = {
-#include "unicode_tables.inc"
+#include "text/unicode_tables.inc"
 };
 
 constexpr uint32_t kCodePoints = 0x110000;

@@ -1,8 +1,8 @@
-#include "unicode_pretokenize.h"
+#include "text/unicode_pretokenize.h"
 
 #include <array>
 
-#include "unicode.h"
+#include "text/unicode.h"
 
 namespace gpt2 {
 namespace {

@@ -6,12 +6,12 @@
 #include <numeric>
 #include <vector>
 
+#include "../ieee_reference.h"
 #include "cub/device/device_radix_sort.cuh"
 #include "cublas_v2.h"
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
 #include "emu_internal.h"
-#include "../ieee_reference.h"
 
 struct cublasContext {
   cudaStream_t stream = nullptr;

@@ -16,11 +16,11 @@
 #include <random>
 #include <vector>
 
-#include "backend_cuda.h"
+#include "base/error.h"
+#include "cuda/backend_cuda.h"
 #include "device_common.cuh"
-#include "error.h"
-#include "generator.h"
-#include "model.h"
+#include "engine/generator.h"
+#include "model/model.h"
 #include "test_support.h"
 
 namespace gpt2 {
@@ -211,7 +211,7 @@ TEST(CudaEmu, StreamWorkRunsWhenTheHostWaitsForIt) {
   cudaStreamDestroy(s);
 }
 
-// --profile's plumbing (src/profile_cuda.h): events and host functions run in stream order,
+// --profile's plumbing (src/cuda/profile_cuda.h): events and host functions run in stream order,
 // when the host waits; an event not yet reached has no time.
 TEST(CudaEmu, EventsAndHostFunctionsRunInStreamOrder) {
   cudaStream_t s;

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <string_view>
 
-#include "config.h"
-#include "error.h"
+#include "base/error.h"
+#include "model/config.h"
 
 namespace {
 [[noreturn]] void violated(const char* what) {

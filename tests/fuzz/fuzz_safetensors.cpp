@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/error.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 
 namespace {
 

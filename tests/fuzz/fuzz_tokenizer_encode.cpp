@@ -19,8 +19,8 @@
 #include <string_view>
 #include <vector>
 
-#include "error.h"
-#include "tokenizer.h"
+#include "base/error.h"
+#include "text/tokenizer.h"
 #include "utf8_oracle.h"
 
 #ifndef GPT2_DEFAULT_TOKENIZER_DIR

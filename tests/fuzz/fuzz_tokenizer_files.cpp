@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "error.h"
-#include "tokenizer.h"
+#include "base/error.h"
+#include "text/tokenizer.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // An independent UTF-8 reader for the tokenizer fuzzers: Python's
 // bytes.decode("utf-8", "replace"), one U+FFFD per maximal invalid subpart (Unicode table
-// 3-7 and its "maximal subpart" practice), written separately from src/unicode.cpp so that
+// 3-7 and its "maximal subpart" practice), written separately from src/text/unicode.cpp so that
 // the fuzzer checks the tokenizer against something it does not share code with.
 #pragma once
 #include <cstddef>

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "backend_cuda.h"
+#include "cuda/backend_cuda.h"
 #include "cuda_check.h"
 #include "kernels.h"
 
@@ -44,7 +44,7 @@ inline int quick_or(int small, int full) { return quick() ? small : full; }
 
 // ---- host rounding to a dtype ----------------------------------------------------------------
 // By the CUDA headers' own host conversions (NVIDIA's, or on cuda-emu the compiler's _Float16 and
-// tests/ieee_reference.h), not by src/half.h, the code under test.
+// tests/ieee_reference.h), not by src/base/half.h, the code under test.
 template <typename T> inline float round_to(float v);
 template <> inline float round_to<float>(float v) { return v; }
 template <> inline float round_to<__half>(float v) { return __half2float(__float2half_rn(v)); }

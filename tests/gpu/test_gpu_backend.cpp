@@ -8,15 +8,16 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "backend.h"
-#include "backend_cpu.h"
-#include "backend_cuda.h"
-#include "cuda_variants.h"
-#include "error.h"
-#include "generator.h"
+#include "app/backend_choice.h"
+#include "base/error.h"
+#include "cpu/backend_cpu.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/cuda_variants.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
 #include "golden.h"
 #include "gpu_test_util.h"
-#include "model.h"
+#include "model/model.h"
 #include "test_support.h"
 
 namespace gpt2 {

@@ -1,4 +1,4 @@
-// Every CUDA kernel launcher against the fp32 CPU reference (src/cpu_ops.h, src/sampler.h) on
+// Every CUDA kernel launcher against the fp32 CPU reference (src/cpu/cpu_ops.h, src/engine/sampler.h) on
 // random inputs of several sizes, odd ones included, in fp32, fp16 and bf16. Inputs are rounded
 // to the dtype first, so the CPU reference sees exactly what the GPU reads; outputs are poisoned
 // (NaN) before each run, so an element the kernel never wrote fails. Measure: normalized MSE
@@ -9,12 +9,12 @@
 #include <algorithm>
 #include <numeric>
 
-#include "cpu_ops.h"
-#include "error.h"
+#include "base/error.h"
+#include "cpu/cpu_ops.h"
+#include "engine/processors.h"
+#include "engine/sampler.h"
 #include "gpu_test_util.h"
 #include "kernels.h"
-#include "processors.h"
-#include "sampler.h"
 
 namespace gpt2 {
 namespace {

@@ -1,6 +1,6 @@
 // cuda-emu: __nv_bfloat16 and __nv_bfloat162 as bit patterns. Widening is the format's
 // definition (the top half of an fp32); narrowing rounds to nearest even by the IEEE definition
-// in tests/ieee_reference.h (g++ 12 has no arithmetic __bf16) -- never by src/half.h, the code
+// in tests/ieee_reference.h (g++ 12 has no arithmetic __bf16) -- never by src/base/half.h, the code
 // the tests check.
 #pragma once
 #include <cstdint>

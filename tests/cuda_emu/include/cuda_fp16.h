@@ -1,6 +1,6 @@
 // cuda-emu: __half and __half2 as bit patterns. Conversions by the compiler's _Float16 (IEEE
 // binary16, round to nearest even like __float2half_rn) where it has one, else by the IEEE
-// definition in tests/ieee_reference.h -- never by src/half.h, the code the tests check.
+// definition in tests/ieee_reference.h -- never by src/base/half.h, the code the tests check.
 #pragma once
 #include <cstdint>
 #include <cstring>

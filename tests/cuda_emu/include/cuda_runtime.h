@@ -1,6 +1,6 @@
 // cuda-emu: the subset of the CUDA runtime that gpt2-gen uses, implemented on the CPU, so that
 // the real kernel sources (kernels/*.cu, rewritten by rewrite_cu.py) and the real host driver
-// (src/backend_cuda.cpp) run in CI on a machine without a GPU. Not a GPU model: it checks what
+// (src/cuda/backend_cuda.cpp) run in CI on a machine without a GPU. Not a GPU model: it checks what
 // the code computes, its barriers and warp shuffles, its launch configurations, its stream
 // capture and (under ASan) its memory accesses; never speed, the memory model or real races.
 //
