@@ -11,8 +11,6 @@ Subcommands:
   golden    The same comparison against the tiny golden (../shared/golden/tiny-gpt2:
             reference_logits.safetensors seq0, reference.json greedy) instead of transformers:
             no torch needed, so the plumbing can be checked on any machine (--device cpu).
-  random    Write a random GPT-2 (124M shape by default) straight in gpt2-gen's format with numpy
-            only (a fallback model for benchmarks when transformers is unavailable).
 
 Comparison rules (per gpt2-gen dtype):
   logits:  max|gen - ref| / max|ref| <= tolerance (fp32 1e-3, fp16 2e-2, bf16 5e-2); NaN fails.
@@ -219,41 +217,6 @@ def cmd_golden(a):
     return run_checks(a, report, "tiny", check)
 
 
-# ---- numpy-only random model --------------------------------------------------------------------
-
-def cmd_random(a):
-    from safetensors.numpy import save_file
-    rng = np.random.default_rng(a.seed)
-    V, P, C, L, NH = 50257, 1024, a.n_embd, a.n_layer, a.n_head
-    H = 4 * C
-    dt = {"fp32": np.float32, "fp16": np.float16}[a.dtype]
-
-    def w(*shape, std=0.02):
-        return (rng.standard_normal(shape, dtype=np.float32) * std).astype(dt)
-
-    cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": P, "n_embd": C, "n_layer": L, "n_head": NH,
-           "n_inner": None, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new", "eos_token_id": 50256}
-    t = {}
-    for name, shape, _, _ in gpt2_format.tensors(dict(cfg, n_inner=H)):
-        if name.endswith(".bias"):
-            t[name] = np.zeros(shape, dt)
-        elif "ln_" in name:
-            t[name] = np.ones(shape, dt)
-        else:  # GPT-2's init: the residual projections scaled by 1/sqrt(2L), positions at half
-            std = 0.01 if name == "wpe" else 0.02 / np.sqrt(2 * L) if name.endswith("proj.weight") else 0.02
-            t[name] = w(*shape, std=std)
-    os.makedirs(a.out, exist_ok=True)
-    save_file(t, os.path.join(a.out, "model.safetensors"))
-    json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=1)
-    for f in ("vocab.json", "merges.txt"):
-        src = os.path.join(a.tokenizer, f)
-        if os.path.exists(src):
-            with open(src, "rb") as i, open(os.path.join(a.out, f), "wb") as o:
-                o.write(i.read())
-    log(f"wrote a random GPT-2 ({L} layers, n_embd {C}, {a.dtype}) to {a.out}")
-    return 0
-
-
 def write_report(path, report):
     if not path:
         return
@@ -287,16 +250,8 @@ def main():
     g = sub.add_parser("golden", parents=[common])
     g.add_argument("--golden", required=True, help="the tiny golden directory")
     g.add_argument("--model", required=True, help="the tiny golden converted by tools/convert_weights.py")
-    r = sub.add_parser("random")
-    r.add_argument("--out", required=True)
-    r.add_argument("--dtype", default="fp16", choices=["fp32", "fp16"])
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--n-embd", type=int, default=768)
-    r.add_argument("--n-layer", type=int, default=12)
-    r.add_argument("--n-head", type=int, default=12)
-    r.add_argument("--tokenizer", default="")
     a = ap.parse_args()
-    return {"hf": cmd_hf, "golden": cmd_golden, "random": cmd_random}[a.cmd](a)
+    return {"hf": cmd_hf, "golden": cmd_golden}[a.cmd](a)
 
 
 if __name__ == "__main__":
