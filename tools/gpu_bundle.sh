@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Runs HERE, on the CPU machine with nvcc: builds build-gpu/ with CUDA (sm_90, Release) and stages
-# in .gpu/ (git-ignored) everything tools/gpu_check.sh needs on the GPU machine, where neither
-# ../shared nor our Debian packages exist:
-#   .gpu/bin/       gpt2-gen, gpt2-dump-logits, test_gpu_kernels, test_gpu_backend (stripped;
-#                   GoogleTest, CLI11, nlohmann/json and the CUDA runtime are linked statically)
-#   .gpu/lib/       non-system shared libraries the binaries need (libgomp.so.1), from ldd
-#   .gpu/lib-fallback/  this machine's libstdc++ / libgcc_s, used there only if the system's are too old
-#   .gpu/shared/    golden/tiny-gpt2 (model + references) and gpt2-tokenizer: GPT2_SHARED_DIR there
-#   .gpu/MANIFEST   what was built, from which commit, and the sizes
+# Runs HERE, on the CPU machine with nvcc: builds build-gpu/ with CUDA (sm_90, Release) and packs
+# into .gpu/ (git-ignored) everything tools/gpu_check.sh needs on the GPU machine, where neither
+# ../shared, our Debian packages nor any Python package can be assumed:
+#   .gpu/bundle.tgz  one archive (the device call carries at most 64 MiB; packed, the binaries
+#                    shrink 4x), unpacked there by gpu_check.sh:
+#     bin/           gpt2-gen, gpt2-dump-logits, test_gpu_kernels, test_gpu_backend (stripped;
+#                    GoogleTest, CLI11, nlohmann/json and the CUDA runtime are linked statically)
+#     lib/           non-system shared libraries the binaries need (libgomp.so.1), from ldd
+#     lib-fallback/  this machine's libstdc++ / libgcc_s, used there only if the system's are too old
+#     shared/        golden/tiny-gpt2 (the references, not its checkpoint) and gpt2-tokenizer:
+#                    GPT2_SHARED_DIR there
+#     models/        tiny-{fp32,fp16,bf16}, converted here (tests/convert_tiny_models.sh) without
+#                    their tokenizer copies (gpu_check.sh puts shared/gpt2-tokenizer's back)
+#   .gpu/MANIFEST    what was built, from which commit, every file's size, the archive's size
 # libcublas/libcublasLt.so.13 and the driver come from the GPU machine's CUDA 13.
 # Usage: tools/gpu_bundle.sh [--no-build]     then, with the device tool:
 #   run(command="bash tools/gpu_check.sh", carry=[".gpu"], timeout_s=420)
@@ -28,44 +33,52 @@ if [ "${1:-}" != "--no-build" ]; then
   cmake --build "$build" -j"$(nproc)" --target gpt2-gen gpt2-dump-logits test_gpu_kernels test_gpu_backend
 fi
 
-rm -rf .gpu
-mkdir -p .gpu/bin .gpu/lib .gpu/lib-fallback .gpu/shared/golden
+stage=$build/bundle
+rm -rf .gpu "$stage"
+mkdir -p .gpu "$stage"/bin "$stage"/lib "$stage"/lib-fallback "$stage"/shared/golden
 bins=("$build/gpt2-gen" "$build/gpt2-dump-logits" "$build/tests/test_gpu_kernels" "$build/tests/test_gpu_backend")
 for b in "${bins[@]}"; do
   [ -x "$b" ] || { echo "gpu_bundle: missing $b (build failed?)" >&2; exit 1; }
-  cp "$b" .gpu/bin/
-  strip --strip-unneeded ".gpu/bin/$(basename "$b")"
+  cp "$b" "$stage/bin/"
+  strip --strip-unneeded "$stage/bin/$(basename "$b")"
 done
 
 # Shared libraries: everything ldd resolves except the C/C++ runtime, the CUDA libraries and the
 # driver (all present on the GPU machine).
 system_re='^(linux-vdso|ld-linux|libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|libdl\.so|librt\.so|libcublas|libcublasLt|libcudart|libcuda\.so|libnvidia)'
-for b in .gpu/bin/*; do
+for b in "$stage"/bin/*; do
   ldd "$b" | awk '/=>/ {print $1, $3}' | while read -r name path; do
     if [[ "$path" == "not" ]]; then echo "gpu_bundle: $b needs $name, which is not found here" >&2; exit 1; fi
     [[ "$name" =~ $system_re ]] && continue
-    [ -e ".gpu/lib/$name" ] || cp -L "$path" ".gpu/lib/$name"
+    [ -e "$stage/lib/$name" ] || cp -L "$path" "$stage/lib/$name"
   done
 done
 for lib in libstdc++.so.6 libgcc_s.so.1; do
   # (awk reads to the end: an early exit could end ldconfig by SIGPIPE, fatal under pipefail)
   p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found {print $NF; found = 1}')
-  [ -n "$p" ] && cp -L "$p" .gpu/lib-fallback/
+  [ -n "$p" ] && cp -L "$p" "$stage/lib-fallback/"
 done
-strip --strip-unneeded .gpu/lib/* .gpu/lib-fallback/* 2>/dev/null || true
+strip --strip-unneeded "$stage"/lib/* "$stage"/lib-fallback/* 2>/dev/null || true
 
-cp -r "$shared/golden/tiny-gpt2" .gpu/shared/golden/
-cp -r "$shared/gpt2-tokenizer" .gpu/shared/
-chmod -R u+w .gpu/shared
+# The golden's references, not its Hugging Face checkpoint (27 MB): the GPU machine runs the
+# converted models, which are converted here because it may lack numpy and safetensors.
+mkdir -p "$stage/shared/golden/tiny-gpt2"
+find "$shared/golden/tiny-gpt2" -maxdepth 1 -type f ! -name model.safetensors -exec cp {} "$stage/shared/golden/tiny-gpt2/" \;
+cp -r "$shared/gpt2-tokenizer" "$stage/shared/"
+GPT2_SHARED_DIR=$shared GPT2_TEST_MODELS=$stage/models bash tests/convert_tiny_models.sh
+rm -f "$stage"/models/tiny-*/vocab.json "$stage"/models/tiny-*/merges.txt
+chmod -R u+w "$stage/shared"
+tar -C "$stage" -czf .gpu/bundle.tgz .
 
 {
   echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src kernels tests CMakeLists.txt || echo ' + uncommitted changes')"
   echo "nvcc: $(nvcc --version | tail -1)"
   echo "glibc here: $(ldd --version | sed -n 1p)"
-  echo "needs there: libcublas.so.13, libcublasLt.so.13 (CUDA 13), an NVIDIA driver for CUDA 13, python3 with numpy + safetensors (+ torch, transformers for the HF step)"
+  echo "needs there: libcublas.so.13, libcublasLt.so.13 (CUDA 13), an NVIDIA driver for CUDA 13, python3 (+ torch, transformers, numpy, safetensors for the HF step, which SKIPs without them)"
   echo
-  (cd .gpu && find . -type f ! -name MANIFEST -printf '%s\t%p\n' | sort -k2)
+  echo "archive: bundle.tgz $(stat -c %s .gpu/bundle.tgz) bytes; unpacked:"
+  (cd "$stage" && find . -type f -printf '%s\t%p\n' | sort -k2)
 } > .gpu/MANIFEST
 
 size_b=$(du -sb .gpu | cut -f1)
