@@ -100,7 +100,7 @@ FAILED=0 INCOMPLETE=() LAST_END=0 STATUS=RUNNING
 elapsed() { echo $(( $(date +%s) - START )); }
 say() { printf '[%s +%3ss] %s\n' "$(date +%H:%M:%S)" "$(elapsed)" "$*"; }
 record() {  # STEP RESULT INFO: one row of the summary, published at once
-  local now info=${3//[$'\t\n']/ }; now=$(elapsed)
+  local now info=${3//[[:cntrl:]]/ }; now=$(elapsed)
   NAMES+=("$1"); RESULTS+=("$2"); INFOS+=("$info"); SECS+=($(( now - LAST_END ))); LAST_END=$now
   [ "$2" = FAIL ] && FAILED=1
   [ "$2" = INCOMPLETE ] && INCOMPLETE+=("$1")
@@ -129,16 +129,20 @@ publish() {  # rewrites summary.txt, results.json, variants.txt and logs.tgz, he
   done
   return 0
 }
+# (In bash, not Python: results.json comes back even where python3 is broken; printf -v, not
+# $(...), since this runs for every step at every step. record() keeps control characters out.)
+jstr() { local s=${2//\\/\\\\}; printf -v "$1" '"%s"' "${s//\"/\\\"}"; }  # VAR STRING: VAR = STRING in JSON
 results_json() {
-  local i
-  for i in "${!NAMES[@]}"; do printf '%s\t%s\t%s\t%s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}" "${INFOS[$i]}"; done |
-    python3 -c '
-import json, sys
-steps = [dict(zip(("step", "result", "seconds", "info"), l.rstrip("\n").split("\t", 3))) for l in sys.stdin]
-for s in steps: s["seconds"] = int(s["seconds"])
-print(json.dumps({"status": sys.argv[1], "elapsed_s": int(sys.argv[2]), "budget_s": int(sys.argv[3]),
-                  "commit": sys.argv[4], "dry": sys.argv[5] == "1", "planted": sys.argv[6], "steps": steps}, indent=1))
-' "$STATUS" "$(elapsed)" "$BUDGET" "$COMMIT" "$DRY" "$PLANT"
+  local i sep="" st co pl dry=false name res info
+  jstr st "$STATUS"; jstr co "$COMMIT"; jstr pl "$PLANT"; [ "$DRY" = 1 ] && dry=true
+  printf '{"status": %s, "elapsed_s": %d, "budget_s": %d, "commit": %s, "dry": %s, "planted": %s, "steps": [' \
+    "$st" "$(elapsed)" "$BUDGET" "$co" "$dry" "$pl"
+  for i in "${!NAMES[@]}"; do
+    jstr name "${NAMES[$i]}"; jstr res "${RESULTS[$i]}"; jstr info "${INFOS[$i]}"
+    printf '%s\n {"step": %s, "result": %s, "seconds": %d, "info": %s}' "$sep" "$name" "$res" "${SECS[$i]}" "$info"
+    sep=,
+  done
+  printf '\n]}\n'
 }
 summary() {
   echo "== gpu_check summary: $STATUS$([ $STATUS = RUNNING ] && echo ", rewritten as each step ends") ($(elapsed)s of ${BUDGET}s; commit $COMMIT${PLANT:+; PLANTED FAILURES: $PLANT})"
