@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """tools/gpu_check.sh's own plumbing, on stand-in binaries (no GPU, no build needed; a few
-seconds a run): a step that crashes or fails leaves every other step run and reported, an
+seconds a run): a step that crashes or fails leaves every other step run and reported, and
+reported as it ends (a check killed mid-way has left every ended step's result in $OUT), an
 [exact] variant's comparison reports SKIP when its reference run failed and FAIL when its tokens
 differ, a missing Python package makes the HF steps SKIP, a plant that plants nothing and a
 budget too small are refused or reported INCOMPLETE, and $OUT holds the summary and every result.
@@ -15,12 +16,14 @@ from it.
 """
 import json
 import os
+import signal
 import stat
 import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import unittest
 
 SOURCE = os.path.abspath(os.environ.get("GPT2_SOURCE_DIR", "."))
@@ -91,31 +94,48 @@ class GpuCheck(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def run_check(self, name, **env):
-        """Runs the dry check; returns (exit status, output, results.json, $OUT)."""
+    def run_check(self, name, kill_at=None, **env):
+        """Runs the dry check; returns (exit status, output, results.json, $OUT). kill_at: a step
+        whose start kills the check and all it started (SIGKILL, as a device call cut short)."""
         base = os.path.join(self.tmp.name, name)
         out = os.path.join(base, "out")
         os.makedirs(out)
         e = {k: v for k, v in os.environ.items() if not k.startswith(("GPU_CHECK_", "STANDIN_"))}
         e.update(GPU_CHECK_DRY="1", GPU_CHECK_BUNDLE=self.bundle, OUT=out, GPU_CHECK_LOGS=os.path.join(base, "logs"),
                  GPU_CHECK_WORK=os.path.join(base, "work"), PYTHONPATH=os.path.join(self.tmp.name, "fake"), **env)
-        r = subprocess.run(["bash", CHECK], env=e, capture_output=True, text=True, timeout=300)
-        results = None
-        if os.path.exists(os.path.join(out, "results.json")):
-            with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
-                results = json.load(f)
-        return r.returncode, r.stdout + r.stderr, results, out
+        p = subprocess.Popen(["bash", CHECK], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        if kill_at:
+            self.kill_when(p, os.path.join(out, "gpu_check.log"), f"log {kill_at}.log)")
+        log = p.communicate(timeout=300)[0]
+        self.assertTrue(os.path.exists(os.path.join(out, "results.json")), "no results.json in $OUT:\n" + log)
+        with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+            results = json.load(f)
+        return p.returncode, log, results, out
+
+    @staticmethod
+    def kill_when(p, log, line, limit_s=200):
+        deadline = time.time() + limit_s
+        while time.time() < deadline and p.poll() is None:
+            if os.path.exists(log):
+                with open(log, encoding="utf-8", errors="replace") as f:
+                    if line in f.read():
+                        break
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGKILL)
 
     def steps(self, results):
         return {s["step"]: (s["result"], s["info"]) for s in results["steps"]}
 
-    def assert_every_step_reported(self, results, out):
-        """Every step of the plan is in results.json, summary.txt and logs.tgz came back too."""
+    def assert_every_step_reported(self, results, out, last=None):
+        """Every step of the plan (up to `last`, excluded) is in results.json, summary.txt and
+        logs.tgz came back too."""
         got = [s["step"] for s in results["steps"]]
         plan = ["unpack", "libraries", "nvidia-smi", "test_gpu_kernels", "test_gpu_backend", "processors",
                 "hf_imports", "hf_compare", "racecheck", "memcheck_none", "memcheck_all", "memcheck_all_sampled",
                 "initcheck", "bench_model", "cache_none", "nocache_none", "cache_all", "cache_fast", "cache_sched",
                 "exact_sched", "profile_none", "profile_all", "penalties", "benchmark"]
+        plan = plan[:plan.index(last)] if last else plan
         self.assertEqual(got, plan)
         with open(os.path.join(out, "summary.txt"), encoding="utf-8") as f:
             summary = f.read()
@@ -127,19 +147,24 @@ class GpuCheck(unittest.TestCase):
         self.assertIn("./results.json", names)
 
     def test_a_crashing_reference_and_step_leave_every_other_result(self):
-        rc, log, results, out = self.run_check("crash", GPU_CHECK_PLANT="crash-variant:none,crash:racecheck")
-        self.assertEqual(rc, 1, log)
-        self.assertEqual(results["status"], "FAILED")
-        self.assert_every_step_reported(results, out)
+        # ... and the call is cut short when the last step starts: what ended came back already.
+        rc, log, results, out = self.run_check("crash", kill_at="benchmark",
+                                               GPU_CHECK_PLANT="crash-variant:none,crash:racecheck,hang:benchmark")
+        self.assertEqual(rc, -signal.SIGKILL, log)
+        self.assertEqual(results["status"], "RUNNING")
+        self.assert_every_step_reported(results, out, last="benchmark")
         s = self.steps(results)
-        for step in ("racecheck", "memcheck_none", "cache_none", "nocache_none", "profile_none", "benchmark"):
+        for step in ("racecheck", "memcheck_none", "initcheck", "cache_none", "nocache_none", "profile_none",
+                     "penalties"):
             self.assertEqual(s[step][0], "FAIL", step)
             self.assertIn("signal 11", s[step][1], step)
         for step in ("memcheck_all", "cache_all", "cache_fast", "cache_sched", "profile_all"):
             self.assertEqual(s[step][0], "ok", step)
         self.assertEqual(s["exact_sched"][0], "SKIP")
         self.assertIn("reference run cache_none failed", s["exact_sched"][1])
-        self.assertIn("PLANTED FAILURES: crash-variant:none,crash:racecheck", log)
+        with open(os.path.join(out, "summary.txt"), encoding="utf-8") as f:
+            self.assertIn("RUNNING, rewritten as each step ends", f.read())
+        self.assertIn("PLANTED FAILURES: crash-variant:none,crash:racecheck,hang:benchmark", log)
 
     def test_an_exact_variant_with_other_tokens_fails_and_the_rest_passes(self):
         rc, log, results, out = self.run_check("wrong", STANDIN_WRONG_VARIANT="sched")
