@@ -219,6 +219,45 @@ TEST_P(FastByType, LayerNormFusedIntoTheLmHeadAndArgmax) {
   }
 }
 
+// Batch invariance (--parallel): every row of a batched product is bitwise the one-row
+// product of that row alone, for any B (inputs in groups of 4 and of 16 and their remainders),
+// and all of them match the reference.
+TEST_P(FastByType, BatchRowsAreBitwiseTheOneRowResults) {
+  for (auto [rows, cols] : kShapes) {
+    if (cols == 1) continue;  // a LayerNorm of one element is its bias
+    const TestWeights w(GetParam(), rows, cols, rng);
+    const TestNorm norm = random_norm(cols, rng);
+    const auto bias = random_vector(size_t(rows), rng);
+    for (int B : {2, 3, 5, 16, 21}) {
+      const auto x = random_vector(size_t(B) * cols, rng, 2.0f);
+      std::vector<float> ln(size_t(B) * cols), one_ln(static_cast<size_t>(cols)), want(size_t(B) * rows);
+      cpu::matmul(want.data(), norm.apply(x, B, cols).data(), w.exact.data(), bias.data(), B, cols, rows);
+      for (fast::Epilogue e : kEpilogues) {
+        const auto residual = random_vector(size_t(B) * rows, rng);
+        auto got = e == fast::Epilogue::AddTo ? residual : poisoned(residual.size());
+        fast::layernorm_gemv_batch(got.data(), ln.data(), x.data(), B, norm.params(), w.view, bias.data(), e);
+        EXPECT_LE(nmse(got, with_epilogue(want, e, residual)), kTol) << int(e) << " B=" << B << " " << rows << "x" << cols;
+        for (int b = 0; b < B; ++b) {
+          std::vector<float> one(residual.begin() + long(b) * rows, residual.begin() + long(b + 1) * rows);
+          fast::layernorm_gemv(one.data(), one_ln.data(), x.data() + long(b) * cols, norm.params(), w.view, bias.data(), e);
+          ASSERT_EQ(0, std::memcmp(one.data(), got.data() + long(b) * rows, one.size() * sizeof(float)))
+              << "row " << b << " of B=" << B << ", epilogue " << int(e) << ", " << rows << "x" << cols;
+        }
+      }
+      auto logits = poisoned(size_t(B) * rows);
+      std::vector<int> ids(size_t(B), -1);
+      fast::layernorm_gemv_argmax_batch(logits.data(), ln.data(), x.data(), B, norm.params(), w.view, ids.data());
+      for (int b = 0; b < B; ++b) {
+        std::vector<float> one(static_cast<size_t>(rows));
+        const int id = fast::layernorm_gemv_argmax(one.data(), one_ln.data(), x.data() + long(b) * cols, norm.params(), w.view);
+        EXPECT_EQ(id, ids[size_t(b)]) << "row " << b << " of B=" << B;
+        ASSERT_EQ(0, std::memcmp(one.data(), logits.data() + long(b) * rows, one.size() * sizeof(float)))
+            << "LM head row " << b << " of B=" << B << ", " << rows << "x" << cols;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(WeightTypes, FastByType, ::testing::Values(WType::F32, WType::F16, WType::BF16, WType::Q8),
                          [](const auto& info) { return std::string(simd::wtype_name(info.param)); });
 

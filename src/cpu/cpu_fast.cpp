@@ -24,18 +24,29 @@ void thread_range(int n, int* r0, int* r1) {
   *r1 = int(std::min<long>(n, units * (id + 1) / nt * 4));
 }
 
-// Rows [r0, r1) of the matrix-vector product with its epilogue (see Epilogue).
-void gemv_range(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e, int r0, int r1) {
-  float y[kChunk];
+// Inputs per dot_rows_batch call: their results for kChunk rows fit on the stack.
+constexpr int kBatchTile = 16;
+
+// Rows [r0, r1) of the matrix-vector products of B inputs x (B, IC) with their epilogue (see
+// Epilogue), out (B, OC). Each input's results are those of B = 1 (dot_rows_batch).
+void gemv_range(float* out, const float* x, int B, const WeightView& w, const float* bias, Epilogue e, int r0,
+                int r1) {
+  float y[kBatchTile * kChunk];
   for (int c0 = r0; c0 < r1; c0 += kChunk) {
     const int c1 = std::min(r1, c0 + kChunk);
-    simd::dot_rows(w, x, c0, c1, y);
-    for (int r = c0; r < c1; ++r) {
-      const float v = y[r - c0] + (bias ? bias[r] : 0.0f);
-      if (e == Epilogue::AddTo) out[r] += v;
-      else out[r] = v;
+    for (int b0 = 0; b0 < B; b0 += kBatchTile) {
+      const int nb = std::min(B - b0, kBatchTile);
+      simd::dot_rows_batch(w, x + long(b0) * w.cols, w.cols, nb, c0, c1, y, kChunk);
+      for (int b = 0; b < nb; ++b) {
+        float* o = out + long(b0 + b) * w.rows;
+        for (int r = c0; r < c1; ++r) {
+          const float v = y[b * kChunk + r - c0] + (bias ? bias[r] : 0.0f);
+          if (e == Epilogue::AddTo) o[r] += v;
+          else o[r] = v;
+        }
+        if (e == Epilogue::Gelu) simd::gelu(o + c0, c1 - c0);
+      }
     }
-    if (e == Epilogue::Gelu) simd::gelu(out + c0, c1 - c0);
   }
 }
 
@@ -104,23 +115,24 @@ void attend_query_tile(float* out, const float* qkv, const float* k_ring, const 
   for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / l[t - t0], hd);
 }
 
-// Called by every thread of a parallel region: the product's input, x itself or, with a norm,
-// layernorm(x) written into ln by one thread (the single's barrier makes it visible to all).
-const float* product_input(const float* x, float* ln, const LayerNormParams* norm, int C) {
+// Called by every thread of a parallel region: the product's input, x (B, C) itself or, with a
+// norm, layernorm(x) written into ln row by row by the threads (the loop's barrier makes it
+// visible to all). Each row is normalised alone, so the result does not depend on B.
+const float* product_input(const float* x, float* ln, int B, const LayerNormParams* norm, int C) {
   if (!norm) return x;
-#pragma omp single
-  cpu::layernorm(ln, x, norm->weight, norm->bias, 1, C, norm->eps);
+#pragma omp for schedule(static)
+  for (int b = 0; b < B; ++b) cpu::layernorm(ln + long(b) * C, x + long(b) * C, norm->weight, norm->bias, 1, C, norm->eps);
   return ln;
 }
 
-void gemv_region(float* out, const float* x, float* ln, const LayerNormParams* norm, const WeightView& w,
+void gemv_region(float* out, const float* x, float* ln, int B, const LayerNormParams* norm, const WeightView& w,
                  const float* bias, Epilogue e) {
 #pragma omp parallel
   {
-    const float* in = product_input(x, ln, norm, w.cols);
+    const float* in = product_input(x, ln, B, norm, w.cols);
     int r0, r1;
     thread_range(w.rows, &r0, &r1);
-    gemv_range(out, in, w, bias, e, r0, r1);
+    gemv_range(out, in, B, w, bias, e, r0, r1);
   }
 }
 
@@ -129,10 +141,10 @@ int gemv_argmax_region(float* logits, const float* x, float* ln, const LayerNorm
   int best_id = 0;
 #pragma omp parallel
   {
-    const float* in = product_input(x, ln, norm, w.cols);
+    const float* in = product_input(x, ln, 1, norm, w.cols);
     int r0, r1;
     thread_range(w.rows, &r0, &r1);
-    gemv_range(logits, in, w, nullptr, Epilogue::Store, r0, r1);
+    gemv_range(logits, in, 1, w, nullptr, Epilogue::Store, r0, r1);
     float my_best = -INFINITY;
     int my_id = w.rows;
     for (int r = r0; r < r1; ++r)
@@ -156,12 +168,12 @@ void rows_epilogue(float* out, const float* bias, Epilogue e, int OC, int t0, in
 }  // namespace
 
 void gemv(float* out, const float* x, const WeightView& w, const float* bias, Epilogue e) {
-  gemv_region(out, x, nullptr, nullptr, w, bias, e);
+  gemv_region(out, x, nullptr, 1, nullptr, w, bias, e);
 }
 
 void layernorm_gemv(float* out, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w,
                     const float* bias, Epilogue e) {
-  gemv_region(out, x, ln, &norm, w, bias, e);
+  gemv_region(out, x, ln, 1, &norm, w, bias, e);
 }
 
 int gemv_argmax(float* logits, const float* x, const WeightView& w) {
@@ -170,6 +182,34 @@ int gemv_argmax(float* logits, const float* x, const WeightView& w) {
 
 int layernorm_gemv_argmax(float* logits, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w) {
   return gemv_argmax_region(logits, x, ln, &norm, w);
+}
+
+void gemv_batch(float* out, const float* x, int B, const WeightView& w, const float* bias, Epilogue e) {
+  gemv_region(out, x, nullptr, B, nullptr, w, bias, e);
+}
+
+void layernorm_gemv_batch(float* out, float* ln, const float* x, int B, const LayerNormParams& norm,
+                          const WeightView& w, const float* bias, Epilogue e) {
+  gemv_region(out, x, ln, B, &norm, w, bias, e);
+}
+
+void layernorm_gemv_argmax_batch(float* logits, float* ln, const float* x, int B, const LayerNormParams& norm,
+                                 const WeightView& w, int* argmax) {
+  if (B == 1) {
+    argmax[0] = layernorm_gemv_argmax(logits, ln, x, norm, w);
+    return;
+  }
+  gemv_region(logits, x, ln, B, &norm, w, nullptr, Epilogue::Store);
+  // The lowest id among equal maxima, as gemv_argmax: a maximum is exact, so a row's scan in
+  // order finds what the threads' merge finds.
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; ++b) {
+    const float* row = logits + long(b) * w.rows;
+    int best = 0;
+    for (int r = 1; r < w.rows; ++r)
+      if (row[r] > row[best]) best = r;
+    argmax[b] = best;
+  }
 }
 
 void layernorm(float* out, const float* x, const LayerNormParams& norm, int T, int C) {
@@ -211,7 +251,7 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
     int r0, r1;
     thread_range(OC, &r0, &r1);
     for (int t = 0; t < T; ++t)
-      gemv_range(out + long(t) * OC, x + long(t) * IC, w, bias, e, r0, r1);
+      gemv_range(out + long(t) * OC, x + long(t) * IC, 1, w, bias, e, r0, r1);
   }
 #endif
 }

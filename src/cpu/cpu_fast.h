@@ -46,6 +46,17 @@ int gemv_argmax(float* logits, const float* x, const WeightView& w);
 // parallel region (as layernorm_gemv).
 int layernorm_gemv_argmax(float* logits, float* ln, const float* x, const LayerNormParams& norm, const WeightView& w);
 
+// The decode step of B sequences at once (--parallel): gemv, layernorm_gemv and
+// layernorm_gemv_argmax for B rows x (B, IC) into out (B, OC), ln (B, IC) and argmax (B). Row
+// b's results are bitwise those of the one-row function on row b alone, whatever B is (batch
+// invariance: every row is summed in the same order), while W streams from memory once for all
+// B rows.
+void gemv_batch(float* out, const float* x, int B, const WeightView& w, const float* bias, Epilogue e);
+void layernorm_gemv_batch(float* out, float* ln, const float* x, int B, const LayerNormParams& norm,
+                          const WeightView& w, const float* bias, Epilogue e);
+void layernorm_gemv_argmax_batch(float* logits, float* ln, const float* x, int B, const LayerNormParams& norm,
+                                 const WeightView& w, int* argmax);
+
 // out (T, C) = layernorm(x) row by row, the rows shared among the threads.
 void layernorm(float* out, const float* x, const LayerNormParams& norm, int T, int C);
 

@@ -31,6 +31,13 @@ struct WeightView {
 // to fp32 in registers; sums are fp32.
 void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out);
 
+// dot_rows for B inputs at once (the decode step of B sequences): out[b * out_stride + r - r0]
+// = dot(row r of w, x + b * x_stride). Each (row, input) is summed exactly as dot_rows sums it
+// for that input alone, whatever B is (batch invariance), but a block of rows is read from
+// memory once for all B inputs.
+void dot_rows_batch(const WeightView& w, const float* x, long x_stride, int B, int r0, int r1, float* out,
+                    long out_stride);
+
 // Rows [r0, r1) of w widened (and Q8 dequantised) to fp32: out is (r1 - r0, cols).
 void widen_rows(const WeightView& w, int r0, int r1, float* out);
 

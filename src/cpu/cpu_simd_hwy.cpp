@@ -96,6 +96,57 @@ void dot_rows_t(const T* w, int n, const float* x, int r0, int r1, float* out) {
   }
 }
 
+// dot_rows_t for JB inputs: four rows' widened weights are loaded once per vector and used by
+// JB x 4 FMA chains. Each chain is one (row, input) pair accumulated in the order dot_rows_t
+// uses for it (one vector accumulator over i, SumOfLanes, the scalar tail), so the results are
+// bitwise those of dot_rows_t input by input.
+template <int JB, class T>
+void dot_rows_group(const T* w, int n, const float* x, long x_stride, int r0, int r1, float* out, long out_stride) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  int r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const T* wr[4] = {w + size_t(r) * n, w + size_t(r + 1) * n, w + size_t(r + 2) * n, w + size_t(r + 3) * n};
+    VF a[4][JB];
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < JB; ++j) a[k][j] = hn::Zero(df);
+    int i = 0;
+    for (; i + N <= n; i += N) {
+      VF wv[4];
+      for (int k = 0; k < 4; ++k) {
+        prefetch_ahead(wr[k] + i);
+        wv[k] = load_widen(df, wr[k] + i);
+      }
+      for (int j = 0; j < JB; ++j) {
+        const VF xv = hn::LoadU(df, x + j * x_stride + i);
+        for (int k = 0; k < 4; ++k) a[k][j] = hn::MulAdd(wv[k], xv, a[k][j]);
+      }
+    }
+    for (int j = 0; j < JB; ++j) {
+      const float* xj = x + j * x_stride;
+      for (int k = 0; k < 4; ++k) {
+        float s = hn::GetLane(hn::SumOfLanes(df, a[k][j]));
+        for (int t = i; t < n; ++t) s += widen1(wr[k][t]) * xj[t];
+        out[j * out_stride + r - r0 + k] = s;
+      }
+    }
+  }
+  for (int j = 0; j < JB && r < r1; ++j) dot_rows_t(w, n, x + j * x_stride, r, r1, out + j * out_stride + (r - r0));
+}
+
+template <class T>
+void dot_rows_batch_t(const T* w, int n, const float* x, long x_stride, int B, int r0, int r1, float* out,
+                      long out_stride) {
+  if (B == 1) return dot_rows_t(w, n, x, r0, r1, out);
+  int b = 0;
+  for (; b + 4 <= B; b += 4) dot_rows_group<4>(w, n, x + b * x_stride, x_stride, r0, r1, out + b * out_stride, out_stride);
+  switch (B - b) {
+    case 3: return dot_rows_group<3>(w, n, x + b * x_stride, x_stride, r0, r1, out + b * out_stride, out_stride);
+    case 2: return dot_rows_group<2>(w, n, x + b * x_stride, x_stride, r0, r1, out + b * out_stride, out_stride);
+    case 1: return dot_rows_t(w, n, x + b * x_stride, r0, r1, out + b * out_stride);
+  }
+}
+
 // Q8: per block of 32 inputs, the int8 dot product in fp32, then times the block's scale.
 // Whole blocks in vectors (when a vector fits in a block), the last partial block in scalar.
 float dot_q8_row(const int8_t* q, const float* scales, int n, const float* x) {
@@ -133,6 +184,23 @@ void DotRows(const WeightView& w, const float* x, int r0, int r1, float* out) {
       for (int r = r0; r < r1; ++r) out[r - r0] = dot_q8_row(q + size_t(r) * n, w.scales + size_t(r) * nb, n, x);
       return;
     }
+  }
+}
+
+void DotRowsBatch(const WeightView& w, const float* x, long x_stride, int B, int r0, int r1, float* out,
+                  long out_stride) {
+  const int n = w.cols;
+  switch (w.type) {
+    case WType::F32:
+      return dot_rows_batch_t(static_cast<const float*>(w.data), n, x, x_stride, B, r0, r1, out, out_stride);
+    case WType::F16:
+      return dot_rows_batch_t(static_cast<const hwy::float16_t*>(w.data), n, x, x_stride, B, r0, r1, out, out_stride);
+    case WType::BF16:
+      return dot_rows_batch_t(static_cast<const hwy::bfloat16_t*>(w.data), n, x, x_stride, B, r0, r1, out,
+                              out_stride);
+    case WType::Q8:  // row by row, each row's 32-blocks from cache for every input after the first
+      for (int b = 0; b < B; ++b) DotRows(w, x + b * x_stride, r0, r1, out + b * out_stride);
+      return;
   }
 }
 
@@ -234,6 +302,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace gpt2::simd {
 HWY_EXPORT(DotRows);
+HWY_EXPORT(DotRowsBatch);
 HWY_EXPORT(WidenRows);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Axpy);
@@ -244,6 +313,10 @@ HWY_EXPORT(TargetName);
 
 void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {
   HWY_DYNAMIC_DISPATCH(DotRows)(w, x, r0, r1, out);
+}
+void dot_rows_batch(const WeightView& w, const float* x, long x_stride, int B, int r0, int r1, float* out,
+                    long out_stride) {
+  HWY_DYNAMIC_DISPATCH(DotRowsBatch)(w, x, x_stride, B, r0, r1, out, out_stride);
 }
 void widen_rows(const WeightView& w, int r0, int r1, float* out) { HWY_DYNAMIC_DISPATCH(WidenRows)(w, r0, r1, out); }
 float dot(const float* a, const float* b, int n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }

@@ -51,6 +51,11 @@ void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {
   }
 }
 
+void dot_rows_batch(const WeightView& w, const float* x, long x_stride, int B, int r0, int r1, float* out,
+                    long out_stride) {
+  for (int b = 0; b < B; ++b) dot_rows(w, x + b * x_stride, r0, r1, out + b * out_stride);
+}
+
 void widen_rows(const WeightView& w, int r0, int r1, float* out) {
   for (int r = r0; r < r1; ++r) widen_row(w, r, out + size_t(r - r0) * w.cols);
 }
