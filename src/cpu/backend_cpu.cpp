@@ -131,7 +131,17 @@ struct Block {
   std::vector<float> fc_b;            // (H)
   Matrix fc_proj_w;                   // (C, H)
   std::vector<float> fc_proj_b;       // (C)
-  std::vector<float> k_ring, v_ring;  // (capacity, C) each
+  std::vector<float> k_ring, v_ring;  // (n_seqs, capacity, C) each: one ring per sequence
+};
+
+// What a sequence keeps between forward() and sample(): its last logits and greedy token, and
+// the context the logits processors see (token ids by ring slot, as the K/V rings hold them).
+struct SeqState {
+  std::vector<float> logits;  // (V)
+  int argmax = 0;             // of logits
+  std::vector<int> context;   // (capacity)
+  int context_len = 0;
+  KvRing context_ring;
 };
 
 // Visits model.h's tensors of `w` and of every block, as (name, shape rule, member).
@@ -158,45 +168,74 @@ class CpuBackend final : public Backend {
     for (const LayerTensors& t : m.layers) {
       Block b;
       for_each_layer_tensor(load, t, b);
-      b.k_ring.assign(size_t(kv_capacity()) * C, 0.0f);
-      b.v_ring.assign(size_t(kv_capacity()) * C, 0.0f);
+      b.k_ring.assign(size_t(n_seqs()) * kv_capacity() * C, 0.0f);
+      b.v_ring.assign(size_t(n_seqs()) * kv_capacity() * C, 0.0f);
       blocks_.push_back(std::move(b));
     }
     allocate_activations(type);
     describe(type);
   }
 
-  int sample_impl(const SamplingParams& params, double u, std::optional<double> /*next_u: nothing runs ahead*/) override {
+  int sample_impl(int seq, const SamplingParams& params, double u, std::optional<double> /*next_u: nothing runs ahead*/) override {
     const int V = config().vocab_size;
+    const SeqState& s = seqs_[size_t(seq)];
     if (params.penalties.active()) {
-      for (int p = 0; p < context_len_; ++p) context_in_order_[size_t(p)] = context_[size_t(context_ring_.slot(p))];
-      scores_ = logits_;
-      process_logits(scores_.data(), context_in_order_.data(), context_len_, params.penalties, process_scratch_);
+      for (int p = 0; p < s.context_len; ++p) context_in_order_[size_t(p)] = s.context[size_t(s.context_ring.slot(p))];
+      scores_ = s.logits;
+      process_logits(scores_.data(), context_in_order_.data(), s.context_len, params.penalties, process_scratch_);
       return sample_token(scores_.data(), V, params, u, sample_scratch_);
     }
-    if (params.greedy()) return argmax_;  // sampler.h's greedy rule, found by gemv_argmax
-    return sample_token(logits_.data(), V, params, u, sample_scratch_);
+    if (params.greedy()) return s.argmax;  // sampler.h's greedy rule, found by gemv_argmax
+    return sample_token(s.logits.data(), V, params, u, sample_scratch_);
   }
 
-  void read_logits(float* out) override { std::copy(logits_.begin(), logits_.end(), out); }
+  void read_logits_impl(int seq, float* out) override {
+    const SeqState& s = seqs_[size_t(seq)];
+    std::copy(s.logits.begin(), s.logits.end(), out);
+  }
   const BackendInfo& info() const override { return info_; }
 
  private:
-  void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
+  void forward_impl(int seq, const int* ids, int n, int pos, const KvRing& ring) override {
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
-    record_context(ids, n, pos, ring);
+    SeqState& s = seqs_[size_t(seq)];
+    record_context(s, ids, n, pos, ring);
     OpSequence ops(sink_);  // --profile's names for the ops; nothing without a sink
     ops.next(DecodeOp::Embedding);
     embedding(ids, n, pos);  // x (T, C)
     ops.finish();
-    for (Block& b : blocks_) block(b, n, pos, ring);
+    for (Block& b : blocks_) block(b, seq, n, pos, ring);
     // Only the last token's logits are needed: final LayerNorm and LM head on one row, with
     // the greedy choice found while the logits are written.
     const float* last = x_.data() + long(n - 1) * C;
     ops.next(DecodeOp::LnLmHead);
-    const fast::LayerNormParams ln_f{w_.ln_f_w.data(), w_.ln_f_b.data(), cfg.layer_norm_epsilon};
-    argmax_ = fast::layernorm_gemv_argmax(logits_.data(), ln_.data(), last, ln_f, w_.wte.view);  // (1, V)
+    s.argmax = fast::layernorm_gemv_argmax(s.logits.data(), ln_.data(), last, final_norm(), w_.wte.view);  // (1, V)
+  }
+
+  // B sequences' tokens as one (B, C) block of rows through the matrix products, each row's
+  // attention against its own sequence's rings: every kernel computes a row as the one-row
+  // decode step does (fast::gemv_batch), so the logits are forward()'s, bitwise.
+  void decode_batch_impl(const SeqToken* rows, int B) override {
+    if (B == 1) return forward_impl(rows[0].seq, &rows[0].id, 1, rows[0].pos, rows[0].ring);
+    const GPT2Config& cfg = config();
+    for (int b = 0; b < B; ++b) {
+      record_context(seqs_[size_t(rows[b].seq)], &rows[b].id, 1, rows[b].pos, rows[b].ring);
+      embedding_row(x_.data() + long(b) * cfg.n_embd, rows[b].id, rows[b].pos);  // x (B, C)
+    }
+    for (Block& blk : blocks_) batch_block(blk, rows, B);
+    fast::layernorm_gemv_argmax_batch(batch_logits_.data(), ln_.data(), x_.data(), B, final_norm(), w_.wte.view,
+                                      batch_argmax_.data());  // (B, V)
+    const int V = cfg.vocab_size;
+    for (int b = 0; b < B; ++b) {
+      SeqState& s = seqs_[size_t(rows[b].seq)];
+      std::copy_n(batch_logits_.data() + long(b) * V, V, s.logits.data());
+      s.argmax = batch_argmax_[size_t(b)];
+    }
+  }
+
+  fast::LayerNormParams final_norm() const {
+    return {w_.ln_f_w.data(), w_.ln_f_b.data(), config().layer_norm_epsilon};
   }
 
   // --profile: whole steps and op-timed steps, interleaved so that both see the machine in the
@@ -205,7 +244,7 @@ class CpuBackend final : public Backend {
     auto step = [&](ProfileSink* sink) {
       sink_ = sink;
       try {
-        forward_impl(&s.token, 1, s.pos, s.ring);
+        forward_impl(0, &s.token, 1, s.pos, s.ring);
       } catch (...) {
         sink_ = nullptr;
         throw;
@@ -231,13 +270,13 @@ class CpuBackend final : public Backend {
 
   // x (T, C) = wte[ids[t]] + wpe[pos + t]; the wte row widened from the weight type.
   void embedding(const int* ids, int T, int pos) {
+    for (int t = 0; t < T; ++t) embedding_row(x_.data() + long(t) * config().n_embd, ids[t], pos + t);
+  }
+  void embedding_row(float* row, int id, int pos) {
     const int C = config().n_embd;
-    for (int t = 0; t < T; ++t) {
-      float* row = x_.data() + long(t) * C;
-      simd::widen_rows(w_.wte.view, ids[t], ids[t] + 1, row);
-      const float* pe = w_.wpe.data() + long(pos + t) * C;
-      for (int c = 0; c < C; ++c) row[c] += pe[c];
-    }
+    simd::widen_rows(w_.wte.view, id, id + 1, row);
+    const float* pe = w_.wpe.data() + long(pos) * C;
+    for (int c = 0; c < C; ++c) row[c] += pe[c];
   }
 
   // out (T, OC) = in (T, IC) W^T + bias, then the epilogue (Store, Gelu, or AddTo: out +=).
@@ -259,14 +298,19 @@ class CpuBackend final : public Backend {
 
   // The context the logits processors see: positions [0, pos + n), ids by ring slot (as the
   // K/V rings hold them).
-  void record_context(const int* ids, int n, int pos, const KvRing& ring) {
-    for (int i = 0; i < n; ++i) context_[size_t(ring.slot(pos + i))] = ids[i];
-    context_len_ = pos + n;
-    context_ring_ = ring;
+  static void record_context(SeqState& s, const int* ids, int n, int pos, const KvRing& ring) {
+    for (int i = 0; i < n; ++i) s.context[size_t(ring.slot(pos + i))] = ids[i];
+    s.context_len = pos + n;
+    s.context_ring = ring;
+  }
+
+  // Sequence seq's K or V ring of a block: (capacity, C).
+  float* ring_of(std::vector<float>& rings, int seq) {
+    return rings.data() + long(seq) * kv_capacity() * config().n_embd;
   }
 
   // One transformer block on the residual stream x (T, C).
-  void block(Block& b, int T, int pos, const KvRing& ring) {
+  void block(Block& b, int seq, int T, int pos, const KvRing& ring) {
     using fast::Epilogue;
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
@@ -275,10 +319,11 @@ class CpuBackend final : public Backend {
     // x = x + attn(ln_1(x))
     ops.next(DecodeOp::LnQkvKvAppend);
     norm_linear(qkv_.data(), x, b.ln_1_w, b.ln_1_b, b.qkv_w, b.qkv_b, T, Epilogue::Store);  // (T, 3C)
-    cpu::kv_append(b.k_ring.data(), b.v_ring.data(), qkv_.data(), T, pos, ring, C);
+    float *k_ring = ring_of(b.k_ring, seq), *v_ring = ring_of(b.v_ring, seq);
+    cpu::kv_append(k_ring, v_ring, qkv_.data(), T, pos, ring, C);
     ops.next(DecodeOp::Attention);
-    fast::attention(att_.data(), qkv_.data(), b.k_ring.data(), b.v_ring.data(), T, pos, ring, cfg.n_head,
-                    cfg.head_dim(), att_scratch_.data(), fast::attention_scratch_floats());  // (T, C)
+    fast::attention(att_.data(), qkv_.data(), k_ring, v_ring, T, pos, ring, cfg.n_head, cfg.head_dim(),
+                    att_scratch_.data(), fast::attention_scratch_floats());  // (T, C)
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
@@ -288,17 +333,49 @@ class CpuBackend final : public Backend {
     linear(x, fc_.data(), b.fc_proj_w, b.fc_proj_b, T, Epilogue::AddTo);  // x += (T, C)
   }
 
+  // block() for B rows of B sequences, one token each (decode_batch_impl): the products run on
+  // all rows at once, K/V append and attention row by row in each row's own rings.
+  void batch_block(Block& b, const SeqToken* rows, int B) {
+    using fast::Epilogue;
+    const GPT2Config& cfg = config();
+    const int C = cfg.n_embd;
+    const fast::LayerNormParams ln_1{b.ln_1_w.data(), b.ln_1_b.data(), cfg.layer_norm_epsilon};
+    const fast::LayerNormParams ln_2{b.ln_2_w.data(), b.ln_2_b.data(), cfg.layer_norm_epsilon};
+    fast::layernorm_gemv_batch(qkv_.data(), ln_.data(), x_.data(), B, ln_1, b.qkv_w.view, b.qkv_b.data(),
+                               Epilogue::Store);  // (B, 3C)
+    for (int r = 0; r < B; ++r) {
+      const SeqToken& t = rows[r];
+      float *k_ring = ring_of(b.k_ring, t.seq), *v_ring = ring_of(b.v_ring, t.seq);
+      const float* qkv = qkv_.data() + long(r) * 3 * C;
+      cpu::kv_append(k_ring, v_ring, qkv, 1, t.pos, t.ring, C);
+      fast::attention(att_.data() + long(r) * C, qkv, k_ring, v_ring, 1, t.pos, t.ring, cfg.n_head, cfg.head_dim(),
+                      att_scratch_.data(), fast::attention_scratch_floats());  // (1, C)
+    }
+    fast::gemv_batch(x_.data(), att_.data(), B, b.attn_proj_w.view, b.attn_proj_b.data(), Epilogue::AddTo);
+    fast::layernorm_gemv_batch(fc_.data(), ln_.data(), x_.data(), B, ln_2, b.fc_w.view, b.fc_b.data(),
+                               Epilogue::Gelu);  // (B, H)
+    fast::gemv_batch(x_.data(), fc_.data(), B, b.fc_proj_w.view, b.fc_proj_b.data(), Epilogue::AddTo);
+  }
+
   void allocate_activations(WType type) {
     const GPT2Config& cfg = config();
-    const int C = cfg.n_embd, H = cfg.n_inner, max_T = context_window();  // rows per forward()
+    // rows per forward(), or per decode_batch()
+    const int C = cfg.n_embd, H = cfg.n_inner, max_T = std::max(context_window(), n_seqs());
     x_.resize(size_t(max_T) * C);
     ln_.resize(size_t(max_T) * C);
     qkv_.resize(size_t(max_T) * 3 * C);
     att_.resize(size_t(max_T) * C);
     fc_.resize(size_t(max_T) * H);
-    logits_.resize(size_t(cfg.vocab_size));
+    seqs_.resize(size_t(n_seqs()));
+    for (SeqState& s : seqs_) {
+      s.logits.assign(size_t(cfg.vocab_size), 0.0f);
+      s.context.assign(size_t(kv_capacity()), 0);
+    }
+    if (n_seqs() > 1) {
+      batch_logits_.resize(size_t(n_seqs()) * cfg.vocab_size);
+      batch_argmax_.resize(size_t(n_seqs()));
+    }
     scores_.resize(size_t(cfg.vocab_size));
-    context_.assign(size_t(kv_capacity()), 0);
     context_in_order_.assign(size_t(kv_capacity()), 0);
     process_scratch_.reserve(kv_capacity());
     att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats());
@@ -326,25 +403,26 @@ class CpuBackend final : public Backend {
     info_.weight_bytes = bytes;
     // A decode step reads every matrix and vector once, and one row of wpe.
     info_.decode_weight_bytes = bytes - (w_.wpe.size() - size_t(cfg.n_embd)) * sizeof(float);
-    info_.kv_bytes = size_t(2) * cfg.n_layer * kv_capacity() * cfg.n_embd * sizeof(float);
-    info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + fc_.size() + logits_.size() +
-                              att_scratch_.size() + gemm_scratch_.size()) * sizeof(float);
+    info_.kv_bytes = size_t(2) * cfg.n_layer * n_seqs() * kv_capacity() * cfg.n_embd * sizeof(float);
+    info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + fc_.size() +
+                              size_t(n_seqs()) * cfg.vocab_size + batch_logits_.size() + att_scratch_.size() +
+                              gemm_scratch_.size()) * sizeof(float);
   }
 
   int threads_ = 1;
   ProfileSink* sink_ = nullptr;  // while --profile times a step op by op
   Weights w_;
   std::vector<Block> blocks_;
-  std::vector<float> x_, ln_, qkv_, att_, fc_, logits_;  // activations, context_window() rows
+  std::vector<float> x_, ln_, qkv_, att_, fc_;  // activations, max(context_window(), n_seqs()) rows
   std::vector<float> att_scratch_;   // attention's scratch, per thread
   std::vector<float> gemm_scratch_;  // a layer matrix widened to fp32 for the GEMM
-  int argmax_ = 0;                   // of logits_
+  std::vector<SeqState> seqs_;       // (n_seqs)
+  std::vector<float> batch_logits_;  // (n_seqs, V): decode_batch()'s rows, before each goes to its sequence
+  std::vector<int> batch_argmax_;    // (n_seqs)
   std::vector<float> scores_;                   // (V) the logits after process_logits()
   SampleScratch sample_scratch_;                // grown by the first sampled token, then reused
   ProcessScratch process_scratch_;              // reserved for kv_capacity() ids
-  std::vector<int> context_, context_in_order_;  // (capacity) token ids by ring slot; by position
-  int context_len_ = 0;
-  KvRing context_ring_;
+  std::vector<int> context_in_order_;           // (capacity) a sequence's context ids by position
   BackendInfo info_;
 };
 

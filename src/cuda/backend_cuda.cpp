@@ -170,7 +170,8 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override { release(); }
 
-  int sample_impl(const SamplingParams& params, double u, std::optional<double> next_u) override {
+  // One sequence: make_backend() keeps --parallel > 1 on the CPU, so seq is always 0 here.
+  int sample_impl(int /*seq*/, const SamplingParams& params, double u, std::optional<double> next_u) override {
     const bool greedy = params.greedy();
     const bool processed = params.penalties.active();
     // No wait here: in-flight work never reads step_host_ (its only readers, the copies below
@@ -204,7 +205,7 @@ class CudaBackend final : public Backend {
 
   void settle() override { discard_ahead(); }
 
-  void read_logits(float* out) override {
+  void read_logits_impl(int /*seq*/, float* out) override {
     if (pending_) run_pending(true, false);
     CUDA_CHECK(cudaMemcpyAsync(out, last_logits_, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -280,7 +281,7 @@ class CudaBackend final : public Backend {
     T *k, *v;                          // (capacity, C) each: the K/V ring
   };
 
-  void forward_impl(const int* ids, int n, int pos, const KvRing& ring) override {
+  void forward_impl(int /*seq*/, const int* ids, int n, int pos, const KvRing& ring) override {
     const bool decode = n == 1 && mode_ != DecodeMode::Rows;
     // The queued launch-ahead step is this call when it asks for exactly that step.
     const bool accept = decode && ahead_.state == AheadState::Queued && ids[0] == ahead_.step.token &&

@@ -15,9 +15,14 @@ const char* compute_dtype_name(ComputeDType d) {
 }
 
 Backend::Backend(const GPT2Config& config, const BackendOptions& options)
-    : config_(config), capacity_(options.kv_capacity > 0 ? options.kv_capacity : config.n_positions) {}
+    : config_(config), capacity_(options.kv_capacity > 0 ? options.kv_capacity : config.n_positions),
+      n_seqs_(options.n_seqs) {
+  if (n_seqs_ < 1) throw Error("internal: a backend of " + std::to_string(n_seqs_) + " sequences");
+}
 
-void Backend::forward(const int* ids, int n, int pos, const KvRing& ring) {
+void Backend::check_call(int seq, const int* ids, int n, int pos, const KvRing& ring) const {
+  if (seq < 0 || seq >= n_seqs_)
+    throw Error("internal: sequence " + std::to_string(seq) + " of a backend holding " + std::to_string(n_seqs_));
   if (n < 1 || pos < 0 || pos + n > context_window())
     throw Error("internal: forward() of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
                 " does not fit the context");
@@ -28,9 +33,36 @@ void Backend::forward(const int* ids, int n, int pos, const KvRing& ring) {
     if (ids[i] < 0 || ids[i] >= config_.vocab_size)
       throw Error("token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
                   std::to_string(config_.vocab_size) + ")");
-  forward_impl(ids, n, pos, ring);
-  last_ = DecodeStep{ids[n - 1], pos + n - 1, ring};
-  forwarded_ = true;
+}
+
+void Backend::forward(int seq, const int* ids, int n, int pos, const KvRing& ring) {
+  check_call(seq, ids, n, pos, ring);
+  forward_impl(seq, ids, n, pos, ring);
+  if (seq == 0) {  // --profile re-runs sequence 0's last step (it is refused with --batch)
+    last_ = DecodeStep{ids[n - 1], pos + n - 1, ring};
+    forwarded_ = true;
+  }
+}
+
+void Backend::decode_batch(const SeqToken* rows, int B) {
+  if (B < 1 || B > n_seqs_) throw Error("internal: decode_batch() of " + std::to_string(B) + " rows");
+  for (int b = 0; b < B; ++b) {
+    check_call(rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);
+    for (int c = 0; c < b; ++c)
+      if (rows[c].seq == rows[b].seq)
+        throw Error("internal: decode_batch() with sequence " + std::to_string(rows[b].seq) + " twice");
+  }
+  decode_batch_impl(rows, B);
+  forwarded_ = false;  // sequence 0's last forward() step may be behind its ring now
+}
+
+void Backend::decode_batch_impl(const SeqToken* rows, int B) {
+  for (int b = 0; b < B; ++b) forward_impl(rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);
+}
+
+int Backend::sample(int seq, const SamplingParams& params, double u) {
+  if (seq < 0 || seq >= n_seqs_) throw Error("internal: sample() of sequence " + std::to_string(seq));
+  return sample_impl(seq, params, u, std::nullopt);
 }
 
 DecodeProfile Backend::profile_decode(int steps) {

@@ -33,6 +33,7 @@ struct BackendOptions {
   // Unset: fp16 on CUDA; on the CPU the weight file's dtype.
   std::optional<ComputeDType> dtype;
   int kv_capacity = 0;  // slots per layer; 0 = the model's n_positions
+  int n_seqs = 1;       // sequences held at once (--parallel): each its own K/V rings and logits
   int threads = 0;      // CPU threads; 0 = the physical cores
 };
 
@@ -48,6 +49,14 @@ struct BackendInfo {
   int threads = 0;                 // CPU threads; CUDA: 0
 };
 
+// One sequence's token in a batched decode step: `id` at position `pos` of sequence `seq`'s ring.
+struct SeqToken {
+  int seq = 0;
+  int id = 0;
+  int pos = 0;
+  KvRing ring;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -57,18 +66,28 @@ class Backend {
   // positions [0, pos + i] for token i. Keeps the logits of the last token (only those are
   // computed). Requires n >= 1, pos >= 0, pos + n <= context_window(), a ring of this
   // backend's capacity and ids in [0, vocab_size); throws gpt2::Error otherwise.
-  void forward(const int* ids, int n, int pos, const KvRing& ring);
+  void forward(const int* ids, int n, int pos, const KvRing& ring) { forward(0, ids, n, pos, ring); }
+  // The same on sequence `seq` (0 <= seq < n_seqs()): its own K/V rings, logits and context.
+  void forward(int seq, const int* ids, int n, int pos, const KvRing& ring);
+
+  // One decode step of B distinct sequences at once (--parallel): rows[b].id at rows[b].pos of
+  // sequence rows[b].seq, each as forward(seq, &id, 1, pos, ring) would compute it alone: its
+  // logits do not depend on the other rows (batch invariance), while the weights are read once
+  // for all of them. Each row's contract is forward()'s.
+  void decode_batch(const SeqToken* rows, int B);
 
   // The next token from the last logits by the rule of sampler.h, with uniform draw u.
   // next_u: the draw the next sample() will get, when the caller knows it already (generate()
   // does: its draws do not depend on the tokens); CUDA's launch-ahead then queues a sampled next
   // step before this call returns. Without it only greedy steps are queued ahead.
   int sample(const SamplingParams& params, double u, std::optional<double> next_u = std::nullopt) {
-    return sample_impl(params, u, next_u);
+    return sample_impl(0, params, u, next_u);
   }
+  // The same from sequence `seq`'s last logits, over its own context.
+  int sample(int seq, const SamplingParams& params, double u);
 
-  // Copies the last logits (vocab_size floats) to `out` (tests, tools/dump_logits.cpp).
-  virtual void read_logits(float* out) = 0;
+  // Copies sequence `seq`'s last logits (vocab_size floats) to `out` (tests, tools/dump_logits.cpp).
+  void read_logits(float* out, int seq = 0) { read_logits_impl(seq, out); }
 
   // --profile (profile.h): re-runs the decode step of the last token the last forward()
   // computed, at its position and ring slot, `steps` times as a whole and `steps` times op by
@@ -82,7 +101,8 @@ class Backend {
   virtual void settle() {}
 
   virtual const BackendInfo& info() const = 0;
-  int kv_capacity() const { return capacity_; }  // K/V ring slots per layer
+  int kv_capacity() const { return capacity_; }  // K/V ring slots per layer, per sequence
+  int n_seqs() const { return n_seqs_; }
   int context_window() const { return gpt2::context_window(capacity_, config_.n_positions); }
 
  protected:
@@ -98,13 +118,19 @@ class Backend {
 
  private:
   // forward() once the call is known to be valid.
-  virtual void forward_impl(const int* ids, int n, int pos, const KvRing& ring) = 0;
-  virtual int sample_impl(const SamplingParams& params, double u, std::optional<double> next_u) = 0;
+  virtual void forward_impl(int seq, const int* ids, int n, int pos, const KvRing& ring) = 0;
+  // decode_batch() once every row is known to be valid and the sequences distinct. This
+  // default runs the rows one by one (correct, without the shared pass over the weights).
+  virtual void decode_batch_impl(const SeqToken* rows, int B);
+  virtual int sample_impl(int seq, const SamplingParams& params, double u, std::optional<double> next_u) = 0;
+  virtual void read_logits_impl(int seq, float* out) = 0;
+  void check_call(int seq, const int* ids, int n, int pos, const KvRing& ring) const;
   // profile_decode() once the call is known to be valid.
   virtual DecodeProfile profile_impl(int steps, const DecodeStep& step) = 0;
 
   GPT2Config config_;
   int capacity_ = 0;
+  int n_seqs_ = 1;
   DecodeStep last_;          // the last token forward() computed ...
   bool forwarded_ = false;   // ... once there was one
 };
