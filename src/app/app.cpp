@@ -8,14 +8,15 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
-#include <random>
 
 #include "app/backend_choice.h"
+#include "app/batch_run.h"
 #include "app/bench.h"
 #include "app/explain.h"
 #include "app/progress.h"
 #include "app/prompt.h"
 #include "app/report.h"
+#include "app/run_options.h"
 #include "base/error.h"
 #include "engine/backend.h"
 #include "engine/generator.h"
@@ -47,34 +48,6 @@ bool write_stdout(const std::string& s) {
   if (s.empty()) return true;
   if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) return false;
   return std::fflush(stdout) == 0;
-}
-
-BackendOptions backend_options(const CliOptions& o) {
-  BackendOptions b;
-  b.device = o.device == "cpu" ? Device::Cpu : o.device == "cuda" ? Device::Cuda : Device::Auto;
-  if (!o.dtype.empty())
-    b.dtype = o.dtype == "fp16"   ? ComputeDType::F16
-              : o.dtype == "bf16" ? ComputeDType::BF16
-              : o.dtype == "int8" ? ComputeDType::Int8
-                                  : ComputeDType::F32;
-  b.threads = o.threads;
-  b.kv_capacity = o.ctx_size;
-  return b;
-}
-
-GenerationOptions generation_options(const CliOptions& o, const GPT2Config& cfg, uint64_t seed) {
-  GenerationOptions g;
-  g.max_new_tokens = o.max_new_tokens;
-  g.use_cache = !o.no_cache;
-  g.ignore_eos = o.ignore_eos;
-  g.context_shift = o.context_shift;
-  g.sampling = SamplingParams{o.temperature, o.top_k, o.top_p};
-  g.sampling.min_p = o.min_p;
-  g.sampling.penalties = {o.repeat_penalty, o.repeat_last_n, o.presence_penalty, o.frequency_penalty,
-                          o.no_repeat_ngram_size};
-  g.seed = seed;
-  g.eos_id = cfg.eos_token_id;
-  return g;
 }
 
 void note(const CliOptions& o, const std::string& text) {
@@ -207,11 +180,12 @@ void report_run(const CliOptions& o, Session& s, const GenerationOptions& gen, R
 int run_app(const CliOptions& o) {
   install_signal_handlers();
   if (o.tokenize_only) return run_tokenize(o);
+  if (!o.batch_file.empty()) return run_batch(o, &g_interrupted);
 
   Session s;
   open_session(o, s);
   const bool sampled = o.temperature > 0.0f;
-  const uint64_t seed = o.seed ? *o.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
+  const uint64_t seed = run_seed(o);
   if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
   const GenerationOptions gen = generation_options(o, s.model.config, seed);
 

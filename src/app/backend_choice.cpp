@@ -17,15 +17,19 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   const bool cuda_ok = options.device != Device::Cpu && cuda_device_usable(&why_not_cuda);
   if (options.device == Device::Cuda && !cuda_ok)
     throw Error("--device cuda: no usable CUDA device: " + why_not_cuda + "; use --device cpu");
-  const bool int8 = options.dtype == ComputeDType::Int8;
+  const bool int8 = options.dtype == ComputeDType::Int8, batched = options.n_seqs > 1;
   if (cuda_ok && int8 && options.device == Device::Cuda)
     throw Error("--dtype int8 runs on the CPU only; use --device cpu or another --dtype");
-  if (cuda_ok && !int8) return make_cuda_backend(model, options);
+  if (cuda_ok && batched && options.device == Device::Cuda)
+    throw Error("--parallel " + std::to_string(options.n_seqs) +
+                " runs on the CPU for now (the CUDA backend decodes one sequence); use --device cpu or --parallel 1");
+  if (cuda_ok && !int8 && !batched) return make_cuda_backend(model, options);
   if (note) {
     note->clear();
     if (options.device == Device::Auto)
-      *note = cuda_ok ? "note: running on the CPU: --dtype int8 is the CPU's only"
-                      : "note: running on the CPU: no usable CUDA device: " + why_not_cuda;
+      *note = !cuda_ok ? "note: running on the CPU: no usable CUDA device: " + why_not_cuda
+              : int8   ? "note: running on the CPU: --dtype int8 is the CPU's only"
+                       : "note: running on the CPU: --parallel > 1 is the CPU's only for now";
   }
   return make_cpu_backend(model, options);
 }

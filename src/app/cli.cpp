@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app/option_ranges.h"
 #include "base/build_info.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/cuda_variants.h"
@@ -29,22 +30,24 @@ CLI::Validator number_in(double lo, double hi, bool open_lo, const std::string& 
       description);
 }
 
+CLI::Validator number_in(const Range& r) { return number_in(r.lo, r.hi, r.open_lo, r.words); }
+
 // The logits processors (processors.h), min-p and stop strings: the controls every generator
 // offers against repetition, named as in llama.cpp.
 void add_generation_controls(CLI::App& app, CliOptions& o) {
   app.add_option("--min-p", o.min_p, "Keep tokens with probability >= P x the top one's; 0 = off")
-      ->check(number_in(0, 1, false, "in [0, 1]"))->capture_default_str();
+      ->check(number_in(ranges::kMinP))->capture_default_str();
   app.add_option("--repeat-penalty", o.repeat_penalty,
                  "Divide positive / multiply negative logits of tokens in the window by P; 1 = off")
-      ->check(number_in(0, 1e6, true, "> 0"))->capture_default_str();
+      ->check(number_in(ranges::kRepeatPenalty))->capture_default_str();
   app.add_option("--repeat-last-n", o.repeat_last_n, "Penalty window: the last N context tokens; 0 = all")
-      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
+      ->check(number_in(ranges::kRepeatLastN))->capture_default_str();
   app.add_option("--presence-penalty", o.presence_penalty, "Subtract A from tokens present in the window")
-      ->check(number_in(-100, 100, false, "in [-100, 100]"))->capture_default_str();
+      ->check(number_in(ranges::kPresencePenalty))->capture_default_str();
   app.add_option("--frequency-penalty", o.frequency_penalty, "Subtract F x count from tokens in the window")
-      ->check(number_in(-100, 100, false, "in [-100, 100]"))->capture_default_str();
+      ->check(number_in(ranges::kFrequencyPenalty))->capture_default_str();
   app.add_option("--no-repeat-ngram-size", o.no_repeat_ngram_size, "Never repeat an n-gram of N tokens; 0 = off")
-      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
+      ->check(number_in(ranges::kNoRepeatNgramSize))->capture_default_str();
   app.add_option("--stop", o.stop, "Stop when the generated text contains STR (repeatable; not printed)")
       ->check(CLI::Validator(
           [](std::string& s) -> std::string {
@@ -53,6 +56,18 @@ void add_generation_controls(CLI::App& app, CliOptions& o) {
           },
           "STR"))
       ->allow_extra_args(false);
+}
+
+// --batch and --parallel (llama.cpp's -np), with what they exclude: a request's prompt and
+// settings come from its line, and the one-run reports do not apply.
+void add_batch_options(CLI::App& app, CliOptions& o, const std::vector<CLI::Option*>& excluded) {
+  CLI::Option* batch = app.add_option("--batch", o.batch_file,
+                 "Many prompts: one request per line of FILE (- = stdin), plain text or a JSON object of "
+                 "the long flags' names with _ (prompt, prompt_ids, id, max_new_tokens, temperature, seed, "
+                 "stop, ...); JSON Lines out, one per request as it finishes");
+  for (CLI::Option* x : excluded) batch->excludes(x);
+  app.add_option("--parallel,--np", o.parallel, "With --batch: sequences decoded together (continuous batching; llama.cpp's -np)")
+      ->check(number_in(ranges::kParallel))->capture_default_str()->needs(batch);
 }
 
 }  // namespace
@@ -92,17 +107,17 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_flag("--no-display-prompt", o.no_display_prompt, "Do not echo the prompt before the generated text");
 
   app.add_option("-n,--max-new-tokens", o.max_new_tokens, "Tokens to generate")
-      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
+      ->check(number_in(ranges::kMaxNewTokens))->capture_default_str();
   app.add_flag("--no-cache", o.no_cache, "Recompute the whole context every step (no K/V cache)");
   app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after <|endoftext|>");
   app.add_flag("--context-shift", o.context_shift,
                "When the context is full, keep its last half and go on (default: stop)");
   app.add_option("--temperature,--temp", o.temperature, "Sampling temperature; 0 = greedy")
-      ->check(number_in(0, 100, false, "in [0, 100]"))->capture_default_str();
+      ->check(number_in(ranges::kTemperature))->capture_default_str();
   app.add_option("--top-k", o.top_k, "Keep the k most likely tokens; 0 = off")
-      ->check(number_in(0, 1e9, false, ">= 0"))->capture_default_str();
+      ->check(number_in(ranges::kTopK))->capture_default_str();
   app.add_option("--top-p", o.top_p, "Nucleus sampling mass in (0, 1]; 1 = off")
-      ->check(number_in(0, 1, true, "in (0, 1]"))->capture_default_str();
+      ->check(number_in(ranges::kTopP))->capture_default_str();
   app.add_option("-s,--seed", o.seed, "Random seed (default: random, printed to stderr)");
   add_generation_controls(app, o);
 
@@ -121,11 +136,15 @@ void setup_cli(CLI::App& app, CliOptions& o) {
       ->expected(0, 1)->default_str("16")->type_name("[K]")
       ->check(number_in(1, 100000, false, "in [1, 100000]"));
 
-  app.add_flag("--benchmark", o.benchmark,
+  CLI::Option* benchmark = app.add_flag("--benchmark", o.benchmark,
                "Run the same generation with and without the K/V cache, --runs times each, and report")
       ->excludes(profile);
   app.add_option("--runs", o.runs, "Timed runs per mode for --benchmark (after one warm-up)")
       ->check(number_in(1, 1000, false, "in [1, 1000]"))->capture_default_str();
+
+  CLI::Option* explain = app.get_option("--explain");
+  CLI::Option* tokenize = app.get_option("--tokenize");
+  add_batch_options(app, o, {p, f, ids, benchmark, profile, explain, tokenize});
 
   app.parse_complete_callback([&o, json] { o.json = json->count() > 0; });
 }

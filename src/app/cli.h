@@ -52,6 +52,10 @@ struct CliOptions {
   bool explain = false;            // --explain: each step's work, shapes and time (src/app/explain.h)
   int profile_steps = 0;           // --profile [K]: time K decode steps op by op (src/engine/profile.h); 0 = off
 
+  // Many prompts (--batch FILE, "-" = stdin): one request per line, --parallel at once
+  std::string batch_file;
+  int parallel = 1;
+
   // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
   bool benchmark = false;
   int runs = 5;

@@ -1,0 +1,18 @@
+// --batch FILE (or - for stdin): many prompts, --parallel at once, by continuous batching
+// (engine/batch.h). Output is JSON Lines: one object per request, written to stdout as each
+// request finishes ({"id", "text", "generated_ids", "finish_reason", "stats"}); --json alone
+// prints them in input order at the end instead, --json FILE also writes them there in input
+// order, atomically. A file is read and checked whole before anything is generated; stdin line
+// by line, a bad line ending the run once the requests in flight are finished and written.
+#pragma once
+#include <atomic>
+
+#include "app/cli.h"
+
+namespace gpt2 {
+
+// Returns the exit status: 0, or 130 after Ctrl-C (`interrupted`). Throws gpt2::Error for bad
+// input (after writing what had finished, for stdin).
+int run_batch(const CliOptions& options, const std::atomic<bool>* interrupted);
+
+}  // namespace gpt2
