@@ -168,6 +168,33 @@ TEST_P(NoAllocationPerToken, DecodeWithoutTheCache) {
   }
 }
 
+// --parallel: a decode step of four sequences at once, each sampling from its own logits.
+TEST_P(NoAllocationPerToken, DecodeABatchOfSequences) {
+  static const Model model = load_model(test::tiny_model("fp32"));
+  BackendOptions o;
+  o.dtype = GetParam();
+  o.n_seqs = 4;
+  auto backend = make_cpu_backend(model, o);
+  Backend& b = *backend;
+  std::vector<SeqToken> rows;
+  for (int s = 0; s < 4; ++s) {
+    const KvRing ring{b.kv_capacity(), 5 * s};
+    b.forward(s, kPrompt.data(), 1 + s, 0, ring);
+    rows.push_back(SeqToken{s, kPrompt[size_t(s)], 1 + s, ring});
+  }
+  for (const auto& [name, sampling] : sampling_cases()) {
+    const SamplingParams& params = sampling;
+    const long n = allocations([&](int i) {
+      b.decode_batch(rows.data(), int(rows.size()));
+      for (SeqToken& r : rows) {
+        r.id = b.sample(r.seq, params, (i + 0.5) / (kSteps + 1));
+        ++r.pos;
+      }
+    });
+    EXPECT_EQ(n, 0) << name << ": allocations in " << kSteps << " batched steps";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(WeightTypes, NoAllocationPerToken,
                          ::testing::Values(ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16,
                                            ComputeDType::Int8),
