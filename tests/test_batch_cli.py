@@ -182,15 +182,17 @@ class Process(BatchTest):
         proc = subprocess.Popen([BIN, "-m", TINY, "--device", "cpu", "--batch", "-", "--parallel", "2",
                                  "--temperature", "0", "--ignore-eos", "--context-shift"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        proc.stdin.write('{"prompt": "short", "max_new_tokens": 1}\n{"prompt": "long", "max_new_tokens": 100000}\n')
+        # The long request is in flight before the short one (the next slot) can finish and be
+        # printed: Ctrl-C then comes while the long one runs, whatever the timing.
+        proc.stdin.write('{"prompt": "long", "max_new_tokens": 100000}\n{"prompt": "short", "max_new_tokens": 1}\n')
         proc.stdin.close()
         first = json.loads(proc.stdout.readline())  # the short request has finished
-        self.assertEqual(first["id"], 1)
+        self.assertEqual(first["id"], 2)
         proc.send_signal(signal.SIGINT)
         rest, err = proc.stdout.read(), proc.stderr.read()
         self.assertEqual(proc.wait(timeout=120), 130, err)
         last = json.loads(rest.splitlines()[-1])
-        self.assertEqual((last["id"], last["finish_reason"]), (2, "interrupted"))
+        self.assertEqual((last["id"], last["finish_reason"]), (1, "interrupted"))
         self.assertGreater(len(last["generated_ids"]), 0)
 
     def test_a_closed_stdout_ends_the_run_quietly(self):

@@ -111,6 +111,9 @@ class BatchRun {
     const double ms = ms_since(t);
     if (o_.json) write_in_input_order();
     if (!o_.quiet) std::cerr << summary(stats, ms);
+    if (total_ > stats.requests && !bad_line_)  // Ctrl-C or a closed stdout: say what never ran
+      std::cerr << "gpt2-gen: " << count_of(total_ - stats.requests, "request") << " of " << total_
+                << " not started (the requests in flight were written, finish reason \"interrupted\")\n";
     if (bad_line_) throw *bad_line_;
     return interrupted_ && interrupted_->load() ? 130 : 0;
   }
@@ -125,8 +128,8 @@ class BatchRun {
     model_ = load_model(o_.model_dir);
     tok_.emplace(Tokenizer::load(o_.model_dir, model_.config.vocab_size));
     if (o_.batch_file != "-") {
-      const long n = check_batch_file(o_, *tok_, model_.config, window);
-      if (!o_.quiet) std::cerr << "gpt2-gen: --batch " << o_.batch_file << ": " << count_of(n, "request") << "\n";
+      total_ = check_batch_file(o_, *tok_, model_.config, window);
+      if (!o_.quiet) std::cerr << "gpt2-gen: --batch " << o_.batch_file << ": " << count_of(total_, "request") << "\n";
       file_ = std::make_unique<std::ifstream>(o_.batch_file);
     }
     reader_.emplace(file_ ? *file_ : std::cin, o_, *tok_, model_.config, window);
@@ -204,6 +207,7 @@ class BatchRun {
   std::optional<BatchReader> reader_;
   std::map<int, InFlight> in_flight_;
   int started_ = 0;                   // requests taken from the input: the next one's id
+  long total_ = 0;                    // requests in the file (its check pass); 0 for stdin
   std::map<int, std::string> kept_;   // --json: each request's line by id (input order)
   std::optional<Error> bad_line_;     // stdin's bad line, raised after the requests in flight
   bool output_open_ = true;

@@ -4,6 +4,8 @@
 // prints them in input order at the end instead, --json FILE also writes them there in input
 // order, atomically. A file is read and checked whole before anything is generated; stdin line
 // by line, a bad line ending the run once the requests in flight are finished and written.
+// Ctrl-C ends the requests in flight after the current step, written with finish reason
+// "interrupted"; requests not started by then are not run (stderr says how many).
 #pragma once
 #include <atomic>
 
