@@ -125,19 +125,25 @@ __device__ __forceinline__ void write_step_token(int t, int* token, StepParams* 
 }
 
 // ---- asynchronous copies and L2 prefetch (sm_80+ / sm_90 PTX; plain C++ on the emulator) ----
+// Which device code a kernel gets is decided by __CUDA_ARCH__ alone (the architectures built are
+// CMakeLists.txt's): cp.async from sm_80 on, griddepcontrol (pdl_wait above) from sm_90 on, and
+// below those the plain equivalents, which give the same results.
 // 16 bytes from global to shared memory without a trip through registers (cp.async.cg: cached
 // in L2 only), so a thread can have all of its copies in flight at once. Both addresses 16-byte
-// aligned. They complete at async_copy_wait_all(); a __syncthreads() then publishes them.
+// aligned. They complete at async_copy_wait_all(); a __syncthreads() then publishes them. Below
+// sm_80 (no cp.async): an ordinary 16-byte load and store, complete at once, the same bytes.
 __device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(unsigned(__cvta_generic_to_shared(smem))), "l"(gmem)
                : "memory");
+#elif defined(__CUDA_ARCH__)
+  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
 #else
   memcpy(smem, gmem, 16);
 #endif
 }
 __device__ __forceinline__ void async_copy_wait_all() {
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
