@@ -21,8 +21,10 @@
 #   backend's .cpp files as the build does. So: CUDA 12's headers, CUB, cuBLAS and ptxas; clang's
 #   front end, not nvcc's. Every header a compile reads is checked to come from CUDA 12, not from
 #   the local toolkit (which this machine also links into /usr/local/include).
+# Why 12.4: a CUDA 12 older than the last (12.9), so an API added since shows, that clang 19
+# supports (partially, it says: -Wno-unknown-cuda-version), and whose wheels are complete.
 # The venv and headers live in ~/.cache/gpt2-gen/cuda12.4 (GPT2_CACHE_DIR), outside the
-# repository: the first run downloads ~390 MB (~30 s here) and keeps ~150 MB; later runs reuse it
+# repository: the first run downloads ~390 MB (35-55 s here) and keeps ~110 MB; later runs reuse it
 # with no network. Skips, with one line, without a CUDA build, clang++-19 or a reachable PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."

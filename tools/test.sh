@@ -20,7 +20,8 @@ tools/setup.sh
 # CUDA architectures: with no GPU visible (CI), SASS for sm_75 and sm_90 and sm_90 PTX instead of
 # CMake's default five (sm_75, 80, 86, 89, 90): every __CUDA_ARCH__ path of the kernels (below
 # sm_80 no cp.async, sm_90 cp.async and griddepcontrol) compiled, in about half the kernels'
-# compile time. With a GPU, CMakeLists.txt's default (native) stands; CUDAARCHS overrides both.
+# compile time (build/'s cache keeps it for later configures). With a GPU, CMakeLists.txt's
+# default (native) stands; CUDAARCHS overrides both.
 cuda_architectures=()
 if [ -z "${CUDAARCHS:-}" ] && ! nvidia-smi -L >/dev/null 2>&1; then
   cuda_architectures=(-DCMAKE_CUDA_ARCHITECTURES="75-real;90")
