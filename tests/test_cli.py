@@ -8,22 +8,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
-BIN = os.path.join(os.environ.get("GPT2_BINARY_DIR", "build"), "gpt2-gen")
-SHARED = os.environ.get("GPT2_SHARED_DIR", "../shared")
-TINY = os.path.join(os.environ.get("GPT2_TEST_MODELS", "build/test-models"), "tiny-fp32")
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-GOLDEN = read_json(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"))
-PROCESSORS = read_json(os.path.join(SHARED, "golden/tiny-gpt2/reference_processors.json"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_support import BIN, GOLDEN, PROCESSORS, SHARED, TINY, read_json  # noqa: E402
 
 
 def token_bytes():
