@@ -13,7 +13,7 @@ jobs=$(nproc)
 # under `ctest -j2` on 2 cores (82.7 s -> 4.2 s).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # The fuzzers' time per target in CI (tools/fuzz.sh runs longer by hand).
-export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 tools/setup.sh
 
