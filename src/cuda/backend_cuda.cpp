@@ -36,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -226,8 +227,13 @@ class CudaBackend final : public Backend {
     step_host_->ring = s.ring;
     CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
     EventSink per_op(stream_);
-    OpTotals totals;
-    profiled_step(nullptr);
+    OpTotals totals, untimed;
+    // First a step outside the gate: with lazy module loading (CUDA's default) a kernel's first
+    // launch may synchronise the context, which waits for the gate's host function, which waits
+    // for the host: a deadlock. The gated steps below launch exactly this step's kernels (rows
+    // mode never warmed them up at load) and reuse its events, so nothing loads behind the gate.
+    profiled_step(&per_op, false);
+    per_op.collect(untimed);
     double whole_us = 0;
     for (int i = 0; i < steps; ++i) {
       whole_us += profiled_step(nullptr);
@@ -241,15 +247,16 @@ class CudaBackend final : public Backend {
     return p;
   }
 
-  // One eager decode step and greedy argmax, enqueued whole behind a StreamGate so that the
-  // device runs it back to back; its ops named (and with `per_op`, timed) on the way. Returns
-  // the step's time, from an event at each end.
-  double profiled_step(EventSink* per_op) {
+  // One eager decode step and greedy argmax, enqueued whole behind a StreamGate (when `gated`)
+  // so that the device runs it back to back; its ops named (and with `per_op`, timed) on the
+  // way. Waits for it; returns the step's time, from an event at each end.
+  double profiled_step(EventSink* per_op, bool gated = true) {
     const NvtxRange range(per_op ? "profile: step op by op" : "profile: whole step");
     ProfileSink* sink = per_op ? static_cast<ProfileSink*>(per_op) : &nvtx_;
     EventPair whole;
     {
-      StreamGate gate(stream_);
+      std::optional<StreamGate> gate;
+      if (gated) gate.emplace(stream_);
       whole.record_begin(stream_);
       enqueue_decode(variants_.lm_head_argmax, sink, logits_);  // lmhead: the LM head row includes the argmax
       if (!variants_.lm_head_argmax) {
@@ -259,6 +266,7 @@ class CudaBackend final : public Backend {
       }
       whole.record_end(stream_);
     }  // opens the gate and waits for the step
+    if (!gated) CUDA_CHECK(cudaStreamSynchronize(stream_));
     return whole.elapsed_us();
   }
 

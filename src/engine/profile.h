@@ -7,6 +7,7 @@
 // null test. The bytes of an op come from the model's shapes in decode_op_bytes() alone.
 #pragma once
 #include <array>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -66,7 +67,11 @@ class ProfileSink {
 class OpSequence {
  public:
   explicit OpSequence(ProfileSink* sink) : sink_(sink) {}
-  ~OpSequence() { finish(); }
+  // Ends the last op, unless another exception is unwinding the stack (that one says what went
+  // wrong; ending the op may fail the same way, and a second exception would terminate).
+  ~OpSequence() noexcept(false) {
+    if (std::uncaught_exceptions() == 0) finish();
+  }
   OpSequence(const OpSequence&) = delete;
   OpSequence& operator=(const OpSequence&) = delete;
   void next(DecodeOp op) {
