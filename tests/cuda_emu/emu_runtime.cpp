@@ -1,5 +1,8 @@
-// cuda-emu: the CUDA runtime API on the CPU: errors, the one emulated device, memory, streams,
-// stream capture into graphs, and kernel launches (checked, then run by emu_fibers.cpp).
+// cuda-emu: the CUDA runtime API on the CPU: errors, the one emulated device (playing a T4, an
+// A100, an H100 or a V100: their limits, DeviceSpec), memory, streams, stream capture into
+// graphs, and kernel launches (checked, then run by emu_fibers.cpp). Modules load lazily, as
+// CUDA's do by default: a kernel's first use takes memory, and its first launch while a host
+// function is queued is refused (load_kernel).
 //
 // Asynchrony: work issued to a stream (launches, async copies and memsets, cuBLAS, CUB, graph
 // launches) is queued and runs only when the host must wait for it: at a synchronisation of its
@@ -10,11 +13,13 @@
 // legacy stream waits for them and they for it); each non-blocking stream is its own, and
 // nothing on the legacy stream waits for it. A copy from pageable memory reads its source
 // when issued (CUDA stages it); one from pinned memory when it runs.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,10 +43,35 @@ size_t& memory_size() {
 }
 size_t total_memory() { return memory_size(); }
 
+// The GPUs it plays, with the limits their runtime reports (NVIDIA's published figures; the
+// persisting L2 maximum is 75% of L2 from Ampere on, none before). Not measured here.
+const DeviceSpec kDevices[] = {
+    {"t4", "Tesla T4", 7, 5, 40, 64 << 10, 4 << 20, 0, 0},
+    {"a100", "NVIDIA A100-SXM4-40GB", 8, 0, 108, 163 << 10, 40 << 20, (40 << 20) / 4 * 3, 134213632},
+    {"h100", "NVIDIA H100 80GB HBM3", 9, 0, 132, 227 << 10, 50 << 20, (50 << 20) / 4 * 3, 134213632},
+    {"v100", "Tesla V100-SXM2-16GB", 7, 0, 80, 96 << 10, 6 << 20, 0, 0},
+};
+
+// The played GPU: GPT2_EMU_DEVICE's (default h100) until select_device().
+DeviceSpec& played() {
+  static DeviceSpec spec = [] {
+    const char* v = std::getenv("GPT2_EMU_DEVICE");
+    const DeviceSpec* d = find_device(v && *v ? v : "h100");
+    if (!d) {
+      std::fprintf(stderr, "cuda-emu: GPT2_EMU_DEVICE=%s is not one of t4, a100, h100, v100\n", v);
+      std::exit(2);
+    }
+    return *d;
+  }();
+  return spec;
+}
+int compute_capability() { return 10 * played().major + played().minor; }
+
+// Device memory each kernel's module takes when it is first loaded (lazily, as CUDA loads
+// modules by default): a nominal amount, so that memory loading takes shows in cudaMemGetInfo.
+constexpr size_t kModuleBytes = 64 << 10;
+
 }  // namespace
-// The emulated device's largest persisting L2 set-aside: it models no cache (l2CacheSize 0), but
-// checks the backend's requests against a limit of a Hopper GPU's order.
-constexpr int kPersistingL2Max = 37 << 20;
 namespace {
 
 // Work issued and not yet run, with the ordering domain it belongs to.
@@ -65,6 +95,8 @@ struct State {
   bool capture_invalidated = false;
   size_t persisting_l2 = 0;  // cudaLimitPersistingL2CacheSize
   LaunchCounts launches;
+  std::set<const void*> loaded;     // kernels whose module is loaded
+  long queued_host_functions = 0;  // cudaLaunchHostFunc work queued and not yet run
 };
 State& state() {
   static State s;
@@ -87,6 +119,23 @@ bool in_range(const std::map<const char*, size_t>& allocations, const void* p, s
 }  // namespace
 
 void set_memory_size(size_t bytes) { memory_size() = bytes; }
+
+const DeviceSpec* find_device(const char* key) {
+  for (const DeviceSpec& d : kDevices)
+    if (key && std::strcmp(key, d.key) == 0) return &d;
+  return nullptr;
+}
+const DeviceSpec& current_device() { return played(); }
+
+void select_device(const DeviceSpec& spec) {
+  State& s = state();
+  played() = spec;
+  s.allocated -= s.loaded.size() * kModuleBytes;
+  s.loaded.clear();
+  s.max_dynamic_smem.clear();
+  s.persisting_l2 = 0;
+  s.launches = LaunchCounts{};
+}
 long allocation_calls() { return state().allocation_calls; }
 LaunchCounts launch_counts() { return state().launches; }
 
@@ -145,8 +194,35 @@ cudaError_t enqueue_tagged(cudaStream_t stream, std::function<void()> op, const 
   return s.sticky;
 }
 
+namespace {
+
+// Loads a kernel's module on its first use (a launch, cudaFuncGetAttributes, cudaFuncSetAttribute).
+// CUDA may synchronise the context to load one; a host function still queued may be waiting for
+// the host (--profile's stream gate waits until the host has enqueued the whole step), and the
+// host is waiting for the load: a deadlock on a GPU. So a first launch then is refused.
+bool load_kernel(const void* key, bool launching) {
+  State& s = state();
+  if (s.loaded.count(key)) return true;
+  if (launching && s.queued_host_functions > 0) {
+    set_sticky_error(cudaErrorLaunchFailure,
+                     "the first launch of a kernel while a host function is queued: its lazy loading may synchronise "
+                     "the context, which waits for the host function (a deadlock if that waits for the host); load "
+                     "every kernel before (launch it once, or cudaFuncGetAttributes)");
+    return false;
+  }
+  s.loaded.insert(key);
+  s.allocated += kModuleBytes;
+  return true;
+}
+
+}  // namespace
+
 void submit_kernel(const LaunchSpec& spec, std::function<void()> body) {
   State& s = state();
+  if (!load_kernel(spec.key, true)) {
+    set_last_error(cudaErrorLaunchFailure);
+    return;
+  }
   const unsigned long threads = (unsigned long)spec.block.x * spec.block.y * spec.block.z;
   auto limit = s.max_dynamic_smem.find(spec.key);
   const size_t smem_limit = limit == s.max_dynamic_smem.end() ? 48 * 1024 : size_t(limit->second);
@@ -159,6 +235,7 @@ void submit_kernel(const LaunchSpec& spec, std::function<void()> body) {
     set_last_error(cudaErrorInvalidValue);
     return;
   }
+  s.launches.largest_smem = std::max(s.launches.largest_smem, spec.smem);
   const cudaError_t e = enqueue(spec.stream, [spec, body] {
     std::string error;
     if (!run_grid(spec, body, &error)) set_sticky_error(cudaErrorLaunchFailure, "kernel launch failed: " + error);
@@ -167,29 +244,39 @@ void submit_kernel(const LaunchSpec& spec, std::function<void()> body) {
 }
 
 cudaError_t check_launch_attributes(const cudaLaunchAttribute* attrs, unsigned int n) {
+  LaunchCounts& counts = state().launches;
   for (unsigned int i = 0; i < n; ++i) {
-    if (attrs[i].id != cudaLaunchAttributeAccessPolicyWindow) continue;
+    if (attrs[i].id == cudaLaunchAttributeProgrammaticStreamSerialization) {
+      if (compute_capability() < 90) return cudaErrorInvalidValue;
+      ++counts.pdl_launches;
+      continue;
+    }
     const cudaAccessPolicyWindow& w = attrs[i].val.accessPolicyWindow;
-    if (w.num_bytes > (128u << 20) || !(w.hitRatio >= 0.0f && w.hitRatio <= 1.0f) ||
+    if (w.num_bytes > size_t(played().max_window) || !(w.hitRatio >= 0.0f && w.hitRatio <= 1.0f) ||
         !is_device_range(w.base_ptr, w.num_bytes))
       return cudaErrorInvalidValue;
+    ++counts.window_launches;
+    counts.largest_window = std::max(counts.largest_window, w.num_bytes);
   }
   return cudaSuccess;
 }
 
 cudaError_t func_get_attributes(cudaFuncAttributes* attr, const void* key) {
   if (!attr || !key) return cudaErrorInvalidDeviceFunction;
+  load_kernel(key, false);
   std::memset(attr, 0, sizeof(*attr));
   attr->maxThreadsPerBlock = 1024;
   auto it = state().max_dynamic_smem.find(key);
   attr->maxDynamicSharedSizeBytes = it == state().max_dynamic_smem.end() ? 48 * 1024 : it->second;
-  attr->binaryVersion = attr->ptxVersion = 90;
+  attr->binaryVersion = compute_capability();
+  attr->ptxVersion = played().ptx ? played().ptx : compute_capability();
   return cudaSuccess;
 }
 
 cudaError_t func_set_attribute(const void* key, cudaFuncAttribute attr, int value) {
-  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > played().smem_optin)
     return cudaErrorInvalidValue;
+  load_kernel(key, false);
   state().max_dynamic_smem[key] = value;
   return cudaSuccess;
 }
@@ -207,6 +294,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorUnsupportedLimit: return "cudaErrorUnsupportedLimit";
     case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorNotReady: return "cudaErrorNotReady";
@@ -254,21 +342,26 @@ cudaError_t cudaGetDevice(int* d) {
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
   std::memset(prop, 0, sizeof(*prop));
-  std::snprintf(prop->name, sizeof(prop->name), "cuda-emu (CUDA emulated on the CPU)");
+  const emu::DeviceSpec& spec = emu::played();
+  std::snprintf(prop->name, sizeof(prop->name), "cuda-emu as %s", spec.name);
   prop->totalGlobalMem = emu::total_memory();
   prop->sharedMemPerBlock = 48 * 1024;
-  prop->sharedMemPerBlockOptin = 227 * 1024;
-  prop->major = 9;
-  prop->minor = 0;
-  prop->multiProcessorCount = 132;
+  prop->sharedMemPerBlockOptin = size_t(spec.smem_optin);
+  prop->major = spec.major;
+  prop->minor = spec.minor;
+  prop->multiProcessorCount = spec.sms;
   prop->maxThreadsPerBlock = 1024;
   prop->warpSize = 32;
-  prop->persistingL2CacheMaxSize = emu::kPersistingL2Max;
-  prop->accessPolicyMaxWindowSize = 128 << 20;
+  prop->l2CacheSize = spec.l2_bytes;
+  prop->persistingL2CacheMaxSize = spec.persisting_l2_max;
+  prop->accessPolicyMaxWindowSize = spec.max_window;
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSetLimit(cudaLimit limit, size_t value) {
-  if (limit != cudaLimitPersistingL2CacheSize || value > size_t(emu::kPersistingL2Max)) return cudaErrorInvalidValue;
+  const emu::DeviceSpec& d = emu::played();
+  if (limit != cudaLimitPersistingL2CacheSize) return cudaErrorInvalidValue;
+  if (d.persisting_l2_max == 0 || d.refuses_set_aside) return cudaErrorUnsupportedLimit;
+  if (value > size_t(d.persisting_l2_max)) return cudaErrorInvalidValue;
   state().persisting_l2 = value;
   return state().sticky;
 }
@@ -277,10 +370,17 @@ cudaError_t cudaDeviceGetLimit(size_t* value, cudaLimit limit) {
   *value = state().persisting_l2;
   return state().sticky;
 }
-cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
-  if (d != 0) return cudaErrorInvalidDevice;
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  const emu::DeviceSpec& d = emu::played();
   switch (attr) {
-    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = d.sms; return cudaSuccess;
+    case cudaDevAttrL2CacheSize: *value = d.l2_bytes; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *value = d.major; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = d.minor; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = d.smem_optin; return cudaSuccess;
+    case cudaDevAttrMaxPersistingL2CacheSize: *value = d.persisting_l2_max; return cudaSuccess;
+    case cudaDevAttrMaxAccessPolicyWindowSize: *value = d.max_window; return cudaSuccess;
   }
   return cudaErrorInvalidValue;
 }
@@ -546,5 +646,12 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 }
 cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* user_data) {
   if (!fn) return cudaErrorInvalidValue;
-  return emu::enqueue(s, [fn, user_data] { fn(user_data); });
+  if (s != nullptr && state().capturing == s)
+    return emu::enqueue(s, [fn, user_data] { fn(user_data); });  // recorded: runs at each graph launch
+  const cudaError_t e = emu::enqueue(s, [fn, user_data] {
+    --state().queued_host_functions;
+    fn(user_data);
+  });
+  if (e == cudaSuccess) ++state().queued_host_functions;
+  return e;
 }

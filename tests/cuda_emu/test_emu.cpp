@@ -140,6 +140,46 @@ TEST(CudaEmu, BadLaunchConfigurationsAreRejectedLikeOnAGpu) {
   cudaFree(p);
 }
 
+__global__ void first_launched_behind_a_host_function(int* p) { *p = 1; }
+__global__ void loaded_before(int* p) { *p = 2; }
+
+// Modules load lazily, as CUDA's do by default, and a load may synchronise the context: behind a
+// queued host function that waits for the host (--profile's stream gate), a deadlock on a GPU.
+// So a kernel's first launch there is refused; one loaded before (cudaFuncGetAttributes, or an
+// earlier launch) runs. Loading takes device memory, once per kernel.
+TEST(CudaEmuDeathTest, AFirstLaunchBehindAQueuedHostFunctionIsRefused) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  expect_launch_failure(
+      [] {
+        cudaStream_t s;
+        cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+        cudaLaunchHostFunc(s, [](void*) {}, nullptr);
+        emu::Launch(1, 1, 0, s).run(first_launched_behind_a_host_function, device_alloc<int>(1));
+      },
+      "its lazy loading may synchronise the context");
+}
+
+TEST(CudaEmu, KernelsLoadedBeforeRunBehindAHostFunctionAndLoadingTakesMemoryOnce) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* d = device_alloc<int>(1);
+  size_t free0 = 0, free1 = 0, free2 = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
+  cudaFuncAttributes attr{};
+  ASSERT_EQ(cudaFuncGetAttributes(&attr, loaded_before), cudaSuccess);
+  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+  ASSERT_EQ(cudaLaunchHostFunc(s, [](void*) {}, nullptr), cudaSuccess);
+  emu::Launch(1, 1, 0, s).run(loaded_before, d);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  ASSERT_EQ(cudaMemGetInfo(&free2, &total), cudaSuccess);
+  EXPECT_EQ(download(d, 1)[0], 2);
+  EXPECT_LT(free1, free0);   // the load
+  EXPECT_EQ(free2, free1);   // the launch loads nothing more
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
 TEST(CudaEmu, CopiesMustStayInsideTheirAllocation) {
   EXPECT_DEATH(
       {

@@ -62,6 +62,7 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevicePointer = 17,
   cudaErrorInvalidMemcpyDirection = 21,
+  cudaErrorUnsupportedLimit = 215,
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorNotReady = 600,
@@ -89,18 +90,28 @@ struct cudaDeviceProp {
   int multiProcessorCount;
   int maxThreadsPerBlock;
   int warpSize;
-  int l2CacheSize;  // 0: the emulation models no cache
-  int persistingL2CacheMaxSize;   // the largest persisting set-aside cudaDeviceSetLimit accepts
-  int accessPolicyMaxWindowSize;  // the largest access-policy window
+  int l2CacheSize;                // the played GPU's (the emulation models no cache)
+  int persistingL2CacheMaxSize;   // the largest persisting set-aside cudaDeviceSetLimit accepts (0: none)
+  int accessPolicyMaxWindowSize;  // the largest access-policy window (0: none)
 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+// CUDA's values, for the attributes gpt2-gen reads.
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrL2CacheSize = 38,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+  cudaDevAttrMaxPersistingL2CacheSize = 108,
+  cudaDevAttrMaxAccessPolicyWindowSize = 109,
+};
 cudaError_t cudaGetDeviceCount(int* n);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDevice(int* d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int d);
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d);
 cudaError_t cudaDeviceSynchronize();
-// Only the persisting L2 set-aside: recorded, and refused above persistingL2CacheMaxSize.
+// Only the persisting L2 set-aside: recorded; refused above persistingL2CacheMaxSize, and with
+// cudaErrorUnsupportedLimit on a GPU without persisting L2 (as before Ampere) or one that refuses it.
 enum cudaLimit { cudaLimitPersistingL2CacheSize = 0x06 };
 cudaError_t cudaDeviceSetLimit(cudaLimit limit, size_t value);
 cudaError_t cudaDeviceGetLimit(size_t* value, cudaLimit limit);
@@ -202,6 +213,34 @@ struct cudaLaunchConfig_t {
 
 namespace emu {
 
+// The GPU the emulator plays: its name, compute capability and limits as cudaGetDeviceProperties
+// and cudaDeviceGetAttribute report them, enforced where a driver enforces them (the opt-in
+// shared memory in cudaFuncSetAttribute, the persisting L2 set-aside, the access-policy window;
+// programmatic dependent launch needs 9.0 here). Chosen by GPT2_EMU_DEVICE (find_device's keys;
+// default h100) or select_device(). Its memory is set_memory_size()'s, whatever it plays.
+struct DeviceSpec {
+  const char* key;        // its GPT2_EMU_DEVICE name
+  const char* name;       // the real GPU's name (the emulated one is "cuda-emu as <name>")
+  int major, minor;       // compute capability
+  int sms;                // multiprocessors
+  int smem_optin;         // shared memory per block with the opt-in (cudaFuncSetAttribute's limit)
+  int l2_bytes;           // L2 cache
+  int persisting_l2_max;  // the largest persisting L2 set-aside (0: none)
+  int max_window;         // the largest access-policy window (0: none)
+  // The code the kernels run from, as cudaFuncGetAttributes' ptxVersion reports it (0: machine
+  // code built for this GPU, ptxVersion = binaryVersion = major * 10 + minor; less: a build
+  // without code for it, JIT-compiled from that older PTX).
+  int ptx = 0;
+  bool refuses_set_aside = false;  // cudaDeviceSetLimit refuses the set-aside (as under MPS or MIG)
+};
+// The GPUs it plays: t4, a100, h100, v100 (compute capability 7.0: below what gpt2-gen runs
+// on). Null for another key.
+const DeviceSpec* find_device(const char* key);
+// Plays `spec` from now on, as a fresh context on that GPU would be: no kernel loaded, no
+// function attribute or persisting set-aside, no launch counted.
+void select_device(const DeviceSpec& spec);
+const DeviceSpec& current_device();
+
 // Identifies a kernel by its address (the key of its attributes).
 template <typename F>
 const void* function_key(F* f) { return reinterpret_cast<const void*>(f); }
@@ -220,8 +259,10 @@ struct LaunchSpec {
 void submit_kernel(const LaunchSpec& spec, std::function<void()> body);
 
 // cudaLaunchKernelEx's attributes: an access-policy window must lie in one device allocation,
-// within accessPolicyMaxWindowSize, with a hit ratio in [0, 1] (else cudaErrorInvalidValue).
-// Neither attribute changes what the emulator runs.
+// within accessPolicyMaxWindowSize, with a hit ratio in [0, 1], and programmatic dependent launch
+// needs compute capability 9.0 (else cudaErrorInvalidValue; a driver may ignore the attribute
+// instead, but then nothing orders the kernels as the code expects). Counted in LaunchCounts;
+// neither changes what the emulator runs.
 cudaError_t check_launch_attributes(const cudaLaunchAttribute* attrs, unsigned int n);
 
 // What kernel<<<grid, block, smem, stream>>>(args...) becomes after rewrite_cu.py.
@@ -254,10 +295,17 @@ void set_memory_size(size_t bytes);
 long allocation_calls();
 
 // How many graphs the process has launched and how many times it waited for an event (tests
-// check that launch-ahead queues each step before waiting for the one before it).
+// check that launch-ahead queues each step before waiting for the one before it); how many
+// kernels were launched (or captured) with programmatic dependent launch and with an L2
+// access-policy window, the largest such window, and the largest dynamic shared memory a launch
+// asked for.
 struct LaunchCounts {
   long graph_launches = 0;
   long event_waits = 0;
+  long pdl_launches = 0;
+  long window_launches = 0;
+  size_t largest_window = 0;
+  size_t largest_smem = 0;
 };
 LaunchCounts launch_counts();
 
