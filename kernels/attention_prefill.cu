@@ -12,8 +12,13 @@
 // Thread (ty = tid / 16, tx = tid % 16) owns query rows ty*4 + i (i < 4) and, in each tile,
 // key columns tx + 16 j (j < 4) of S and output columns tx + 16 j of O: a 4x4 register tile
 // for both products. Row statistics are reduced over the 16 lanes that share ty (xor
-// shuffles 8, 4, 2, 1 stay inside each half-warp). Shared memory (fp32, 67,840 bytes, dynamic):
-//   Qs[d][r] (HS x 68), Ks[d][c] (HS x 65), Vs[c][d] (64 x 64), Ps[c][r] (64 x 68)
+// shuffles 8, 4, 2, 1 stay inside each half-warp). Shared memory (fp32, dynamic):
+//   Qs[d][r] (HS x 68), Ks[d][c] (HS x KT+1), Vs[c][d] (KT x 64), Ps[c][r] (KT x 68)
+// where KT, the key sub-tile, is 64 (67,840 bytes: above the 48 KB every device gives without
+// opting in) or 32 (42,752 bytes), chosen by the host from the device's opt-in limit
+// (attention_prefill_key_tile). With KT = 32 a tile's keys, then its values and probabilities,
+// pass through shared memory in two halves; every score, softmax statistic and product is the
+// same operation in the same order as with KT = 64, so the two give bit-identical results.
 // The padding keeps the transposed stores and the strided reads free of bank conflicts, and
 // the rows of Qs and Ps 16-byte aligned for float4 reads.
 #include "device_common.cuh"
@@ -24,36 +29,47 @@ namespace {
 
 constexpr int HS = kHeadDim;  // 64
 constexpr int BR = 64;        // queries per block
-constexpr int BC = 64;        // keys per tile
+constexpr int BC = 64;        // keys per softmax tile
 constexpr int kThreads = 256;
 constexpr int QS_STRIDE = BR + 4;
-constexpr int KS_STRIDE = BC + 1;
-constexpr int VS_STRIDE = HS;
 constexpr int PS_STRIDE = BR + 4;
 constexpr int QS_FLOATS = HS * QS_STRIDE;
-constexpr int KS_FLOATS = HS * KS_STRIDE;
-constexpr int VS_FLOATS = BC * VS_STRIDE;
-constexpr int PS_FLOATS = BC * PS_STRIDE;
-constexpr size_t kSmemBytes = size_t(QS_FLOATS + KS_FLOATS + VS_FLOATS + PS_FLOATS) * sizeof(float);
 static_assert(HS == 64 && BR == 64 && BC == 64 && kThreads == 256, "the 16 x 16 thread grid covers 64 x 64 tiles");
-static_assert(QS_FLOATS % 4 == 0 && (QS_FLOATS + KS_FLOATS) % 4 == 0 && (QS_FLOATS + KS_FLOATS + VS_FLOATS) % 4 == 0,
-              "every shared array starts 16-byte aligned");
 static_assert(QS_STRIDE % 4 == 0 && PS_STRIDE % 4 == 0, "float4 reads of Qs and Ps rows");
+
+// The shared arrays for key sub-tile KT (64 or 32: BC / KT sub-tiles per softmax tile).
+template <int KT>
+struct SubTile {
+  static_assert(KT == 64 || KT == 32, "a thread's key columns tx + 16 j split evenly into sub-tiles");
+  static constexpr int N = BC / KT;     // sub-tiles per softmax tile
+  static constexpr int J = KT / 16;     // a thread's key columns per sub-tile
+  static constexpr int KS_STRIDE = KT + 1;
+  static constexpr int KS_FLOATS = HS * KS_STRIDE;
+  static constexpr int VS_FLOATS = KT * HS;
+  static constexpr int PS_FLOATS = KT * PS_STRIDE;
+  static constexpr size_t kSmemBytes = size_t(QS_FLOATS + KS_FLOATS + VS_FLOATS + PS_FLOATS) * sizeof(float);
+  static_assert(QS_FLOATS % 4 == 0 && (QS_FLOATS + KS_FLOATS) % 4 == 0 && (QS_FLOATS + KS_FLOATS + VS_FLOATS) % 4 == 0,
+                "every shared array starts 16-byte aligned");
+};
+constexpr size_t kDefaultSmemLimit = 48 * 1024;  // what a block gets without opting in
+static_assert(SubTile<32>::kSmemBytes <= kDefaultSmemLimit, "the 32-key sub-tile runs on every device");
 
 // CUDA kernels -------------------------------------------------------------------------------
 
-// acc[i][j] += a[i] * b[16 j] for a thread's 4 x 4 register tile: a is 4 consecutive rows
-// (16-byte aligned shared memory), b the thread's 4 columns, 16 apart (S = Q K^T and O += P V).
-__device__ __forceinline__ void tile_fma(float (&acc)[4][4], const float* a, const float* b) {
+// acc[i][j0 + j] += a[i] * b[16 j] (j < J) for J columns of a thread's 4 x 4 register tile: a is
+// 4 consecutive rows (16-byte aligned shared memory), b the thread's columns, 16 apart (S = Q K^T
+// a sub-tile at a time, O += P V).
+template <int J>
+__device__ __forceinline__ void tile_fma(float (&acc)[4][4], int j0, const float* a, const float* b) {
   const float4 av = *reinterpret_cast<const float4*>(a);
   const float aa[4] = {av.x, av.y, av.z, av.w};
-  float bb[4];
+  float bb[J];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) bb[j] = b[16 * j];
+  for (int j = 0; j < J; ++j) bb[j] = b[16 * j];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] += aa[i] * bb[j];
+    for (int j = 0; j < J; ++j) acc[i][j0 + j] += aa[i] * bb[j];
 }
 
 // The query tile of queries [q0, q0 + BR) of head h, transposed: Qs[d][r]; rows past n are zero
@@ -67,21 +83,21 @@ __device__ __forceinline__ void load_query_tile(float* Qs, const T* qkv, int q0,
   }
 }
 
-// The keys (transposed, Ks[d][c]) and values (Vs[c][d]) of positions [k0, k0 + BC) of head h,
-// read through the ring; positions from n_keys on are zero.
-template <typename T>
-__device__ __forceinline__ void load_key_value_tile(float* Ks, float* Vs, const T* k_ring, const T* v_ring,
-                                                    const KvRing& ring, int k0, int n_keys, int h, int C) {
-  for (int idx = threadIdx.x; idx < BC * HS; idx += kThreads) {
-    const int c = idx / HS, d = idx % HS, s = k0 + c;
+// The keys (KEYS: transposed, Ks[d][c]) and / or values (VALUES: Vs[c][d]) of positions
+// [s0, s0 + KT) of head h, read through the ring; positions from n_keys on are zero.
+template <int KT, bool KEYS, bool VALUES, typename T>
+__device__ __forceinline__ void load_sub_tile(float* Ks, float* Vs, const T* k_ring, const T* v_ring,
+                                              const KvRing& ring, int s0, int n_keys, int h, int C) {
+  for (int idx = threadIdx.x; idx < KT * HS; idx += kThreads) {
+    const int c = idx / HS, d = idx % HS, s = s0 + c;
     float kv = 0.0f, vv = 0.0f;
     if (s < n_keys) {
       const size_t off = size_t(ring.slot(s)) * C + size_t(h) * HS + d;
-      kv = to_f32(k_ring[off]);
-      vv = to_f32(v_ring[off]);
+      if (KEYS) kv = to_f32(k_ring[off]);
+      if (VALUES) vv = to_f32(v_ring[off]);
     }
-    Ks[d * KS_STRIDE + c] = kv;
-    Vs[c * VS_STRIDE + d] = vv;
+    if (KEYS) Ks[d * SubTile<KT>::KS_STRIDE + c] = kv;
+    if (VALUES) Vs[c * HS + d] = vv;
   }
 }
 
@@ -123,15 +139,16 @@ __device__ __forceinline__ void online_softmax_update(float (&sc)[4][4], float (
   }
 }
 
-template <typename T>
+template <typename T, int KT>
 __global__ void __launch_bounds__(kThreads)
     attention_prefill_kernel(T* __restrict__ out, const T* __restrict__ qkv, const T* __restrict__ k_ring,
                              const T* __restrict__ v_ring, int n, int pos, KvRing ring, int C, float scale) {
+  using Sub = SubTile<KT>;
   extern __shared__ float4 smem4[];
   float* Qs = reinterpret_cast<float*>(smem4);  // (HS, QS_STRIDE): Qs[d][r]
-  float* Ks = Qs + QS_FLOATS;                    // (HS, KS_STRIDE): Ks[d][c]
-  float* Vs = Ks + KS_FLOATS;                    // (BC, VS_STRIDE): Vs[c][d]
-  float* Ps = Vs + VS_FLOATS;                    // (BC, PS_STRIDE): Ps[c][r]
+  float* Ks = Qs + QS_FLOATS;                    // (HS, KT + 1): Ks[d][c]
+  float* Vs = Ks + Sub::KS_FLOATS;               // (KT, HS): Vs[c][d]
+  float* Ps = Vs + Sub::VS_FLOATS;               // (KT, PS_STRIDE): Ps[c][r]
 
   const int q0 = blockIdx.x * BR;  // first query (token index) of this block
   const int h = blockIdx.y;
@@ -152,32 +169,42 @@ __global__ void __launch_bounds__(kThreads)
   // so after the first tile each row's running max is finite.
   const int n_keys = min(pos + q0 + BR, pos + n);
   for (int k0 = 0; k0 < n_keys; k0 += BC) {
-    __syncthreads();  // the previous tile's readers of Ks / Vs / Ps are done (and Qs is stored)
-    load_key_value_tile(Ks, Vs, k_ring, v_ring, ring, k0, n_keys, h, C);
-    __syncthreads();
-
-    // S = Q K^T for this thread's 4 x 4 tile.
+    // S = Q K^T for this thread's 4 x 4 tile; sub-tile u holds its key columns j = u J + jj.
     float sc[4][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
       for (int j = 0; j < 4; ++j) sc[i][j] = 0.0f;
+#pragma unroll
+    for (int u = 0; u < Sub::N; ++u) {
+      __syncthreads();  // the previous readers of Ks / Vs / Ps are done (and Qs is stored)
+      // One sub-tile: its values come along now, as one round of loads.
+      load_sub_tile<KT, true, Sub::N == 1>(Ks, Vs, k_ring, v_ring, ring, k0 + u * KT, n_keys, h, C);
+      __syncthreads();
 #pragma unroll 8
-    for (int d = 0; d < HS; ++d) tile_fma(sc, &Qs[d * QS_STRIDE + ty * 4], &Ks[d * KS_STRIDE + tx]);
+      for (int d = 0; d < HS; ++d)
+        tile_fma<Sub::J>(sc, u * Sub::J, &Qs[d * QS_STRIDE + ty * 4], &Ks[d * Sub::KS_STRIDE + tx]);
+    }
 
     // Mask, scale, online softmax update; sc becomes P.
     online_softmax_update(sc, m, l, o, pos + q0 + ty * 4, k0 + tx, n_keys, scale);
 
-    // P to shared memory, transposed (Ps[c][r]) for float4 reads of 4 rows.
+    // O += P V for this thread's rows and output columns tx + 16 j, KT keys at a time.
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int u = 0; u < Sub::N; ++u) {
+      if (Sub::N > 1) {
+        __syncthreads();  // the readers of Ks, or of the previous Vs / Ps, are done
+        load_sub_tile<KT, false, true>(Ks, Vs, k_ring, v_ring, ring, k0 + u * KT, n_keys, h, C);
+      }
+      // P to shared memory, transposed (Ps[c][r]) for float4 reads of 4 rows.
 #pragma unroll
-      for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * PS_STRIDE + ty * 4 + i] = sc[i][j];
-    __syncthreads();
-
-    // O += P V for this thread's rows and output columns tx + 16 j.
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int jj = 0; jj < Sub::J; ++jj) Ps[(tx + 16 * jj) * PS_STRIDE + ty * 4 + i] = sc[i][u * Sub::J + jj];
+      __syncthreads();
 #pragma unroll 8
-    for (int c = 0; c < BC; ++c) tile_fma(o, &Ps[c * PS_STRIDE + ty * 4], &Vs[c * VS_STRIDE + tx]);
+      for (int c = 0; c < KT; ++c) tile_fma<4>(o, 0, &Ps[c * PS_STRIDE + ty * 4], &Vs[c * HS + tx]);
+    }
   }
 
 #pragma unroll
@@ -192,36 +219,41 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T>
-void ensure_smem_attribute() {
-  static bool done = false;  // once per instantiation (the attribute is per function, per device)
-  if (done) return;
-  CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  int(kSmemBytes)));
-  done = true;
-}
-
 }  // namespace
 
 // kernel launchers ---------------------------------------------------------------------------
 
+size_t attention_prefill_smem_bytes(int key_tile) {
+  if (key_tile == 64) return SubTile<64>::kSmemBytes;
+  if (key_tile == 32) return SubTile<32>::kSmemBytes;
+  throw Error("attention_prefill: key tile " + std::to_string(key_tile) + " is not 64 or 32");
+}
+
+int attention_prefill_key_tile(size_t smem_optin) {
+  return smem_optin >= SubTile<64>::kSmemBytes ? 64 : 32;
+}
+
 template <typename T>
 void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, int n, int pos, const KvRing& ring,
-                       int n_head, int head_dim, cudaStream_t stream) {
+                       int n_head, int head_dim, int key_tile, cudaStream_t stream) {
   if (head_dim != HS)
     throw Error("attention_prefill: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
   if (n < 1 || pos < 0 || pos + n > ring.capacity)
     throw Error("attention_prefill: " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
                 " do not fit a ring of " + std::to_string(ring.capacity));
-  ensure_smem_attribute<T>();
+  const size_t smem = attention_prefill_smem_bytes(key_tile);
+  const auto kernel = key_tile == 64 ? attention_prefill_kernel<T, 64> : attention_prefill_kernel<T, 32>;
+  // Above 48 KB a block needs the opt-in; set on every launch (a host-side call), so it holds on
+  // whichever device and context this launch runs, and fails here where the device has less.
+  if (smem > kDefaultSmemLimit)
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const dim3 grid(ceil_div(n, BR), n_head);
-  attention_prefill_kernel<T><<<grid, kThreads, kSmemBytes, stream>>>(out, qkv, k_ring, v_ring, n, pos, ring,
-                                                                      n_head * HS, 1.0f / sqrtf(float(HS)));
+  kernel<<<grid, kThreads, smem, stream>>>(out, qkv, k_ring, v_ring, n, pos, ring, n_head * HS, 1.0f / sqrtf(float(HS)));
   CUDA_CHECK_LAUNCH();
 }
 
 #define GPT2_INSTANTIATE(T)                                                                            \
-  template void attention_prefill<T>(T*, const T*, const T*, const T*, int, int, const KvRing&, int, int, \
+  template void attention_prefill<T>(T*, const T*, const T*, const T*, int, int, const KvRing&, int, int, int, \
                                      cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE

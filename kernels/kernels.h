@@ -107,10 +107,17 @@ void qkv_bias_kv_append(T* qkv, const float* bias, T* k_ring, T* v_ring, int n, 
 // ---- attention_prefill.cu ----------------------------------------------------------------
 // Causal attention of n queries at positions [pos, pos + n) over the keys/values of positions
 // [0, pos + n) in the rings (already appended). qkv (n, 3C) supplies the queries; out (n, C).
-// Flash-attention style: tiles of 64 queries x 64 keys, online softmax, no n x n matrix.
+// Flash-attention style: tiles of 64 queries x 64 keys, online softmax, no n x n matrix. The
+// keys pass through shared memory key_tile at a time: 64 or 32, bit-identical results;
+// attention_prefill_smem_bytes(key_tile) per block (64: 67,840 bytes, which needs the device's
+// opt-in above 48 KB; 32: 42,752, which every device has).
+size_t attention_prefill_smem_bytes(int key_tile);
+// The larger key tile whose shared memory fits a block's opt-in limit `smem_optin`
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin): 64 from 67,840 bytes on, else 32.
+int attention_prefill_key_tile(size_t smem_optin);
 template <typename T>
 void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, int n, int pos, const KvRing& ring,
-                       int n_head, int head_dim, cudaStream_t stream);
+                       int n_head, int head_dim, int key_tile, cudaStream_t stream);
 
 // ---- attention_decode.cu -----------------------------------------------------------------
 // One query q (C, fp32) at position step->pos over positions [0, step->pos] of the rings,
