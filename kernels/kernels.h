@@ -66,8 +66,18 @@ template <> struct ComputeType<__nv_bfloat16> {
   static constexpr cudaDataType_t cublas = CUDA_R_16BF;
 };
 
-// True when this build's kernels can run on the current device; else `why` says why.
-bool kernels_loadable(std::string* why);
+// The code the current device runs this build's kernels from, by cudaFuncGetAttributes of one
+// of them (every kernel file is compiled for the same architectures), as major * 10 + minor:
+// binary, the machine code's architecture; ptx, the virtual architecture it was compiled from
+// (__CUDA_ARCH__ / 10; code JIT-compiled from older PTX has ptx < binary). Below ptx 90 the
+// kernels hold no griddepcontrol instructions: pdl_wait() is empty, so PDL must stay off.
+struct KernelImage {
+  int binary = 0;
+  int ptx = 0;
+};
+// True when this build's kernels can run on the current device (and `image`, if given, says
+// from what code); else `why` says why.
+bool kernels_loadable(std::string* why, KernelImage* image = nullptr);
 
 // ---- embedding.cu ------------------------------------------------------------------------
 // x (n, C) = wte[ids[t]] + wpe[pos + t]; ids (n) in device memory. Also records the ids in

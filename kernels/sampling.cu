@@ -179,10 +179,13 @@ __global__ void __launch_bounds__(kThreads)
 
 // kernel launchers ---------------------------------------------------------------------------
 
-bool kernels_loadable(std::string* why) {
+bool kernels_loadable(std::string* why, KernelImage* image) {
   cudaFuncAttributes attr{};
-  const cudaError_t e = cudaFuncGetAttributes(&attr, argmax_kernel);
-  if (e == cudaSuccess) return true;
+  const cudaError_t e = cudaFuncGetAttributes(&attr, argmax_kernel);  // argmax_kernel calls pdl_wait()
+  if (e == cudaSuccess) {
+    if (image) *image = KernelImage{attr.binaryVersion, attr.ptxVersion};
+    return true;
+  }
   cudaGetLastError();  // clear the (non-sticky) error so later calls start clean
   if (why) *why = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
   return false;

@@ -121,6 +121,7 @@ void open_session(const CliOptions& o, Session& s) {
   s.backend = make_backend(s.model, backend_options(o), &fallback);
   s.load_ms += ms_since(t);
   note(o, fallback);
+  note(o, s.backend->info().note);
 }
 
 // Generates, streaming the text to stdout (unless --json) through the stop strings, with a

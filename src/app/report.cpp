@@ -36,6 +36,7 @@ std::string summary_text(const RunReport& r) {
                 r.backend.device.c_str(), r.backend.device_name.c_str(), compute_dtype_name(r.backend.dtype),
                 r.kv_cache ? "on" : "off", r.kv_capacity, format_bytes(r.backend.kv_bytes).c_str());
   s += buf;
+  if (!r.backend.device_paths.empty()) s += "gpt2-gen: device paths: " + r.backend.device_paths + "\n";
   std::snprintf(buf, sizeof buf, "gpt2-gen: load %10.1f ms   weights %s, peak memory %s\n", r.load_ms,
                 format_bytes(r.backend.weight_bytes).c_str(),
                 format_bytes(r.backend.peak_device_bytes ? r.backend.peak_device_bytes : peak_host_bytes()).c_str());
@@ -74,6 +75,7 @@ nlohmann::json report_json(const RunReport& r) {
       {"context_shifts", g.context_shifts},
       {"token_ms", g.token_ms},
   };
+  if (!r.backend.device_paths.empty()) stats["device_paths"] = r.backend.device_paths;
   if (r.sampled) stats["seed"] = r.seed;
   if (!r.profile.is_null()) stats["profile"] = r.profile;
   nlohmann::json j = {{"prompt_ids", r.prompt_ids},

@@ -44,6 +44,7 @@
 #include "base/error.h"
 #include "base/half.h"
 #include "cuda/cuda_variants.h"
+#include "cuda/device_paths.h"
 #include "cuda/profile_cuda.h"
 #include "cuda_check.h"
 #include "kernels.h"
@@ -85,19 +86,23 @@ bool cuda_device_usable(std::string* why) {
     if (why) *why = "no CUDA device found";
     return false;
   }
-  std::string reason;
-  if (!cuda::kernels_loadable(&reason)) {
-    cudaDeviceProp prop{};
-    std::string dev = "device 0";
-    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-      dev = std::string(prop.name) + " (compute capability " + std::to_string(prop.major) + "." +
-            std::to_string(prop.minor) + "; rebuild with -DCMAKE_CUDA_ARCHITECTURES=" + std::to_string(prop.major) +
-            std::to_string(prop.minor) + ")";
+  std::string refusal;
+  try {
+    const DeviceLimits device = read_device_limits(0);
+    refusal = device_refusal(device);
+    if (refusal.empty()) refusal = kernels_refusal(device, nullptr);
+  } catch (const Error& err) {  // the runtime could not describe device 0
     cudaGetLastError();
-    if (why) *why = "this build's CUDA kernels cannot run on " + dev + ": " + reason;
-    return false;
+    refusal = err.what();
   }
-  return true;
+  if (why) *why = refusal;
+  return refusal.empty();
+}
+
+bool cuda_dtype_supported(ComputeDType dtype, std::string* why) {
+  const std::string refusal = dtype_refusal(read_device_limits(0), dtype);
+  if (why) *why = refusal;
+  return refusal.empty();
 }
 
 namespace {
@@ -336,7 +341,6 @@ class CudaBackend final : public Backend {
     L_ = cfg_.n_layer;
     mode_ = decode_mode_from_env();
     variants_ = cuda_variants_from_env();
-    pdl_ = variants_.pdl;
 
     if (HS_ != cuda::kHeadDim)
       throw Error("the CUDA backend supports head_dim 64 only (every GPT-2 size); this model has n_embd " +
@@ -349,13 +353,14 @@ class CudaBackend final : public Backend {
 
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaFree(nullptr));  // create the context now, so the memory baseline below includes it
-    cudaDeviceProp prop{};
-    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const DeviceLimits device = read_device_limits(0);
+    choose_paths(device);
     size_t free0 = 0, total0 = 0;
     CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
 
-    const size_t need = plan_memory(prop.name, free0, total0);
-    if (variants_.l2_window) reserve_l2_window(prop);
+    const size_t need = plan_memory(device.name, free0, total0);
+    if (paths_.l2_window > 0) reserve_l2_window();
+    info_.device_paths = describe_device_paths(device, paths_);
     open_stream();
     if (variants_.launch_ahead) open_ahead_slots();
     upload_weights(m);
@@ -364,7 +369,7 @@ class CudaBackend final : public Backend {
     size_t free1 = 0, total1 = 0;
     CUDA_CHECK(cudaMemGetInfo(&free1, &total1));
     info_.device = "cuda";
-    info_.device_name = prop.name;
+    info_.device_name = device.name;
     info_.dtype = ComputeType<T>::dtype;
     // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
     // CUDA context itself is excluded. Nothing is allocated after this point.
@@ -440,12 +445,33 @@ class CudaBackend final : public Backend {
     return need;
   }
 
-  // The l2 variant: a persisting L2 set-aside as large as the device allows (and the LM head
-  // needs), for the access-policy window over the LM head's first rows (lm_head_op).
-  void reserve_l2_window(const cudaDeviceProp& prop) {
-    const size_t most = size_t(std::min(prop.persistingL2CacheMaxSize, prop.accessPolicyMaxWindowSize));
-    l2_window_bytes_ = std::min(most, size_t(V_) * C_ * sizeof(T));
-    if (l2_window_bytes_ > 0) CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, l2_window_bytes_));
+  // Refuses a device or dtype gpt2-gen does not run on; else chooses the paths from the device's
+  // limits (device_paths.h) and the variants asked for.
+  void choose_paths(const DeviceLimits& device) {
+    cuda::KernelImage image;
+    for (const std::string& refusal : {device_refusal(device), dtype_refusal(device, ComputeType<T>::dtype),
+                                       kernels_refusal(device, &image)})
+      if (!refusal.empty()) throw Error(refusal);
+    paths_ = choose_device_paths(device, image, variants_, size_t(V_) * C_ * sizeof(T));
+  }
+
+  // The l2 variant: a persisting L2 set-aside of the window's size, for the access-policy window
+  // over the LM head's first rows (lm_head_op). Where the driver refuses it (MIG, MPS, ...) or
+  // grants less, the window is skipped or shrunk, with a note: it is an optimisation only.
+  void reserve_l2_window() {
+    const cudaError_t set = cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, paths_.l2_window);
+    set_aside_ = set == cudaSuccess;
+    size_t granted = 0;
+    const cudaError_t got = set_aside_ ? cudaDeviceGetLimit(&granted, cudaLimitPersistingL2CacheSize) : set;
+    if (got != cudaSuccess || granted == 0) {
+      cudaGetLastError();  // a refused limit is not a device fault
+      paths_.l2_off = std::string("skipped (the persisting L2 set-aside was refused: ") +
+                      (got != cudaSuccess ? cudaGetErrorName(got) : "0 bytes granted") + ")";
+      paths_.l2_window = 0;
+      info_.note = "note: GPT2_CUDA_VARIANTS=l2 runs without its L2 window: " + paths_.l2_off;
+    } else {
+      paths_.l2_window = std::min(paths_.l2_window, granted);  // hit ratio 1 needs the window within the set-aside
+    }
   }
 
   // The pinned host staging buffers, the stream and the cuBLAS handle.
@@ -546,7 +572,7 @@ class CudaBackend final : public Backend {
       cuda::layernorm<T>(ln_, x_, pending_bias, l.ln_1_w, l.ln_1_b, n, C, eps, stream_);     // ln (n, C)
       cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                               // qkv (n, 3C)
       cuda::qkv_bias_kv_append<T>(qkv_, l.qkv_b, l.k, l.v, n, pos, ring, C, stream_);
-      cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, 64, stream_);  // att (n, C)
+      cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, paths_.prefill_key_tile, stream_);  // att (n, C)
       cuda::matmul_accumulate<T>(cublas_, x_, att_, l.attn_proj_w, n, C, C);                         // x += att W^T
       cuda::layernorm<T>(ln_, x_, l.attn_proj_b, l.ln_2_w, l.ln_2_b, n, C, eps, stream_);    // x += b; ln
       cuda::matmul_store<T>(cublas_, fc_, ln_, l.fc_w, n, C, H);                                     // fc (n, H)
@@ -571,7 +597,7 @@ class CudaBackend final : public Backend {
     p.out = out;
     p.epilogue = epilogue;
     p.eps = cfg_.layer_norm_epsilon;
-    p.pdl = pdl_;
+    p.pdl = paths_.pdl;
     p.prologue = variants_.gemv_prologue;
     return p;
   }
@@ -587,7 +613,7 @@ class CudaBackend final : public Backend {
   GemvParams<T> lm_head_op(const float* in, const float* pre_bias, float* logits) const {
     GemvParams<T> p = gemv_op(w_.wte, C_, V_, in, nullptr, logits, GemvEpilogue::Store);
     with_layernorm(p, w_.ln_f_w, w_.ln_f_b, pre_bias);
-    p.persist_bytes = l2_window_bytes_;
+    p.persist_bytes = paths_.l2_window;
     return p;
   }
   // The l2 variant: p prefetches the next kernel's matrix (count elements of T) into L2 at its
@@ -614,7 +640,7 @@ class CudaBackend final : public Backend {
     const size_t C = size_t(C_), H = size_t(H_);
     OpSequence ops(sink ? sink : &nvtx_);
     ops.next(DecodeOp::Embedding);
-    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C_, context_, stream_, pdl_);  // xd (C)
+    cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C_, context_, stream_, paths_.pdl);  // xd (C)
     const auto attention =
         variants_.attention_one_round ? cuda::attention_decode_one_round<T> : cuda::attention_decode<T>;  // attn1
     for (size_t i = 0; i < layers_.size(); ++i) {
@@ -630,7 +656,7 @@ class CudaBackend final : public Backend {
       ops.next(DecodeOp::LnQkvKvAppend);
       cuda::gemv<T>(qkv, stream_);
       ops.next(DecodeOp::Attention);
-      attention(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_, pdl_);  // attd (C)
+      attention(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_, paths_.pdl);  // attd (C)
       GemvParams<T> proj = residual_op(l.attn_proj_w, C_, attd_, l.attn_proj_b);  // xd += attd W^T + b
       prefetch_next(proj, l.fc_w, H * C);
       ops.next(DecodeOp::AttnProj);
@@ -641,7 +667,7 @@ class CudaBackend final : public Backend {
       ops.next(DecodeOp::LnFc);
       cuda::gemv<T>(fc, stream_);
       GemvParams<T> fc_proj = residual_op(l.fc_proj_w, H_, hd_, l.fc_proj_b);  // xd += hd W^T + b
-      const size_t window = l2_window_bytes_ / sizeof(T);  // the LM head's rows L2 already holds
+      const size_t window = paths_.l2_window / sizeof(T);  // the LM head's rows L2 already holds
       if (i + 1 < layers_.size())
         prefetch_next(fc_proj, layers_[i + 1].qkv_w, 3 * C * C);
       else
@@ -680,13 +706,13 @@ class CudaBackend final : public Backend {
   void enqueue_sampler(bool greedy, bool processed, const float* logits, StepParams* advance = nullptr) {
     const float* z = logits;
     if (processed) {
-      cuda::process_logits(logits, scores_, V_, context_, counts_, step_dev_, stream_, pdl_);
+      cuda::process_logits(logits, scores_, V_, context_, counts_, step_dev_, stream_, paths_.pdl);
       z = scores_;
     }
     if (greedy)
-      cuda::argmax(z, V_, token_dev_, stream_, pdl_, advance);
+      cuda::argmax(z, V_, token_dev_, stream_, paths_.pdl, advance);
     else
-      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_, pdl_, advance);
+      cuda::sample_top_k_top_p(z, V_, step_dev_, sw_, token_dev_, stream_, paths_.pdl, advance);
   }
 
   // The counts process_logits() will hold after this step: the penalty window of the context
@@ -830,7 +856,7 @@ class CudaBackend final : public Backend {
 
   void release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);
-    if (l2_window_bytes_ > 0) cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, 0);  // the set-aside back to L2
+    if (set_aside_) cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, 0);  // the set-aside back to L2
     for (cudaGraphExec_t& g : graphs_)
       if (g) {
         cudaGraphExecDestroy(g);
@@ -863,8 +889,8 @@ class CudaBackend final : public Backend {
   int C_ = 0, H_ = 0, NH_ = 0, HS_ = 0, V_ = 0, L_ = 0;
   DecodeMode mode_ = DecodeMode::Graph;
   CudaVariants variants_;  // GPT2_CUDA_VARIANTS, read once at load
-  bool pdl_ = false;
-  size_t l2_window_bytes_ = 0;  // the l2 variant's persisting window over the LM head (0: none)
+  DevicePaths paths_;       // chosen from the device's limits at load: prefill tile, PDL, L2 window
+  bool set_aside_ = false;  // a persisting L2 set-aside is in place (release() gives it back)
   static constexpr size_t kMaxPrefetchBytes = size_t(8) << 20;
   BackendInfo info_;
   NvtxSink nvtx_;  // names the decode step's ops for nsys

@@ -8,8 +8,13 @@
 
 namespace gpt2 {
 
-// True when a CUDA device can be used; otherwise `why` says why not (no driver, no device).
+// True when a CUDA device can be used; otherwise `why` says why not (no driver, no device, a
+// GPU older than gpt2-gen supports, kernels not built for it).
 bool cuda_device_usable(std::string* why);
+
+// True when the CUDA backend computes in `dtype` on the usable device; otherwise `why` says why
+// not and what to use instead (bf16 before compute capability 8.0).
+bool cuda_dtype_supported(ComputeDType dtype, std::string* why);
 
 // How this build runs CUDA, for --version: "compiled in for sm_90", "not compiled in", or
 // "emulated on the CPU" (tests/cuda_emu).

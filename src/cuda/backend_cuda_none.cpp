@@ -10,6 +10,8 @@ bool cuda_device_usable(std::string* why) {
   return false;
 }
 
+bool cuda_dtype_supported(ComputeDType, std::string* why) { return cuda_device_usable(why); }
+
 std::string cuda_build_info() { return "not compiled in (CPU only)"; }
 
 std::unique_ptr<Backend> make_cuda_backend(const Model&, const BackendOptions&) {

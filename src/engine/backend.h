@@ -47,6 +47,8 @@ struct BackendInfo {
   size_t peak_device_bytes = 0;  // CUDA: peak device memory in use by the process; CPU: 0
   size_t decode_weight_bytes = 0;  // CPU: weight bytes one decode step reads; CUDA: 0
   int threads = 0;                 // CPU threads; CUDA: 0
+  std::string device_paths;        // CUDA: the paths chosen from the device's limits (src/cuda/device_paths.h); CPU: ""
+  std::string note;                // a line for the user about the backend's setup (an optional path skipped), or ""
 };
 
 // One sequence's token in a batched decode step: `id` at position `pos` of sequence `seq`'s ring.

@@ -2,8 +2,8 @@
 """The gpt2-gen command line on the CUDA backend, end to end, on cuda-emu (gpt2-gen-emu: the
 same main() and backend linked against the CPU emulation of the CUDA runtime) with the tiny
 golden model: the goldens through the CLI on `--device cuda`, what the summary and --json
-report about the device, `--device auto` choosing it, the decode variants (GPT2_CUDA_VARIANTS),
-and --benchmark. Generations are kept
+report about the device (and the paths an emulated T4 gets), `--device auto` choosing it, the
+refusals (a V100; bf16 on a T4), the decode variants (GPT2_CUDA_VARIANTS), and --benchmark. Generations are kept
 short: every emulated decode step runs the 50257-row LM head as emulated warps."""
 import json
 import os
@@ -27,9 +27,14 @@ with open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"), encoding="utf
 N = 12  # new tokens per generation
 
 
-def run(*args, timeout=600, variants=None):
-    """gpt2-gen-emu with `args`; `variants`: its GPT2_CUDA_VARIANTS."""
-    env = dict(os.environ, GPT2_CUDA_VARIANTS=variants) if variants else None
+def run(*args, timeout=600, variants=None, gpu=None):
+    """gpt2-gen-emu with `args`; `variants`: its GPT2_CUDA_VARIANTS; `gpu`: the GPU the emulator
+    plays (GPT2_EMU_DEVICE)."""
+    env = dict(os.environ)
+    if variants:
+        env["GPT2_CUDA_VARIANTS"] = variants
+    if gpu:
+        env["GPT2_EMU_DEVICE"] = gpu
     return subprocess.run([BIN, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=env)
 
 
@@ -62,6 +67,30 @@ class CudaCli(unittest.TestCase):
         self.assertGreaterEqual(s["peak_device_bytes"], s["weight_bytes"] + s["kv_cache_bytes"])
         self.assertIn("device cuda (cuda-emu", err)
         self.assertIn("peak memory", err)
+
+    def test_the_paths_a_gpu_gets_are_shown_and_old_gpus_and_bf16_before_ampere_are_refused(self):
+        """On an emulated T4 the summary and --json name the paths chosen from its limits;
+        --dtype bf16 there is one line, exit 1. On a V100 (compute capability 7.0) --device cuda is
+        one line, exit 1, and --device auto runs on the CPU with a note."""
+        model = os.path.join(MODELS, "tiny-fp32")
+        proc = run("-m", model, "--json", "--device", "cuda", "--prompt-ids", "464", "-n", "2", gpu="t4")
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        paths = "compute capability 7.5, 40 SMs: prefill key tile 32, pdl unavailable"
+        self.assertTrue(json.loads(proc.stdout)["stats"]["device_paths"].startswith(paths))
+        self.assertIn("gpt2-gen: device paths: " + paths, proc.stderr.decode())
+        for gpu, args, line in (
+                ("t4", ["--dtype", "bf16"], "error: --dtype bf16 needs compute capability 8.0 or newer; this GPU "
+                                            "(cuda-emu as Tesla T4) is 7.5: use --dtype fp16 or fp32"),
+                ("v100", [], "error: --device cuda: no usable CUDA device: this GPU (cuda-emu as "
+                             "Tesla V100-SXM2-16GB) is compute capability 7.0; gpt2-gen needs 7.5 or newer; "
+                             "use --device cpu")):
+            bad = run("-m", model, "--device", "cuda", "--prompt-ids", "464", "-n", "2", *args, gpu=gpu)
+            self.assertEqual((bad.returncode, bad.stderr.decode().strip()), (1, line))
+        auto = run("-m", model, "--json", "--prompt-ids", "464", "-n", "2", gpu="v100")
+        self.assertEqual(auto.returncode, 0, auto.stderr.decode())
+        self.assertEqual(json.loads(auto.stdout)["stats"]["device"], "cpu")
+        self.assertIn("note: running on the CPU: no usable CUDA device: this GPU (cuda-emu as Tesla V100",
+                      auto.stderr.decode())
 
     def test_version_says_cuda_is_emulated(self):
         proc = run("--version")
