@@ -476,9 +476,12 @@ TEST_F(CudaGeneration, ProfileStepsLeaveTheGenerationAsItWas) {
   EXPECT_EQ(profile.steps, 2);
 }
 
-// Every buffer is allocated at load: a generation leaves the device's free memory as it was.
-// (The first run loads cuBLAS's lazily loaded kernels; the second is measured.) On cuda-emu,
-// test_emu also checks that no allocation call is made at all.
+// Every buffer is allocated at load: a generation takes no device memory. Measured over a second,
+// identical run: CUDA loads modules lazily (cuBLAS's kernels for these shapes may load in the
+// first run, and modules stay loaded), so the second launches nothing new. cudaMemGetInfo
+// counts the whole device and a driver may hand memory back late, so free memory may grow but
+// must not shrink. On cuda-emu (whose modules also load lazily and take memory), test_emu also
+// checks that no allocation call is made at all.
 TEST_F(CudaGeneration, GeneratingLeavesDeviceMemoryUnchanged) {
   auto b = cuda_backend(*model_, ComputeDType::F16, 24);
   const auto both = [&] {
@@ -490,7 +493,7 @@ TEST_F(CudaGeneration, GeneratingLeavesDeviceMemoryUnchanged) {
   CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   both();
   CUDA_CHECK(cudaMemGetInfo(&free1, &total));
-  EXPECT_EQ(free0, free1);
+  EXPECT_GE(free1, free0) << "a generation took " << free0 - free1 << " bytes of device memory";
 }
 
 TEST_F(CudaGeneration, InfoReportsTheDeviceAndItsMemory) {
