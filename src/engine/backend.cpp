@@ -60,6 +60,20 @@ void Backend::decode_batch_impl(const SeqToken* rows, int B) {
   for (int b = 0; b < B; ++b) forward_impl(rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);
 }
 
+void Backend::reorder(const int* parent, int n, int pos) {
+  if (n < 1 || n > n_seqs_ || pos < 1 || pos > capacity_)
+    throw Error("internal: reorder() of " + std::to_string(n) + " sequences at position " + std::to_string(pos));
+  for (int i = 0; i < n; ++i)
+    if (parent[i] < 0 || parent[i] >= n)
+      throw Error("internal: reorder() with parent " + std::to_string(parent[i]) + " of " + std::to_string(n));
+  reorder_impl(parent, n, pos);
+  forwarded_ = false;  // sequence 0's last step is no longer its history
+}
+
+void Backend::reorder_impl(const int*, int, int) {
+  throw Error("internal: the " + info().device + " backend does not reorder sequences (beam search)");
+}
+
 int Backend::sample(int seq, const SamplingParams& params, double u) {
   if (seq < 0 || seq >= n_seqs_) throw Error("internal: sample() of sequence " + std::to_string(seq));
   return sample_impl(seq, params, u, std::nullopt);

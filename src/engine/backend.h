@@ -78,6 +78,17 @@ class Backend {
   // for all of them. Each row's contract is forward()'s.
   void decode_batch(const SeqToken* rows, int B);
 
+  // Beam search's K/V reorder (the beams are sequences 0..n-1 of one backend, all at position
+  // `pos` of rings with start 0: beams never shift the context). Afterwards sequence i continues
+  // the history that sequence parent[i] had before the call: its next forward() or decode_batch()
+  // at position pos attends over parent[i]'s keys and values at positions [0, pos). No K/V is
+  // copied: each backend records, per sequence and position, which sequence's ring holds that
+  // position (its history table, identity until a reorder), and attention reads through it. A
+  // forward() of sequence i writes positions into i's own ring and points i's table at them;
+  // one at position 0 resets i's table. Requires 1 <= n <= n_seqs(), 0 <= parent[i] < n and
+  // 0 < pos <= kv_capacity(); throws gpt2::Error otherwise.
+  void reorder(const int* parent, int n, int pos);
+
   // The next token from the last logits by the rule of sampler.h, with uniform draw u.
   // next_u: the draw the next sample() will get, when the caller knows it already (generate()
   // does: its draws do not depend on the tokens); CUDA's launch-ahead then queues a sampled next
@@ -124,6 +135,9 @@ class Backend {
   // decode_batch() once every row is known to be valid and the sequences distinct. This
   // default runs the rows one by one (correct, without the shared pass over the weights).
   virtual void decode_batch_impl(const SeqToken* rows, int B);
+  // reorder() once the call is known to be valid. This default refuses (a backend without
+  // history tables cannot run beam search).
+  virtual void reorder_impl(const int* parent, int n, int pos);
   virtual int sample_impl(int seq, const SamplingParams& params, double u, std::optional<double> next_u) = 0;
   virtual void read_logits_impl(int seq, float* out) = 0;
   void check_call(int seq, const int* ids, int n, int pos, const KvRing& ring) const;
