@@ -66,9 +66,13 @@ struct MaxOp {
 // The warp's reduction, returned to every lane (butterfly over the 32 lanes).
 template <typename Op>
 __device__ __forceinline__ float warp_reduce(float v) {
+#ifdef GPT2_CUDA_EMULATED  // tests/cuda_emu: the same five rounds in one exchange (bitwise equal)
+  return emu::warp_butterfly<Op>(v);
+#else
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+#endif
 }
 __device__ __forceinline__ float warp_sum(float v) { return warp_reduce<SumOp>(v); }
 

@@ -305,6 +305,12 @@ void syncthreads() {
 int lane_id() { return current_fiber().linear & 31; }
 
 uint64_t shuffle(unsigned mask, uint64_t bits, int src_lane) {
+  bool last = false;
+  const uint64_t* slots = warp_exchange(mask, bits, &last);
+  return slots[src_lane];
+}
+
+uint64_t* warp_exchange(unsigned mask, uint64_t bits, bool* last) {
   Fiber& f = current_fiber();
   if (mask != 0xffffffffu) {
     std::fprintf(stderr, "cuda-emu: a shuffle with mask %#x; only full-mask shuffles are emulated\n", mask);
@@ -317,14 +323,15 @@ uint64_t shuffle(unsigned mask, uint64_t bits, int src_lane) {
   const int warp_base = f.linear & ~31;
   slots[size_t(f.linear)] = bits;
   int& arrived = g_block.arrived[size_t(f.linear >> 5)];
-  if (++arrived == 32) {  // the last lane releases the warp and goes on without a switch
+  *last = ++arrived == 32;
+  if (*last) {  // the last lane releases the warp and goes on without a switch
     arrived = 0;
     for (int i = warp_base; i < warp_base + 32; ++i) g_block.fibers[size_t(i)].state = State::Ready;
   } else {
     f.state = State::AtShuffle;
     wait_in_warp();
   }
-  return slots[size_t(warp_base + src_lane)];
+  return &slots[size_t(warp_base)];
 }
 
 }  // namespace emu
