@@ -6,7 +6,7 @@
 # prints where the reproducer was kept (add it to the corpus as tests/fuzz/corpus/<target>/
 # regress-<what>).
 #
-# Usage: tools/fuzz.sh [target...]      (default: all four)
+# Usage: tools/fuzz.sh [target...]      (default: all five)
 #   FUZZ_SECONDS   seconds per target (default 60)
 #   FUZZ_JOBS      targets run at the same time (default: nproc)
 #   FUZZ_BUILD_DIR build directory (default build-fuzz)
@@ -20,7 +20,7 @@ jobs=${FUZZ_JOBS:-$(nproc)}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 export GPT2_TOKENIZER_DIR=${GPT2_TOKENIZER_DIR:-$root/../shared/gpt2-tokenizer}
 
-all_targets=(fuzz_safetensors fuzz_config fuzz_tokenizer_encode fuzz_tokenizer_files)
+all_targets=(fuzz_safetensors fuzz_config fuzz_prompt_cache fuzz_tokenizer_encode fuzz_tokenizer_files)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
@@ -29,6 +29,7 @@ max_len_of() {
   case "$1" in
     fuzz_safetensors) echo 16384 ;;    # valid seeds are 3-6 KB
     fuzz_config) echo 4096 ;;
+    fuzz_prompt_cache) echo 4096 ;;   # valid seeds are under 1 KB
     fuzz_tokenizer_encode) echo 2048 ;;
     fuzz_tokenizer_files) echo 16384 ;; # seeds up to ~8 KB (200 merges)
     *) echo "fuzz.sh: unknown target $1" >&2; exit 2 ;;

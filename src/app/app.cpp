@@ -15,6 +15,7 @@
 #include "app/explain.h"
 #include "app/progress.h"
 #include "app/prompt.h"
+#include "app/prompt_cache_run.h"
 #include "app/report.h"
 #include "app/run_options.h"
 #include "base/error.h"
@@ -126,7 +127,8 @@ void open_session(const CliOptions& o, Session& s) {
 
 // Generates, streaming the text to stdout (unless --json) through the stop strings, with a
 // progress line where the text is not on the terminal. Fills the report's result and text.
-void stream_generation(const CliOptions& o, Session& s, const GenerationOptions& gen, RunReport& report) {
+void stream_generation(const CliOptions& o, Session& s, const GenerationOptions& gen, RunReport& report,
+                       const std::function<void()>& after_prefill) {
   StreamDecoder stream(*s.tok);
   StopStrings stops(o.stop);
   std::string shown;  // the generated text that passed the stop strings
@@ -143,7 +145,7 @@ void stream_generation(const CliOptions& o, Session& s, const GenerationOptions&
     return output_open && !stops.matched();  // a stop string: finish reason "stop" below
   };
 
-  report.result = generate(*s.backend, s.prompt, gen, on_token, &g_interrupted);
+  report.result = generate(*s.backend, s.prompt, gen, on_token, &g_interrupted, after_prefill);
   progress.clear();
   const std::string rest = stops.push(stream.finish()) + stops.release();
   shown += rest;
@@ -182,13 +184,14 @@ int run_app(const CliOptions& o) {
   install_signal_handlers();
   if (o.tokenize_only) return run_tokenize(o);
   if (!o.batch_file.empty()) return run_batch(o, &g_interrupted);
+  check_prompt_cache_options(o);
 
   Session s;
   open_session(o, s);
   const bool sampled = o.temperature > 0.0f;
   const uint64_t seed = run_seed(o);
   if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
-  const GenerationOptions gen = generation_options(o, s.model.config, seed);
+  GenerationOptions gen = generation_options(o, s.model.config, seed);
 
   if (o.benchmark) {
     const std::string ignored = generation_controls_given(o);
@@ -196,8 +199,12 @@ int run_app(const CliOptions& o) {
     return run_benchmark(*s.backend, {o.model_dir, s.model.config, s.prompt, s.load_ms, s.tokenize_ms}, o);
   }
 
+  std::string cache_note;
+  const PromptCacheRun cache = prepare_prompt_cache(o, s.model, *s.backend, s.prompt, &cache_note);
+  note(o, cache_note);
+  gen.reused_prefix = cache.reused;
   RunReport report;
-  stream_generation(o, s, gen, report);
+  stream_generation(o, s, gen, report, cache.save);
   report.backend = s.backend->info();
   report.kv_cache = gen.use_cache;
   report.kv_capacity = s.backend->kv_capacity();

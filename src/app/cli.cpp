@@ -112,6 +112,11 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after <|endoftext|>");
   app.add_flag("--context-shift", o.context_shift,
                "When the context is full, keep its last half and go on (default: stop)");
+  CLI::Option* prompt_cache = app.add_option("--prompt-cache", o.prompt_cache,
+                 "Reuse the K/V of the longest prefix this prompt shares with FILE's (same model, --dtype and "
+                 "device), and save this prompt's K/V there after the prefill (llama.cpp's name)");
+  app.add_flag("--prompt-cache-ro", o.prompt_cache_ro, "With --prompt-cache: read FILE, never write it")
+      ->needs(prompt_cache);
   app.add_option("--temperature,--temp", o.temperature, "Sampling temperature; 0 = greedy")
       ->check(number_in(ranges::kTemperature))->capture_default_str();
   app.add_option("--top-k", o.top_k, "Keep the k most likely tokens; 0 = off")
@@ -144,7 +149,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
 
   CLI::Option* explain = app.get_option("--explain");
   CLI::Option* tokenize = app.get_option("--tokenize");
-  add_batch_options(app, o, {p, f, ids, benchmark, profile, explain, tokenize});
+  add_batch_options(app, o, {p, f, ids, benchmark, profile, explain, tokenize, prompt_cache});
 
   app.parse_complete_callback([&o, json] { o.json = json->count() > 0; });
 }

@@ -31,6 +31,8 @@ struct CliOptions {
   bool no_cache = false;
   bool ignore_eos = false;
   bool context_shift = false;
+  std::string prompt_cache;        // --prompt-cache FILE: reuse and save the prompt's K/V (engine/prompt_cache.h)
+  bool prompt_cache_ro = false;    // --prompt-cache-ro: reuse it, never write it
   float temperature = 0.8f;
   int top_k = 40;
   float top_p = 0.95f;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <type_traits>
@@ -213,6 +214,34 @@ class CpuBackend final : public Backend {
     s.argmax = fast::layernorm_gemv_argmax(s.logits.data(), ln_.data(), last, final_norm(), w_.wte.view);  // (1, V)
   }
 
+  // The prompt cache's copies (backend.h): row i of each layer's block is position pos0 + i,
+  // wherever the ring's wrap put its slot.
+  void read_kv_impl(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v,
+                    size_t layer_bytes) override {
+    const size_t row = kv_row_bytes();
+    for (size_t l = 0; l < blocks_.size(); ++l) {
+      const float *k_ring = ring_of(blocks_[l].k_ring, seq), *v_ring = ring_of(blocks_[l].v_ring, seq);
+      for (int i = 0; i < n; ++i) {
+        const long slot = ring.slot(pos0 + i) * long(config().n_embd);
+        std::memcpy(k + l * layer_bytes + i * row, k_ring + slot, row);
+        std::memcpy(v + l * layer_bytes + i * row, v_ring + slot, row);
+      }
+    }
+  }
+  void write_kv_impl(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k, const uint8_t* v,
+                     size_t layer_bytes) override {
+    const size_t row = kv_row_bytes();
+    for (size_t l = 0; l < blocks_.size(); ++l) {
+      float *k_ring = ring_of(blocks_[l].k_ring, seq), *v_ring = ring_of(blocks_[l].v_ring, seq);
+      for (int i = 0; i < n; ++i) {
+        const long slot = ring.slot(pos0 + i) * long(config().n_embd);
+        std::memcpy(k_ring + slot, k + l * layer_bytes + i * row, row);
+        std::memcpy(v_ring + slot, v + l * layer_bytes + i * row, row);
+      }
+    }
+    record_context(seqs_[size_t(seq)], ids, n, pos0, ring);
+  }
+
   // B sequences' tokens as one (B, C) block of rows through the matrix products, each row's
   // attention against its own sequence's rings: every kernel computes a row as the one-row
   // decode step does (fast::gemv_batch), so the logits are forward()'s, bitwise.
@@ -403,6 +432,7 @@ class CpuBackend final : public Backend {
     info_.weight_bytes = bytes;
     // A decode step reads every matrix and vector once, and one row of wpe.
     info_.decode_weight_bytes = bytes - (w_.wpe.size() - size_t(cfg.n_embd)) * sizeof(float);
+    info_.kv_dtype = ComputeDType::F32;
     info_.kv_bytes = size_t(2) * cfg.n_layer * n_seqs() * kv_capacity() * cfg.n_embd * sizeof(float);
     info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + fc_.size() +
                               size_t(n_seqs()) * cfg.vocab_size + batch_logits_.size() + att_scratch_.size() +

@@ -220,7 +220,56 @@ class CudaBackend final : public Backend {
 
   const BackendInfo& info() const override { return info_; }
 
+  // The prompt cache's copies (backend.h): per layer, one copy per contiguous run of ring slots
+  // (two where positions [pos0, pos0 + n) wrap), on the stream after every step queued before.
+  void read_kv_impl(int /*seq*/, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v,
+                    size_t layer_bytes) override {
+    if (pending_) run_pending(true, false);  // a recorded decode step writes its K/V when it runs
+    for_each_slot_run(pos0, n, ring, [&](int slot, int i, int len) {
+      for (size_t l = 0; l < layers_.size(); ++l) {
+        const size_t host = l * layer_bytes + size_t(i) * C_ * sizeof(T), bytes = size_t(len) * C_ * sizeof(T);
+        CUDA_CHECK(cudaMemcpyAsync(k + host, layers_[l].k + size_t(slot) * C_, bytes, cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(v + host, layers_[l].v + size_t(slot) * C_, bytes, cudaMemcpyDeviceToHost, stream_));
+      }
+    });
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    inflight_ = false;
+  }
+  // As forward_impl()'s bookkeeping for a prefill of `ids` at pos0, with the K/V copied in
+  // instead of computed, and the ids into the context's token ring for the logits processors.
+  void write_kv_impl(int /*seq*/, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k,
+                     const uint8_t* v, size_t layer_bytes) override {
+    discard_ahead();
+    pending_ = false;  // a recorded step that never ran: the copy replaces its context
+    wait_inflight();
+    for_each_slot_run(pos0, n, ring, [&](int slot, int i, int len) {
+      for (size_t l = 0; l < layers_.size(); ++l) {
+        const size_t host = l * layer_bytes + size_t(i) * C_ * sizeof(T), bytes = size_t(len) * C_ * sizeof(T);
+        CUDA_CHECK(cudaMemcpyAsync(layers_[l].k + size_t(slot) * C_, k + host, bytes, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(layers_[l].v + size_t(slot) * C_, v + host, bytes, cudaMemcpyHostToDevice, stream_));
+      }
+      CUDA_CHECK(cudaMemcpyAsync(context_ + slot, ids + i, size_t(len) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    });
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    counted_.valid = false;
+    const bool fresh = pos0 == 0 || ring.start != context_ring_.start;
+    written_end_ = fresh ? pos0 + n : std::max(written_end_, pos0 + n);
+    context_end_ = pos0 + n;
+    context_ring_ = ring;
+  }
+
  private:
+  // Calls run(slot, i, len) for each contiguous run of ring slots holding positions
+  // [pos0, pos0 + n): positions pos0 + i .. pos0 + i + len - 1 in slots slot .. slot + len - 1.
+  template <typename Run>
+  static void for_each_slot_run(int pos0, int n, const KvRing& ring, Run&& run) {
+    for (int i = 0; i < n;) {
+      const int slot = ring.slot(pos0 + i), len = std::min(n - i, ring.capacity - slot);
+      run(slot, i, len);
+      i += len;
+    }
+  }
+
   // --profile: the eager decode step and the argmax, whole steps (an event at each end)
   // interleaved with op-timed steps (an event between every two launches), after one untimed
   // step; then the device's copy bandwidth. Runs eagerly whatever the run's decode mode.
@@ -371,6 +420,7 @@ class CudaBackend final : public Backend {
     info_.device = "cuda";
     info_.device_name = device.name;
     info_.dtype = ComputeType<T>::dtype;
+    info_.kv_dtype = ComputeType<T>::dtype;  // the rings hold the compute dtype
     // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
     // CUDA context itself is excluded. Nothing is allocated after this point.
     info_.peak_device_bytes = free0 > free1 ? free0 - free1 : need;

@@ -20,6 +20,7 @@ Backend::Backend(const GPT2Config& config, const BackendOptions& options)
   if (n_seqs_ < 1) throw Error("internal: a backend of " + std::to_string(n_seqs_) + " sequences");
 }
 
+// ids: nullptr for read_kv(), which names no tokens.
 void Backend::check_call(int seq, const int* ids, int n, int pos, const KvRing& ring) const {
   if (seq < 0 || seq >= n_seqs_)
     throw Error("internal: sequence " + std::to_string(seq) + " of a backend holding " + std::to_string(n_seqs_));
@@ -29,7 +30,7 @@ void Backend::check_call(int seq, const int* ids, int n, int pos, const KvRing& 
   if (ring.capacity != capacity_ || ring.start < 0 || ring.start >= capacity_)
     throw Error("internal: forward() with a K/V ring of capacity " + std::to_string(ring.capacity) + ", start " +
                 std::to_string(ring.start) + " (the backend's holds " + std::to_string(capacity_) + ")");
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; ids && i < n; ++i)
     if (ids[i] < 0 || ids[i] >= config_.vocab_size)
       throw Error("token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
                   std::to_string(config_.vocab_size) + ")");
@@ -72,6 +73,30 @@ void Backend::reorder(const int* parent, int n, int pos) {
 
 void Backend::reorder_impl(const int*, int, int) {
   throw Error("internal: the " + info().device + " backend does not reorder sequences (beam search)");
+}
+
+size_t Backend::kv_row_bytes() const {
+  switch (info().kv_dtype) {
+    case ComputeDType::F32: return size_t(config_.n_embd) * 4;
+    case ComputeDType::F16:
+    case ComputeDType::BF16: return size_t(config_.n_embd) * 2;
+    case ComputeDType::Int8: break;  // no backend holds int8 K/V yet
+  }
+  throw Error("internal: K/V rings of an unknown format");
+}
+
+void Backend::read_kv(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v, int layer_stride) {
+  if (n < 1 || layer_stride < n) throw Error("internal: read_kv() of " + std::to_string(n) + " positions");
+  check_call(seq, nullptr, n, pos0, ring);
+  read_kv_impl(seq, pos0, n, ring, k, v, size_t(layer_stride) * kv_row_bytes());
+}
+
+void Backend::write_kv(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k,
+                       const uint8_t* v, int layer_stride) {
+  if (n < 1 || layer_stride < n) throw Error("internal: write_kv() of " + std::to_string(n) + " positions");
+  check_call(seq, ids, n, pos0, ring);
+  write_kv_impl(seq, ids, pos0, n, ring, k, v, size_t(layer_stride) * kv_row_bytes());
+  forwarded_ = false;  // sequence 0's last forward() step is no longer its history
 }
 
 int Backend::sample(int seq, const SamplingParams& params, double u) {

@@ -43,6 +43,7 @@ struct BackendInfo {
   ComputeDType dtype = ComputeDType::F32;
   size_t weight_bytes = 0;  // in the backend's memory, as stored there
   size_t kv_bytes = 0;      // K and V rings of all layers
+  ComputeDType kv_dtype = ComputeDType::F32;  // the K/V rings' element type: fp32 on the CPU, the compute dtype on CUDA
   size_t activation_bytes = 0;
   size_t peak_device_bytes = 0;  // CUDA: peak device memory in use by the process; CPU: 0
   size_t decode_weight_bytes = 0;  // CPU: weight bytes one decode step reads; CUDA: 0
@@ -88,6 +89,21 @@ class Backend {
   // one at position 0 resets i's table. Requires 1 <= n <= n_seqs(), 0 <= parent[i] < n and
   // 0 < pos <= kv_capacity(); throws gpt2::Error otherwise.
   void reorder(const int* parent, int n, int pos);
+
+  // The K/V of positions [pos0, pos0 + n) of sequence `seq`'s rings, copied to or from host
+  // memory in the backend's K/V format (info().kv_dtype), for the prompt cache. `k` and `v` are
+  // each (n_layer, layer_stride, kv_row_bytes()) bytes: layer l's position pos0 + i is row i of
+  // block l; layer_stride >= n lets a (n_layer, N, C) file lend its first n rows in place.
+  // read_kv() sees every forward() before it. write_kv() leaves the sequence as forward() of
+  // `ids` at pos0 would, except for the logits: the next call must be a forward() at pos0 + n.
+  // Both require 0 <= seq < n_seqs(), n >= 1, pos0 >= 0, pos0 + n <= context_window(), a ring
+  // of this backend's capacity and layer_stride >= n (write_kv: ids in the vocabulary); throw
+  // gpt2::Error otherwise.
+  void read_kv(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v, int layer_stride);
+  void write_kv(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k, const uint8_t* v,
+                int layer_stride);
+  // Bytes of one position's K (or V) of one layer in the rings: n_embd elements of kv_dtype.
+  size_t kv_row_bytes() const;
 
   // The next token from the last logits by the rule of sampler.h, with uniform draw u.
   // next_u: the draw the next sample() will get, when the caller knows it already (generate()
@@ -138,6 +154,12 @@ class Backend {
   // reorder() once the call is known to be valid. This default refuses (a backend without
   // history tables cannot run beam search).
   virtual void reorder_impl(const int* parent, int n, int pos);
+  // read_kv() and write_kv() once the call is known to be valid. `layer_bytes` = layer_stride * kv_row_bytes():
+  // layer l's block starts at k + l * layer_bytes.
+  virtual void read_kv_impl(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v,
+                            size_t layer_bytes) = 0;
+  virtual void write_kv_impl(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k,
+                             const uint8_t* v, size_t layer_bytes) = 0;
   virtual int sample_impl(int seq, const SamplingParams& params, double u, std::optional<double> next_u) = 0;
   virtual void read_logits_impl(int seq, float* out) = 0;
   void check_call(int seq, const int* ids, int n, int pos, const KvRing& ring) const;

@@ -25,7 +25,8 @@ void check_prompt_fits(size_t n_tokens, int window) {
 }
 
 GenerationResult generate(Backend& backend, const std::vector<int>& prompt, const GenerationOptions& opt,
-                          const TokenCallback& on_token, const std::atomic<bool>* stop) {
+                          const TokenCallback& on_token, const std::atomic<bool>* stop,
+                          const std::function<void()>& after_prefill) {
   using clock = std::chrono::steady_clock;
   Sequence s(prompt, opt, backend.kv_capacity(), backend.context_window());
   auto t_start = clock::now();
@@ -37,6 +38,10 @@ GenerationResult generate(Backend& backend, const std::vector<int>& prompt, cons
     const auto t_now = clock::now();
     s.accept(next, std::chrono::duration<double, std::milli>(t_now - t_start).count(), on_token, stop);
     t_start = t_now;
+    if (after_prefill && s.result().generated.size() == 1) {
+      after_prefill();
+      t_start = clock::now();
+    }
   }
   backend.settle();
   return std::move(s.result());

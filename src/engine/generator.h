@@ -21,6 +21,10 @@ struct GenerationOptions {
   SamplingParams sampling;
   uint64_t seed = 0;
   int eos_id = 50256;
+  // Positions [0, reused_prefix) of the prompt are in the K/V ring already (--prompt-cache put
+  // them there with Backend::write_kv): the prefill computes only the rest. Needs the cache and
+  // 0 <= reused_prefix < the prompt's length (its last token is computed, for the logits).
+  int reused_prefix = 0;
 };
 
 // One forward() call as the generator made it: `tokens` tokens at context positions
@@ -61,7 +65,11 @@ void check_prompt_fits(size_t n_tokens, int window);
 
 // Generates from `prompt` (non-empty; its length must fit backend.context_window(), else
 // Error). `stop`, when set by a signal handler, ends generation after the current token.
+// `after_prefill`, if set, runs once the first token is sampled, before any context shift, while
+// the ring holds the prompt at positions [0, prompt size) (--prompt-cache saves it then); its
+// time is in no token's.
 GenerationResult generate(Backend& backend, const std::vector<int>& prompt, const GenerationOptions& options,
-                          const TokenCallback& on_token, const std::atomic<bool>* stop = nullptr);
+                          const TokenCallback& on_token, const std::atomic<bool>* stop = nullptr,
+                          const std::function<void()>& after_prefill = {});
 
 }  // namespace gpt2

@@ -16,7 +16,11 @@ Sequence::Sequence(const std::vector<int>& prompt, const GenerationOptions& opti
   tokens_.reserve(prompt.size() + size_t(std::min(std::max(0, options.max_new_tokens), 1 << 16)));
   u_ = options_.sampling.greedy() ? 0.0 : rng_.uniform();
   finished_ = options.max_new_tokens <= 0;
-  if (!finished_) set_pending(tokens_.data(), int(tokens_.size()), 0, ring_);
+  const int reused = options.reused_prefix;
+  if (reused < 0 || reused >= int(prompt.size()) || (reused > 0 && !options.use_cache))
+    throw Error("internal: a reused prefix of " + std::to_string(reused) + " tokens for a prompt of " +
+                std::to_string(prompt.size()));
+  if (!finished_) set_pending(tokens_.data() + reused, int(tokens_.size()) - reused, reused, ring_);
 }
 
 Draws Sequence::draws() {

@@ -8,6 +8,8 @@ inputs a fuzzer once found; this script never touches them.
   fuzz_safetensors       valid and near-valid weight files for the fuzzer's small GPT-2 shape
                          (vocab 16, n_positions 8, n_embd 8, n_layer 1, n_head 2, n_inner 32)
   fuzz_config            the golden tiny config.json and variants, valid and not
+  fuzz_prompt_cache      prompt-cache files (src/engine/prompt_cache.h) for the fuzzer's key
+                         (1 layer, 8 channels, vocab 16, at most 8 tokens, fp32), valid and not
   fuzz_tokenizer_encode  every text of ../shared/golden/tokenizer/cases.jsonl as raw bytes,
                          plus invalid UTF-8 and long pieces
   fuzz_tokenizer_files   small vocab.json NUL merges.txt pairs (the 256 byte tokens + a few
@@ -287,12 +289,55 @@ def make_tokenizer_files(shared):
     write(t, "bad-float-id", vj.replace(b'"!":0', b'"!":0.5', 1) + b"\0" + mt)
 
 
+# ------------------------------------------------------------------------------------------
+# Prompt-cache files: safetensors images with K and V [1, n, 8] and the ids in __metadata__.
+# The key must match fuzz_prompt_cache.cpp's small_key().
+
+def make_prompt_cache():
+    t = "fuzz_prompt_cache"
+    clear_generated(t)
+    rng = np.random.default_rng(4321)
+
+    def meta(token_ids, **changes):
+        m = {"format": "gpt2-gen-prompt-cache/1", "model": "0123456789abcdef", "device": "cpu", "dtype": "fp32",
+             "kv_format": "fp32", "n_tokens": str(len(token_ids)), "ids": ",".join(map(str, token_ids))}
+        m.update(changes)
+        return m
+
+    def image(token_ids, dtype="F32", n=None, metadata=None, **changes):
+        n = len(token_ids) if n is None else n
+        kv = [(name, dtype, (1, n, 8), tensor_bytes(name, (1, n, 8), dtype, rng)) for name in ("k", "v")]
+        return safetensors_image(kv, metadata=metadata or meta(token_ids, **changes))
+
+    write(t, "valid-1.safetensors", image([3]))
+    write(t, "valid-5.safetensors", image([1, 2, 3, 4, 15]))
+    write(t, "valid-8.safetensors", image(list(range(8))))
+    write(t, "bad-9-tokens.safetensors", image([1] * 9))
+    write(t, "bad-id-range.safetensors", image([1, 16]))
+    write(t, "bad-id-negative.safetensors", image([1], ids="-1"))
+    write(t, "bad-id-empty.safetensors", image([1, 2], ids="1,,2"))
+    write(t, "bad-id-trailing-comma.safetensors", image([1, 2], ids="1,2,"))
+    write(t, "bad-count.safetensors", image([1, 2], n_tokens="3"))
+    write(t, "bad-model.safetensors", image([1, 2], model="fedcba9876543210"))
+    write(t, "bad-kv-format.safetensors", image([1, 2], kv_format="fp16"))
+    write(t, "bad-dtype.safetensors", image([1, 2], dtype="F16"))
+    write(t, "bad-shape.safetensors", image([1, 2], n=3))
+    good = image([1, 2, 3])
+    write(t, "bad-truncated.safetensors", good[: len(good) - 5])
+    nan = bytearray(good)
+    nan[-4:] = struct.pack("<f", float("nan"))
+    write(t, "bad-nan.safetensors", bytes(nan))
+    write(t, "bad-no-metadata.safetensors",
+          safetensors_image([("k", "F32", (1, 1, 8), bytes(32)), ("v", "F32", (1, 1, 8), bytes(32))]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=os.path.join(HERE, "..", "..", "..", "shared"))
     args = ap.parse_args()
     make_safetensors()
     make_config(args.shared)
+    make_prompt_cache()
     make_tokenizer_encode(args.shared)
     make_tokenizer_files(args.shared)
     total = 0
