@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "app/report.h"
@@ -36,7 +38,14 @@ PromptCacheRun prepare_prompt_cache(const CliOptions& o, const Model& model, Bac
   if (o.prompt_cache.empty()) return run;
   const PromptCacheKey key = prompt_cache_key(model, backend);
   const KvRing ring{backend.kv_capacity(), 0};  // where generate()'s sequence starts
+  const auto t0 = std::chrono::steady_clock::now();
   const PromptCacheLoad load = load_prompt_cache(o.prompt_cache, key, prompt, backend, ring, note);
+  if (load.reused > 0) {  // part of the time to the first token, which the prefill time leaves out
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    char took[48];
+    std::snprintf(took, sizeof took, " (loaded in %.1f ms)", ms);
+    *note += took;
+  }
   run.reused = load.reused;
   if (o.prompt_cache_ro || load.same_prompt) return run;  // the file holds this prompt already
   run.save = [path = o.prompt_cache, key, ring, prompt, &backend] {
