@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "app/backend_choice.h"
+#include "app/beam_run.h"
 #include "app/batch_run.h"
 #include "app/bench.h"
 #include "app/explain.h"
@@ -183,12 +184,13 @@ void report_run(const CliOptions& o, Session& s, const GenerationOptions& gen, R
 int run_app(const CliOptions& o) {
   install_signal_handlers();
   if (o.tokenize_only) return run_tokenize(o);
+  check_beam_cli(o);
   if (!o.batch_file.empty()) return run_batch(o, &g_interrupted);
   check_prompt_cache_options(o);
 
   Session s;
   open_session(o, s);
-  const bool sampled = o.temperature > 0.0f;
+  const bool sampled = o.temperature > 0.0f && o.num_beams == 1;
   const uint64_t seed = run_seed(o);
   if (sampled && !o.benchmark) note(o, "seed " + std::to_string(seed));
   GenerationOptions gen = generation_options(o, s.model.config, seed);
@@ -198,6 +200,7 @@ int run_app(const CliOptions& o) {
     if (!ignored.empty()) note(o, "--benchmark ignores " + ignored + ": it runs greedy to a fixed length");
     return run_benchmark(*s.backend, {o.model_dir, s.model.config, s.prompt, s.load_ms, s.tokenize_ms}, o);
   }
+  if (o.num_beams > 1) return run_beam(o, {*s.backend, *s.tok, s.prompt, s.empty_prompt, s.load_ms}, gen, &g_interrupted);
 
   std::string cache_note;
   const PromptCacheRun cache = prepare_prompt_cache(o, s.model, *s.backend, s.prompt, &cache_note);

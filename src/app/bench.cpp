@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <iostream>
 
+#include "app/beam_run.h"
 #include "app/explain.h"
 #include "app/progress.h"
 #include "app/report.h"
 #include "base/error.h"
 #include "cpu/membw.h"
+#include "engine/beam.h"
 
 namespace gpt2 {
 namespace {
@@ -132,6 +134,12 @@ void add_bandwidth_floor(nlohmann::json& j, std::string& out, const BackendInfo&
                             {"decode_bytes_per_token", bytes}, {"floor_tokens_per_s", floor_tps}, {"floor_reached_pct", pct}};
 }
 
+// "greedy", or the beam search each run makes (its decode tokens/s are then steps/s).
+std::string beams_label(const CliOptions& o) {
+  if (o.num_beams <= 1) return "greedy";
+  return "beam search of " + std::to_string(o.num_beams) + " beams (the best beam's tokens; a step advances all)";
+}
+
 }  // namespace
 
 ModeSummary summarize(const std::vector<GenerationResult>& runs) {
@@ -188,7 +196,9 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
     if (!o.quiet) std::cerr << "gpt2-gen: benchmark " << m.name << ": warm-up + " << count_of(o.runs, "run") << "\n";
     for (int i = 0; i <= o.runs; ++i) {  // run 0 is the warm-up, discarded
       progress.begin_run(std::string("benchmark ") + m.name, i, o.runs, o.max_new_tokens);
-      GenerationResult r = generate(backend, setup.prompt, gen, progress_ticker(progress, m, i, o));
+      // --num-beams: one step advances every beam (its "tokens/s" are steps/s).
+      GenerationResult r = o.num_beams > 1 ? beam_search(backend, setup.prompt, gen, beam_options(o)).as_generation()
+                                           : generate(backend, setup.prompt, gen, progress_ticker(progress, m, i, o));
       if (i > 0) m.runs.push_back(std::move(r));
     }
     m.summary = summarize(m.runs);
@@ -201,11 +211,12 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
   std::string out;
   std::snprintf(buf, sizeof buf,
                 "gpt2-gen benchmark: %s (%s), %s, model %s (%.0fM parameters)\n"
-                "prompt %zu tokens, %d new tokens, greedy, EOS ignored, %s per mode after a warm-up\n"
+                "prompt %zu tokens, %d new tokens, %s, EOS ignored, %s per mode after a warm-up\n"
                 "load %.1f ms and tokenization %.3f ms, excluded from the times below\n\n",
                 info.device.c_str(), info.device_name.c_str(), compute_dtype_name(info.dtype),
                 setup.model_dir.c_str(), double(setup.config.n_params()) / 1e6, setup.prompt.size(),
-                o.max_new_tokens, count_of(o.runs, "run").c_str(), setup.load_ms, setup.tokenize_ms);
+                o.max_new_tokens, beams_label(o).c_str(), count_of(o.runs, "run").c_str(), setup.load_ms,
+                setup.tokenize_ms);
   out += buf;
   for (const Mode& m : modes) {
     std::snprintf(buf, sizeof buf, "%s: %.3f +- %.3f seconds\n", m.label, m.summary.total_s_mean, m.summary.total_s_std);

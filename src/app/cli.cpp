@@ -70,6 +70,32 @@ void add_batch_options(CLI::App& app, CliOptions& o, const std::vector<CLI::Opti
       ->check(number_in(ranges::kParallel))->capture_default_str()->needs(batch);
 }
 
+// Beam search, with transformers' names and meanings.
+void add_beam_options(CLI::App& app, CliOptions& o) {
+  app.add_option("--num-beams", o.num_beams,
+                 "Beam search over N beams (1 = off). The text is printed when the search ends, not "
+                 "streamed; not with --batch, sampling flags or --context-shift")
+      ->check(number_in(ranges::kNumBeams))->capture_default_str();
+  app.add_option("--length-penalty", o.length_penalty,
+                 "Beams: a finished beam scores its summed log-probabilities / length^A")
+      ->check(number_in(ranges::kLengthPenalty))->capture_default_str();
+  app.add_option("--early-stopping", o.early_stopping,
+                 "Beams: true = stop once N beams finished; false = once no running beam can beat them "
+                 "at its length; never = at the longest allowed length")
+      ->check(CLI::IsMember({"true", "false", "never"}))->capture_default_str();
+  app.add_option("--num-return-sequences", o.num_return_sequences, "Beams: return the K best (K <= --num-beams)")
+      ->check(number_in(ranges::kNumBeams))->capture_default_str();
+}
+
+// The sampling flags given on the command line (temperature 0 is greedy, not sampling).
+std::vector<std::string> sampling_flags_given(const CLI::App& app, const CliOptions& o) {
+  std::vector<std::string> given;
+  if (app.get_option("--temperature")->count() > 0 && o.temperature != 0.0f) given.push_back("--temperature");
+  for (const char* name : {"--top-k", "--top-p", "--min-p", "--seed"})
+    if (app.get_option(name)->count() > 0) given.push_back(name);
+  return given;
+}
+
 }  // namespace
 
 std::string version_text() {
@@ -125,6 +151,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
       ->check(number_in(ranges::kTopP))->capture_default_str();
   app.add_option("-s,--seed", o.seed, "Random seed (default: random, printed to stderr)");
   add_generation_controls(app, o);
+  add_beam_options(app, o);
 
   CLI::Option* json = app.add_option("--json", o.json_file,
                  "Print one JSON object (ids, text, finish_reason, stats) at the end instead of "
@@ -151,7 +178,10 @@ void setup_cli(CLI::App& app, CliOptions& o) {
   CLI::Option* tokenize = app.get_option("--tokenize");
   add_batch_options(app, o, {p, f, ids, benchmark, profile, explain, tokenize, prompt_cache});
 
-  app.parse_complete_callback([&o, json] { o.json = json->count() > 0; });
+  app.parse_complete_callback([&app, &o, json] {
+    o.json = json->count() > 0;
+    o.sampling_flags_given = sampling_flags_given(app, o);
+  });
 }
 
 }  // namespace gpt2

@@ -47,6 +47,13 @@ struct CliOptions {
   int no_repeat_ngram_size = 0;
   std::vector<std::string> stop;   // --stop, repeatable
 
+  // Beam search (--num-beams N > 1; src/app/beam_run.h)
+  int num_beams = 1;
+  float length_penalty = 1.0f;
+  std::string early_stopping = "false";  // true | false | never
+  int num_return_sequences = 1;
+  std::vector<std::string> sampling_flags_given;  // the sampling flags on the command line (beams refuse them)
+
   // Output
   bool json = false;               // one JSON object on stdout at the end (or into json_file)
   std::string json_file;           // --json FILE writes it there instead

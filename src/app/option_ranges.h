@@ -23,6 +23,8 @@ inline constexpr Range kPresencePenalty{-100, 100, false, "in [-100, 100]"};
 inline constexpr Range kFrequencyPenalty{-100, 100, false, "in [-100, 100]"};
 inline constexpr Range kNoRepeatNgramSize{0, 1e9, false, ">= 0"};
 inline constexpr Range kParallel{1, 1024, false, "in [1, 1024]"};
+inline constexpr Range kNumBeams{1, 64, false, "in [1, 64]"};
+inline constexpr Range kLengthPenalty{-100, 100, false, "in [-100, 100]"};
 }  // namespace ranges
 
 }  // namespace gpt2

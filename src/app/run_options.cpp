@@ -14,7 +14,7 @@ BackendOptions backend_options(const CliOptions& o) {
                                   : ComputeDType::F32;
   b.threads = o.threads;
   b.kv_capacity = o.ctx_size;
-  b.n_seqs = o.batch_file.empty() ? 1 : o.parallel;
+  b.n_seqs = !o.batch_file.empty() ? o.parallel : o.num_beams;  // beams are sequences 0..N-1
   return b;
 }
 

@@ -135,14 +135,17 @@ struct Block {
   std::vector<float> k_ring, v_ring;  // (n_seqs, capacity, C) each: one ring per sequence
 };
 
-// What a sequence keeps between forward() and sample(): its last logits and greedy token, and
-// the context the logits processors see (token ids by ring slot, as the K/V rings hold them).
+// What a sequence keeps between forward() and sample(): its last logits and greedy token, the
+// context the logits processors see (token ids by ring slot, as the K/V rings hold them), and
+// its history table (Backend::reorder): which sequence's rings hold each of its positions.
 struct SeqState {
   std::vector<float> logits;  // (V)
   int argmax = 0;             // of logits
-  std::vector<int> context;   // (capacity)
+  std::vector<int> context;   // (capacity) ids by slot, written by this sequence's forwards
   int context_len = 0;
   KvRing context_ring;
+  std::vector<int> owner;     // (capacity) by position: the sequence whose rings and context hold it
+  bool shared = false;        // some owner is another sequence (after a reorder); false: all its own
 };
 
 // Visits model.h's tensors of `w` and of every block, as (name, shape rule, member).
@@ -181,7 +184,10 @@ class CpuBackend final : public Backend {
     const int V = config().vocab_size;
     const SeqState& s = seqs_[size_t(seq)];
     if (params.penalties.active()) {
-      for (int p = 0; p < s.context_len; ++p) context_in_order_[size_t(p)] = s.context[size_t(s.context_ring.slot(p))];
+      for (int p = 0; p < s.context_len; ++p) {
+        const SeqState& holder = s.shared ? seqs_[size_t(s.owner[size_t(p)])] : s;
+        context_in_order_[size_t(p)] = holder.context[size_t(s.context_ring.slot(p))];
+      }
       scores_ = s.logits;
       process_logits(scores_.data(), context_in_order_.data(), s.context_len, params.penalties, process_scratch_);
       return sample_token(scores_.data(), V, params, u, sample_scratch_);
@@ -201,7 +207,7 @@ class CpuBackend final : public Backend {
     const GPT2Config& cfg = config();
     const int C = cfg.n_embd;
     SeqState& s = seqs_[size_t(seq)];
-    record_context(s, ids, n, pos, ring);
+    record_context(s, seq, ids, n, pos, ring);
     OpSequence ops(sink_);  // --profile's names for the ops; nothing without a sink
     ops.next(DecodeOp::Embedding);
     embedding(ids, n, pos);  // x (T, C)
@@ -239,7 +245,7 @@ class CpuBackend final : public Backend {
         std::memcpy(v_ring + slot, v + l * layer_bytes + i * row, row);
       }
     }
-    record_context(seqs_[size_t(seq)], ids, n, pos0, ring);
+    record_context(seqs_[size_t(seq)], seq, ids, n, pos0, ring);  // its own positions (pos0 = 0: its own history)
   }
 
   // B sequences' tokens as one (B, C) block of rows through the matrix products, each row's
@@ -249,7 +255,7 @@ class CpuBackend final : public Backend {
     if (B == 1) return forward_impl(rows[0].seq, &rows[0].id, 1, rows[0].pos, rows[0].ring);
     const GPT2Config& cfg = config();
     for (int b = 0; b < B; ++b) {
-      record_context(seqs_[size_t(rows[b].seq)], &rows[b].id, 1, rows[b].pos, rows[b].ring);
+      record_context(seqs_[size_t(rows[b].seq)], rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);
       embedding_row(x_.data() + long(b) * cfg.n_embd, rows[b].id, rows[b].pos);  // x (B, C)
     }
     for (Block& blk : blocks_) batch_block(blk, rows, B);
@@ -326,11 +332,41 @@ class CpuBackend final : public Backend {
   }
 
   // The context the logits processors see: positions [0, pos + n), ids by ring slot (as the
-  // K/V rings hold them).
-  static void record_context(SeqState& s, const int* ids, int n, int pos, const KvRing& ring) {
-    for (int i = 0; i < n; ++i) s.context[size_t(ring.slot(pos + i))] = ids[i];
+  // K/V rings hold them); the new positions are sequence seq's own, and a forward from
+  // position 0 starts a history of its own.
+  static void record_context(SeqState& s, int seq, const int* ids, int n, int pos, const KvRing& ring) {
+    for (int i = 0; i < n; ++i) {
+      s.context[size_t(ring.slot(pos + i))] = ids[i];
+      s.owner[size_t(pos + i)] = seq;
+    }
+    if (pos == 0) s.shared = false;
     s.context_len = pos + n;
     s.context_ring = ring;
+  }
+
+  // Beam search's reorder: sequence i takes parent[i]'s history table for positions [0, pos)
+  // (pos ints per sequence; no K/V moves). The tables are copied into spares first, since a
+  // parent may be reordered itself, then swapped in.
+  void reorder_impl(const int* parent, int n, int pos) override {
+    for (int i = 0; i < n; ++i) {
+      const SeqState& from = seqs_[size_t(parent[i])];
+      std::copy_n(from.owner.begin(), pos, spare_owner_[size_t(i)].begin());
+      spare_shared_[size_t(i)] = from.shared || parent[i] != i;
+    }
+    for (int i = 0; i < n; ++i) {
+      SeqState& s = seqs_[size_t(i)];
+      std::swap(s.owner, spare_owner_[size_t(i)]);
+      s.shared = spare_shared_[size_t(i)] != 0;
+      s.context_len = pos;
+      s.context_ring = KvRing{kv_capacity(), 0};
+    }
+  }
+
+  // Where sequence seq's attention finds its positions: its own rings, or its history table.
+  fast::KvHistory history_of(int seq) const {
+    const SeqState& s = seqs_[size_t(seq)];
+    if (!s.shared) return {};
+    return {s.owner.data(), seq, long(kv_capacity()) * config().n_embd};
   }
 
   // Sequence seq's K or V ring of a block: (capacity, C).
@@ -352,7 +388,7 @@ class CpuBackend final : public Backend {
     cpu::kv_append(k_ring, v_ring, qkv_.data(), T, pos, ring, C);
     ops.next(DecodeOp::Attention);
     fast::attention(att_.data(), qkv_.data(), k_ring, v_ring, T, pos, ring, cfg.n_head, cfg.head_dim(),
-                    att_scratch_.data(), fast::attention_scratch_floats());  // (T, C)
+                    att_scratch_.data(), fast::attention_scratch_floats(), history_of(seq));  // (T, C)
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
@@ -378,7 +414,7 @@ class CpuBackend final : public Backend {
       const float* qkv = qkv_.data() + long(r) * 3 * C;
       cpu::kv_append(k_ring, v_ring, qkv, 1, t.pos, t.ring, C);
       fast::attention(att_.data() + long(r) * C, qkv, k_ring, v_ring, 1, t.pos, t.ring, cfg.n_head, cfg.head_dim(),
-                      att_scratch_.data(), fast::attention_scratch_floats());  // (1, C)
+                      att_scratch_.data(), fast::attention_scratch_floats(), history_of(t.seq));  // (1, C)
     }
     fast::gemv_batch(x_.data(), att_.data(), B, b.attn_proj_w.view, b.attn_proj_b.data(), Epilogue::AddTo);
     fast::layernorm_gemv_batch(fc_.data(), ln_.data(), x_.data(), B, ln_2, b.fc_w.view, b.fc_b.data(),
@@ -399,7 +435,10 @@ class CpuBackend final : public Backend {
     for (SeqState& s : seqs_) {
       s.logits.assign(size_t(cfg.vocab_size), 0.0f);
       s.context.assign(size_t(kv_capacity()), 0);
+      s.owner.assign(size_t(kv_capacity()), 0);
     }
+    spare_owner_.assign(size_t(n_seqs()), std::vector<int>(size_t(kv_capacity()), 0));
+    spare_shared_.assign(size_t(n_seqs()), 0);
     if (n_seqs() > 1) {
       batch_logits_.resize(size_t(n_seqs()) * cfg.vocab_size);
       batch_argmax_.resize(size_t(n_seqs()));
@@ -453,6 +492,8 @@ class CpuBackend final : public Backend {
   SampleScratch sample_scratch_;                // grown by the first sampled token, then reused
   ProcessScratch process_scratch_;              // reserved for kv_capacity() ids
   std::vector<int> context_in_order_;           // (capacity) a sequence's context ids by position
+  std::vector<std::vector<int>> spare_owner_;   // (n_seqs, capacity) reorder()'s new history tables
+  std::vector<char> spare_shared_;              // (n_seqs)
   BackendInfo info_;
 };
 

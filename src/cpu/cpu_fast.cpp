@@ -63,6 +63,13 @@ struct AttentionShape {
   int pos;          // position of query 0
   int C, head_dim;  // the K/V ring's row width; one head's
   float scale;      // 1 / sqrt(head_dim)
+  const KvHistory& history;
+
+  // Offset of position s's K/V row from k_ring / v_ring: its slot, in the ring of its owner.
+  long row_offset(int s) const {
+    const long own = long(ring.slot(s)) * C;
+    return history.owner ? own + (history.owner[s] - history.self) * history.seq_stride : own;
+  }
 };
 
 // Folds n keys (their rows k[j], v[j] in the rings) into query q's running softmax: its max m,
@@ -102,8 +109,9 @@ void attend_query_tile(float* out, const float* qkv, const float* k_ring, const 
   for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
     const int s1 = std::min(last + 1, s0 + kKeyTile);
     for (int s = s0; s < s1; ++s) {
-      k[s - s0] = k_ring + long(a.ring.slot(s)) * C + h * hd;
-      v[s - s0] = v_ring + long(a.ring.slot(s)) * C + h * hd;
+      const long row = a.row_offset(s) + h * hd;
+      k[s - s0] = k_ring + row;
+      v[s - s0] = v_ring + row;
     }
     for (int t = t0; t < t1; ++t) {
       const int n = std::min(s1, a.pos + t + 1) - s0;  // causal: this tile's keys query t sees
@@ -259,8 +267,9 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
 long attention_scratch_floats() { return kKeyTile + 2 * kQueryTile; }
 
 void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
-               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride) {
-  const AttentionShape a{ring, pos, n_head * head_dim, head_dim, 1.0f / std::sqrt(float(head_dim))};
+               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride,
+               const KvHistory& history) {
+  const AttentionShape a{ring, pos, n_head * head_dim, head_dim, 1.0f / std::sqrt(float(head_dim)), history};
   const int tiles = (T + kQueryTile - 1) / kQueryTile, items = tiles * n_head;
 #pragma omp parallel
   {

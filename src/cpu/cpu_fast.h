@@ -69,8 +69,19 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
 // matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
 // attention_scratch_floats()). Token t's output does not depend on T: the decode step and the
 // rows path compute it alike.
+//
+// `history` says where a sequence's earlier positions live when beams share them
+// (Backend::reorder): position p's keys and values are in the ring of sequence owner[p], which
+// starts (owner[p] - self) * seq_stride floats from k_ring / v_ring. Without an owner table every
+// position is in k_ring / v_ring (the one-sequence path, unchanged).
+struct KvHistory {
+  const int* owner = nullptr;  // (positions) the sequence holding each position, or null
+  int self = 0;                // the sequence whose rings k_ring / v_ring are
+  long seq_stride = 0;         // floats from one sequence's ring to the next
+};
 void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
-               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride);
+               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride,
+               const KvHistory& history = {});
 long attention_scratch_floats();
 
 // Quantises w (rows, cols) to Q8: per block of simd::kQ8Block inputs of a row, scale =

@@ -132,6 +132,7 @@ class Backend {
   virtual const BackendInfo& info() const = 0;
   int kv_capacity() const { return capacity_; }  // K/V ring slots per layer, per sequence
   int n_seqs() const { return n_seqs_; }
+  int vocab_size() const { return config_.vocab_size; }  // floats per read_logits()
   int context_window() const { return gpt2::context_window(capacity_, config_.n_positions); }
 
  protected:
