@@ -74,7 +74,8 @@ void add_batch_options(CLI::App& app, CliOptions& o, const std::vector<CLI::Opti
 void add_beam_options(CLI::App& app, CliOptions& o) {
   app.add_option("--num-beams", o.num_beams,
                  "Beam search over N beams (1 = off). The text is printed when the search ends, not "
-                 "streamed; not with --batch, sampling flags or --context-shift")
+                 "streamed (--json: every returned sequence, its tokens, score and finish reason); not "
+                 "with --batch, sampling flags or --context-shift")
       ->check(number_in(ranges::kNumBeams))->capture_default_str();
   app.add_option("--length-penalty", o.length_penalty,
                  "Beams: a finished beam scores its summed log-probabilities / length^A")

@@ -408,14 +408,16 @@ class CpuBackend final : public Backend {
     const fast::LayerNormParams ln_2{b.ln_2_w.data(), b.ln_2_b.data(), cfg.layer_norm_epsilon};
     fast::layernorm_gemv_batch(qkv_.data(), ln_.data(), x_.data(), B, ln_1, b.qkv_w.view, b.qkv_b.data(),
                                Epilogue::Store);  // (B, 3C)
+    // Every row's K/V first: a row reads only its own new position and earlier ones.
+    attention_rows_.clear();
     for (int r = 0; r < B; ++r) {
       const SeqToken& t = rows[r];
       float *k_ring = ring_of(b.k_ring, t.seq), *v_ring = ring_of(b.v_ring, t.seq);
-      const float* qkv = qkv_.data() + long(r) * 3 * C;
-      cpu::kv_append(k_ring, v_ring, qkv, 1, t.pos, t.ring, C);
-      fast::attention(att_.data() + long(r) * C, qkv, k_ring, v_ring, 1, t.pos, t.ring, cfg.n_head, cfg.head_dim(),
-                      att_scratch_.data(), fast::attention_scratch_floats(), history_of(t.seq));  // (1, C)
+      cpu::kv_append(k_ring, v_ring, qkv_.data() + long(r) * 3 * C, 1, t.pos, t.ring, C);
+      attention_rows_.push_back(fast::AttentionRow{k_ring, v_ring, t.pos, t.ring, history_of(t.seq)});
     }
+    fast::attention_rows(att_.data(), qkv_.data(), B, attention_rows_.data(), cfg.n_head, cfg.head_dim(),
+                         att_scratch_.data(), fast::attention_scratch_floats());  // (B, C)
     fast::gemv_batch(x_.data(), att_.data(), B, b.attn_proj_w.view, b.attn_proj_b.data(), Epilogue::AddTo);
     fast::layernorm_gemv_batch(fc_.data(), ln_.data(), x_.data(), B, ln_2, b.fc_w.view, b.fc_b.data(),
                                Epilogue::Gelu);  // (B, H)
@@ -442,6 +444,7 @@ class CpuBackend final : public Backend {
     if (n_seqs() > 1) {
       batch_logits_.resize(size_t(n_seqs()) * cfg.vocab_size);
       batch_argmax_.resize(size_t(n_seqs()));
+      attention_rows_.reserve(size_t(n_seqs()));
     }
     scores_.resize(size_t(cfg.vocab_size));
     context_in_order_.assign(size_t(kv_capacity()), 0);
@@ -488,6 +491,7 @@ class CpuBackend final : public Backend {
   std::vector<SeqState> seqs_;       // (n_seqs)
   std::vector<float> batch_logits_;  // (n_seqs, V): decode_batch()'s rows, before each goes to its sequence
   std::vector<int> batch_argmax_;    // (n_seqs)
+  std::vector<fast::AttentionRow> attention_rows_;  // (n_seqs) decode_batch()'s rows, reserved once
   std::vector<float> scores_;                   // (V) the logits after process_logits()
   SampleScratch sample_scratch_;                // grown by the first sampled token, then reused
   ProcessScratch process_scratch_;              // reserved for kv_capacity() ids

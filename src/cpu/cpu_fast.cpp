@@ -123,6 +123,38 @@ void attend_query_tile(float* out, const float* qkv, const float* k_ring, const 
   for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / l[t - t0], hd);
 }
 
+// Head h's output for rows [b0, b1) of attention_rows() (b1 - b0 <= kQueryTile): each row as
+// attend_query_tile() computes a one-query tile, the rows interleaved tile by tile.
+void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0, int b1, int h, int C, int hd,
+                 float scale, float* scratch) {
+  float *score = scratch, *m = scratch + kKeyTile, *l = m + kQueryTile;
+  int last = 0;  // the last position any row here sees
+  for (int b = b0; b < b1; ++b) {
+    m[b - b0] = -INFINITY;
+    l[b - b0] = 0.0f;
+    std::fill_n(out + long(b) * C + h * hd, hd, 0.0f);
+    last = std::max(last, rows[b].pos);
+  }
+  const float* k[kKeyTile];
+  const float* v[kKeyTile];
+  for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
+    for (int b = b0; b < b1; ++b) {
+      const AttentionRow& r = rows[b];
+      if (r.pos < s0) continue;
+      const AttentionShape a{r.ring, r.pos, C, hd, scale, r.history};
+      const int s1 = std::min(r.pos + 1, s0 + kKeyTile);
+      for (int s = s0; s < s1; ++s) {
+        const long row = a.row_offset(s) + h * hd;
+        k[s - s0] = r.k_ring + row;
+        v[s - s0] = r.v_ring + row;
+      }
+      online_softmax_step(qkv + long(b) * 3 * C + h * hd, k, v, s1 - s0, a, score, &m[b - b0], &l[b - b0],
+                          out + long(b) * C + h * hd);
+    }
+  }
+  for (int b = b0; b < b1; ++b) simd::scale(out + long(b) * C + h * hd, 1.0f / l[b - b0], hd);
+}
+
 // Called by every thread of a parallel region: the product's input, x (B, C) itself or, with a
 // norm, layernorm(x) written into ln row by row by the threads (the loop's barrier makes it
 // visible to all). Each row is normalised alone, so the result does not depend on B.
@@ -280,6 +312,21 @@ void attention(float* out, const float* qkv, const float* k_ring, const float* v
       const int tile = tiles - 1 - item / n_head, h = item % n_head;
       const int t0 = tile * kQueryTile, t1 = std::min(T, t0 + kQueryTile);
       attend_query_tile(out, qkv, k_ring, v_ring, a, h, t0, t1, my_scratch);
+    }
+  }
+}
+
+void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
+                    float* scratch, long scratch_stride) {
+  const int C = n_head * head_dim, groups = (B + kQueryTile - 1) / kQueryTile, items = groups * n_head;
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+#pragma omp parallel
+  {
+    float* my_scratch = scratch + omp_get_thread_num() * scratch_stride;
+#pragma omp for schedule(dynamic, 1)
+    for (int item = 0; item < items; ++item) {
+      const int g = item / n_head, h = item % n_head;
+      attend_rows(out, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), h, C, head_dim, scale, my_scratch);
     }
   }
 }

@@ -84,6 +84,23 @@ void attention(float* out, const float* qkv, const float* k_ring, const float* v
                const KvHistory& history = {});
 long attention_scratch_floats();
 
+// One row of attention_rows(): a decode step's query at position `pos` of its own sequence,
+// whose rings are k_ring / v_ring and whose earlier positions `history` places (as attention()).
+struct AttentionRow {
+  const float* k_ring = nullptr;
+  const float* v_ring = nullptr;
+  int pos = 0;
+  KvRing ring;
+  KvHistory history;
+};
+
+// attention() of B one-token rows of distinct sequences (decode_batch), in one parallel region:
+// out (B, C) from qkv (B, 3C). Each row is computed exactly as attention() computes it alone
+// (bitwise), and the rows of a head run together over each key tile, so a tile that several
+// rows share (beams with a common history) is read from memory once for all of them.
+void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
+                    float* scratch, long scratch_stride);
+
 // Quantises w (rows, cols) to Q8: per block of simd::kQ8Block inputs of a row, scale =
 // max |w| / 127 and q = round(w / scale). q is (rows, cols), scales (rows, q8_blocks(cols)).
 void quantize_q8(const float* w, int rows, int cols, int8_t* q, float* scales);
