@@ -29,6 +29,7 @@ class BeamSearch {
   BeamSearch(Backend& backend, const std::vector<int>& prompt, const GenerationOptions& gen, const BeamOptions& beams,
              const BeamStopRule& stop_rule)
       : backend_(backend), gen_(gen), opt_(beams), stop_rule_(stop_rule), P_(int(prompt.size())) {
+    if (prompt.empty()) throw Error("internal: beam search needs a non-empty prompt");
     check_prompt_fits(prompt.size(), backend.context_window());
     // As Sequence does: a token may be generated while the context (prompt and tokens before
     // it) fits the window, so at most window - P + 1 of them.
@@ -81,7 +82,8 @@ class BeamSearch {
       backend_.forward(0, prompt.data(), P_, 0, ring);
     } else if (gen_.use_cache) {
       rows_.clear();
-      for (int j = 0; j < int(running_.size()); ++j) rows_.push_back(SeqToken{j, running_[size_t(j)].tokens.back(), P_ + cur_ - 1, ring});
+      for (int j = 0; j < int(running_.size()); ++j)
+        rows_.push_back(SeqToken{j, running_[size_t(j)].tokens.back(), P_ + cur_ - 1, ring});
       backend_.decode_batch(rows_.data(), int(rows_.size()));
     } else {
       for (int j = 0; j < int(running_.size()); ++j) {
