@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""Plot gpt2-gen benchmark JSON files (schema gpt2-gen-benchmark/1, written by
-`gpt2-gen --benchmark --json FILE` or tools/bench_hf.py) as one PNG:
+"""Plot gpt2-gen benchmark JSON files as one PNG.
 
+The one-sequence benchmark (schema gpt2-gen-benchmark/1, written by `gpt2-gen --benchmark
+--json FILE` or tools/bench_hf.py):
   1. per-token decode latency against the token's position, cache and no-cache
      (the median over runs at each position; no-cache grows with the sequence),
   2. cumulative generation time against tokens generated,
   3. memory: weights, K/V ring and activations per file.
+
+The batched benchmark (schema gpt2-gen-batch-benchmark/1, written by `gpt2-gen --benchmark
+--parallel 1,2,4,... --json FILE` or `tools/bench_hf.py --batch`), against the batch size B,
+cache and no-cache side by side:
+  1. aggregate decode tokens/s (mean over runs),
+  2. K/V memory: the bytes the sequences hold at the end, the ring allocated, and peak memory.
+Files of the two kinds cannot be mixed in one plot.
 
 Usage: python3 tools/plot_benchmark.py RESULT.json [MORE.json ...] -o plot.png
 """
@@ -23,7 +31,10 @@ from tool_errors import fail, read_json  # noqa: E402
 def load(path):
     data = read_json(path, "benchmark JSON")
     try:
-        benchmark_schema.validate(data)
+        if benchmark_schema.schema_of(data) == "batch":
+            benchmark_schema.validate_batch(data)
+        else:
+            benchmark_schema.validate(data)
     except ValueError as e:
         fail(f"{path}: not a gpt2-gen benchmark file: {e}")
     return data
@@ -110,14 +121,78 @@ def plot(files, out_path):
     fig.savefig(out_path, dpi=110)
 
 
+def batch_curves(data, cache):
+    """(batch sizes, entries) of one mode, in increasing batch size."""
+    entries = sorted((e for e in data["entries"] if e["kv_cache"] == cache), key=lambda e: e["batch_size"])
+    return [e["batch_size"] for e in entries], entries
+
+
+def plot_batch(files, out_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_tps, ax_mem) = plt.subplots(1, 2, figsize=(15, 5.4))
+    ax_peak = ax_mem.twinx()  # peak memory is weights plus everything: its own scale
+    styles = {True: "-o", False: "--s"}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, data in enumerate(files):
+        color_of = {True: colors[(2 * i) % len(colors)], False: colors[(2 * i + 1) % len(colors)]}
+        for cache in (True, False):
+            sizes, entries = batch_curves(data, cache)
+            label = f"{source_label(data)}, {'with' if cache else 'without'} KV cache"
+            tps = [e["summary"]["decode_tokens_per_s_mean"] for e in entries]
+            ax_tps.plot(sizes, tps, styles[cache], color=color_of[cache], lw=1.5, label=label)
+            for b, t in zip(sizes, tps):
+                ax_tps.annotate(f"{t:.0f}", (b, t), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
+            held = [e["kv_held_bytes"] / 1e6 for e in entries]
+            ax_mem.plot(sizes, held, styles[cache], color=color_of[cache], lw=1.5, label=f"{label}: K/V held")
+            if cache:
+                ax_mem.plot(sizes, [e["kv_ring_bytes"] / 1e6 for e in entries], ":", color=color_of[cache], lw=1.2,
+                            label=f"{source_label(data)}: K/V ring allocated")
+            if cache and any(e["peak_memory_bytes"] for e in entries):  # one peak per B, both modes
+                ax_peak.plot(sizes, [e["peak_memory_bytes"] / 1e6 for e in entries], "-.", color=color_of[cache],
+                             lw=0.9, alpha=0.7, label=f"{source_label(data)}: peak memory (both modes)")
+
+    for ax in (ax_tps, ax_mem):
+        ax.set_xscale("log", base=2)
+        sizes = sorted({b for d in files for b in d["batch_sizes"]})
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.set_xlabel("batch size B (B requests decoded together)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_tps.set_title("Aggregate decode throughput")
+    ax_tps.set_ylabel("decode tokens/s, all sequences")
+    ax_tps.set_ylim(bottom=0)
+    ax_mem.set_title("K/V memory (held at the end of generation) and peak memory")
+    ax_mem.set_ylabel("K/V MB")
+    ax_mem.set_ylim(bottom=0)
+    ax_peak.set_ylabel("peak memory MB (dash-dot)")
+    ax_peak.set_ylim(0, 1.15 * max([1.0] + [y for line in ax_peak.lines for y in line.get_ydata()]))
+    if ax_peak.lines:
+        ax_peak.legend(fontsize=8, loc="lower right")
+
+    devices = sorted({f"{d['device']}: {d['device_name']}" for d in files})
+    first = files[0]
+    fig.suptitle(f"Batched generation: GPT-2 {first['n_params'] / 1e6:.0f}M "
+                 f"({os.path.basename(first['model'].rstrip('/'))}), {len(first['prompt_ids'])}-token prompts, "
+                 f"{first['max_new_tokens']} new tokens, greedy, {first['runs']} run{'s' if first['runs'] != 1 else ''} per point "
+                 f"— {' / '.join(devices)}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", help="benchmark JSON files")
     ap.add_argument("-o", "--output", default="benchmark.png", help="PNG to write (default benchmark.png)")
     args = ap.parse_args()
     files = [load(p) for p in args.inputs]
+    kinds = {benchmark_schema.schema_of(d) for d in files}
+    if len(kinds) > 1:
+        fail("cannot plot one-sequence and batched benchmark files together; plot each kind on its own")
     tmp = args.output + ".tmp.png"
-    plot(files, tmp)
+    (plot_batch if kinds == {"batch"} else plot)(files, tmp)
     os.replace(tmp, args.output)
     print(f"wrote {args.output}", file=sys.stderr)
 

@@ -13,6 +13,7 @@
 #include "app/beam_run.h"
 #include "app/batch_run.h"
 #include "app/bench.h"
+#include "app/bench_batch.h"
 #include "app/explain.h"
 #include "app/progress.h"
 #include "app/prompt.h"
@@ -188,6 +189,15 @@ int run_app(const CliOptions& o) {
   if (!o.batch_file.empty()) return run_batch(o, &g_interrupted);
   check_prompt_cache_options(o);
 
+  const bool batch_bench = o.benchmark && !o.parallel_sizes.empty();
+  if (batch_bench && o.explain)
+    throw Error("--explain is not recorded by --benchmark --parallel; drop --explain, or --parallel for the "
+                "one-sequence benchmark");
+  if (batch_bench) {  // the K/V cache of the largest batch size, refused before loading as --batch does
+    const GPT2Config cfg = load_config(model_config_path(o.model_dir));
+    plan_kv_bytes(cfg, o.parallel, context_window(o.ctx_size, cfg.n_positions));
+  }
+
   Session s;
   open_session(o, s);
   const bool sampled = o.temperature > 0.0f && o.num_beams == 1;
@@ -198,6 +208,8 @@ int run_app(const CliOptions& o) {
   if (o.benchmark) {
     const std::string ignored = generation_controls_given(o);
     if (!ignored.empty()) note(o, "--benchmark ignores " + ignored + ": it runs greedy to a fixed length");
+    if (batch_bench)
+      return run_batch_benchmark(s.backend, {&s.model, backend_options(o), o.model_dir, s.prompt, s.load_ms, s.tokenize_ms}, o);
     return run_benchmark(*s.backend, {o.model_dir, s.model.config, s.prompt, s.load_ms, s.tokenize_ms}, o);
   }
   if (o.num_beams > 1) return run_beam(o, {*s.backend, *s.tok, s.prompt, s.empty_prompt, s.load_ms}, gen, &g_interrupted);

@@ -37,24 +37,6 @@ size_t available_host_bytes() {
   return 0;
 }
 
-// The K/V cache of `parallel` sequences of `window` positions, planned before anything is
-// loaded: refused when it would take more than half the memory available, naming a --parallel
-// and a -c that would fit.
-size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window) {
-  const size_t per_position = size_t(2) * cfg.n_layer * cfg.n_embd * sizeof(float);  // K and V, fp32
-  const size_t bytes = per_position * size_t(window) * size_t(parallel);
-  const size_t available = available_host_bytes(), limit = available / 2;
-  if (available > 0 && bytes > limit) {
-    const size_t fit_parallel = limit / (per_position * size_t(window));
-    const size_t fit_window = limit / (per_position * size_t(parallel));
-    throw Error("--parallel " + std::to_string(parallel) + " with a " + std::to_string(window) +
-                "-token context needs " + format_bytes(bytes) + " of K/V cache, more than half of the " +
-                format_bytes(available) + " of memory available; use --parallel " +
-                std::to_string(std::max<size_t>(1, fit_parallel)) + " or -c " + std::to_string(fit_window));
-  }
-  return bytes;
-}
-
 // Reads the whole file once, checking every line, before anything is generated.
 long check_batch_file(const CliOptions& o, const Tokenizer& tok, const GPT2Config& cfg, int window) {
   std::ifstream in(o.batch_file);
@@ -217,6 +199,21 @@ class BatchRun {
 };
 
 }  // namespace
+
+size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window) {
+  const size_t per_position = size_t(2) * cfg.n_layer * cfg.n_embd * sizeof(float);  // K and V, fp32
+  const size_t bytes = per_position * size_t(window) * size_t(parallel);
+  const size_t available = available_host_bytes(), limit = available / 2;
+  if (available > 0 && bytes > limit) {
+    const size_t fit_parallel = limit / (per_position * size_t(window));
+    const size_t fit_window = limit / (per_position * size_t(parallel));
+    throw Error("--parallel " + std::to_string(parallel) + " with a " + std::to_string(window) +
+                "-token context needs " + format_bytes(bytes) + " of K/V cache, more than half of the " +
+                format_bytes(available) + " of memory available; use --parallel " +
+                std::to_string(std::max<size_t>(1, fit_parallel)) + " or -c " + std::to_string(fit_window));
+  }
+  return bytes;
+}
 
 int run_batch(const CliOptions& options, const std::atomic<bool>* interrupted) {
   BatchRun run(options, interrupted);

@@ -8,13 +8,20 @@
 // "interrupted"; requests not started by then are not run (stderr says how many).
 #pragma once
 #include <atomic>
+#include <cstddef>
 
 #include "app/cli.h"
+#include "model/config.h"
 
 namespace gpt2 {
 
 // Returns the exit status: 0, or 130 after Ctrl-C (`interrupted`). Throws gpt2::Error for bad
 // input (after writing what had finished, for stdin).
 int run_batch(const CliOptions& options, const std::atomic<bool>* interrupted);
+
+// The K/V cache of `parallel` sequences of `window` positions, planned before anything is
+// loaded (--batch and --benchmark --parallel): returns its bytes, or throws gpt2::Error when it
+// would take more than half the memory available, naming a --parallel and a -c that would fit.
+size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window);
 
 }  // namespace gpt2

@@ -16,25 +16,9 @@
 namespace gpt2 {
 namespace {
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / double(v.size());
-}
-
-double stddev(const std::vector<double>& v) {
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return v.empty() ? 0 : std::sqrt(s / double(v.size()));
-}
-
-// Nearest-rank percentile of sorted values.
-double percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  const size_t rank = size_t(std::ceil(q / 100.0 * double(sorted.size())));
-  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
+double mean(const std::vector<double>& v) { return mean_of(v); }
+double stddev(const std::vector<double>& v) { return population_std(v); }
+double percentile(const std::vector<double>& sorted, double q) { return nearest_rank_percentile(sorted, q); }
 
 double total_s(const GenerationResult& r) { return (r.prefill_ms + r.decode_ms) / 1000.0; }
 
@@ -141,6 +125,25 @@ std::string beams_label(const CliOptions& o) {
 }
 
 }  // namespace
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+double population_std(const std::vector<double>& v) {
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return v.empty() ? 0 : std::sqrt(s / double(v.size()));
+}
+
+double nearest_rank_percentile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t rank = size_t(std::ceil(q / 100.0 * double(sorted.size())));
+  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
 
 ModeSummary summarize(const std::vector<GenerationResult>& runs) {
   ModeSummary s;

@@ -37,4 +37,11 @@ struct ModeSummary {
 };
 ModeSummary summarize(const std::vector<GenerationResult>& runs);
 
+// The statistics both benchmarks report, by one definition each (tools/benchmark_schema.py
+// restates them): the mean, the population std (numpy.std), the nearest-rank percentile q in
+// [0, 100] of values sorted ascending.
+double mean_of(const std::vector<double>& v);
+double population_std(const std::vector<double>& v);
+double nearest_rank_percentile(const std::vector<double>& sorted, double q);
+
 }  // namespace gpt2

@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+
 #include "app/option_ranges.h"
 #include "base/build_info.h"
 #include "cuda/backend_cuda.h"
@@ -58,16 +60,59 @@ void add_generation_controls(CLI::App& app, CliOptions& o) {
       ->allow_extra_args(false);
 }
 
+// --parallel's value: one batch size, or with --benchmark a comma list of them ("1,2,4,8"),
+// each a whole number in ranges::kParallel. Returns "" or what is wrong with it.
+std::string parse_batch_sizes(const std::string& text, std::vector<int>& sizes) {
+  sizes.clear();
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty() || item.size() > 9 || item.find_first_not_of("0123456789") != std::string::npos)
+      return "not a whole number: \"" + item + "\" (give a batch size, or a comma list like 1,2,4,8 with --benchmark)";
+    const int v = std::stoi(item);
+    if (!ranges::kParallel.contains(v))
+      return "each batch size must be " + std::string(ranges::kParallel.words) + ", got " + item;
+    sizes.push_back(v);
+    if (comma == std::string::npos) return "";
+    start = comma + 1;
+  }
+}
+
 // --batch and --parallel (llama.cpp's -np), with what they exclude: a request's prompt and
-// settings come from its line, and the one-run reports do not apply.
-void add_batch_options(CLI::App& app, CliOptions& o, const std::vector<CLI::Option*>& excluded) {
+// settings come from its line, and the one-run reports do not apply. --parallel also serves
+// --benchmark, where it may be a list of batch sizes (checked once parsing is complete).
+CLI::Option* add_batch_options(CLI::App& app, CliOptions& o, const std::vector<CLI::Option*>& excluded) {
   CLI::Option* batch = app.add_option("--batch", o.batch_file,
                  "Many prompts: one request per line of FILE (- = stdin), plain text or a JSON object of "
                  "the long flags' names with _ (prompt, prompt_ids, id, max_new_tokens, temperature, seed, "
                  "stop, ...); JSON Lines out, one per request as it finishes");
   for (CLI::Option* x : excluded) batch->excludes(x);
-  app.add_option("--parallel,--np", o.parallel, "With --batch: sequences decoded together (continuous batching; llama.cpp's -np)")
-      ->check(number_in(ranges::kParallel))->capture_default_str()->needs(batch);
+  return app.add_option("--parallel,--np", o.parallel_text,
+                        "With --batch: sequences decoded together (continuous batching; llama.cpp's -np). "
+                        "With --benchmark: the batch sizes to measure, e.g. 1,2,4,8,16")
+      ->type_name("N[,N...]")->default_str("1")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            std::vector<int> sizes;
+            return parse_batch_sizes(s, sizes);
+          },
+          "N[,N...]"));
+}
+
+// After parsing: --parallel's list, allowed only with --benchmark; --parallel needs --batch or
+// --benchmark. Throws CLI::ValidationError (main prints it as one error line).
+void finish_parallel(CliOptions& o, const CLI::Option* parallel) {
+  if (parallel->count() == 0) return;
+  if (o.batch_file.empty() && !o.benchmark)
+    throw CLI::ValidationError("--parallel requires --batch FILE (or --benchmark, to measure batch sizes)");
+  std::vector<int> sizes;
+  parse_batch_sizes(o.parallel_text, sizes);  // the validator has accepted it
+  if (sizes.size() > 1 && !o.benchmark)
+    throw CLI::ValidationError("--parallel " + o.parallel_text +
+                               ": a list of batch sizes is for --benchmark only; with --batch give one number");
+  o.parallel = *std::max_element(sizes.begin(), sizes.end());
+  if (o.benchmark) o.parallel_sizes = sizes;
 }
 
 // Beam search, with transformers' names and meanings.
@@ -177,11 +222,12 @@ void setup_cli(CLI::App& app, CliOptions& o) {
 
   CLI::Option* explain = app.get_option("--explain");
   CLI::Option* tokenize = app.get_option("--tokenize");
-  add_batch_options(app, o, {p, f, ids, benchmark, profile, explain, tokenize, prompt_cache});
+  CLI::Option* parallel = add_batch_options(app, o, {p, f, ids, benchmark, profile, explain, tokenize, prompt_cache});
 
-  app.parse_complete_callback([&app, &o, json] {
+  app.parse_complete_callback([&app, &o, json, parallel] {
     o.json = json->count() > 0;
     o.sampling_flags_given = sampling_flags_given(app, o);
+    finish_parallel(o, parallel);
   });
 }
 

@@ -63,7 +63,11 @@ struct CliOptions {
 
   // Many prompts (--batch FILE, "-" = stdin): one request per line, --parallel at once
   std::string batch_file;
-  int parallel = 1;
+  int parallel = 1;                // with --batch; with --benchmark, the largest of parallel_sizes
+  // --benchmark --parallel 1,2,4: the batch sizes to measure (bench_batch.h); empty = the
+  // classic one-sequence benchmark
+  std::vector<int> parallel_sizes;
+  std::string parallel_text = "1";  // --parallel as given
 
   // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
   bool benchmark = false;
