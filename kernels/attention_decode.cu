@@ -15,6 +15,12 @@
 // partials through L2 (__ldcg) after a __threadfence / atomicAdd handshake, and the last block
 // resets the head's counter to zero for the next launch.
 //
+// The batched step (attention_decode_batch, --parallel): grid (NH, ceil(capacity / 64), B), the
+// same blocks per row, each row with its own L, partials and counters, and key position s of
+// row b read from the ring of the sequence history[seq_b][s] names (beam search's reorder
+// without a copy). The per-row arithmetic is this kernel's, shared code, so a row's output does
+// not depend on B or on the other rows and equals the one-sequence kernel's bit for bit.
+//
 // The one-round variant (attention_decode_one_round, GPT2_CUDA_VARIANTS=attn1) computes the same
 // formula with the latency taken out: every K and V load of a block is issued at once, as
 // 16-byte vectors, and all but the newest slot before the PDL wait; chunks of 128 keys, so up
@@ -63,23 +69,38 @@ __device__ __forceinline__ bool publish_partial(float* part, float o, float m, f
 
 // CUDA kernels -------------------------------------------------------------------------------
 
+// Where key position s of the row lives in the cache (its row index; times C for the offset).
+// The one-sequence step: the ring's slot. A batched row: the slot in the ring of the sequence
+// the history table names.
+struct RingRows {
+  KvRing ring;
+  __device__ __forceinline__ size_t operator()(int s) const { return size_t(ring.slot(s)); }
+};
+struct HistoryRows {
+  KvRing ring;
+  const int* history;  // (capacity) this row's sequence's entries
+  int capacity;
+  __device__ __forceinline__ size_t operator()(int s) const {
+    return size_t(history[s]) * size_t(capacity) + size_t(ring.slot(s));
+  }
+};
+
+// Block (head h, chunk `split`) of one query: q (C) at position L - 1 over positions [0, L),
+// key s in cache row row_of(s); partials (n_head, n_splits_max, kPartial) and counters
+// (n_head) are the query's own; the last block of the head writes out (C)'s head h. The
+// arithmetic of every row, batched or not (see the file's doc block).
 // q and the rings are not __restrict__: that would let nvcc read them through the non-coherent
 // (read-only) cache, and under PDL this kernel is already running while the previous kernel
 // writes q and the newest K/V slot (a ring slot also held older K/V in earlier steps).
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    attention_decode_kernel(float* __restrict__ out, const float* q, const T* k_ring, const T* v_ring,
-                            const StepParams* __restrict__ step,
-                            float* __restrict__ partials, unsigned int* __restrict__ counters, int C, int n_splits_max,
-                            float scale) {
+template <typename T, typename RowOf>
+__device__ __forceinline__ void attend_chunk(float* out, const float* q, const T* k_ring, const T* v_ring, int L,
+                                             RowOf row_of, float* partials, unsigned int* counters, int C,
+                                             int n_splits_max, float scale) {
   constexpr int VEC = Vec16<T>::N;
   __shared__ __align__(16) float qs[HS];
   __shared__ float ps[kChunk];
 
   const int h = blockIdx.x, split = blockIdx.y, tid = threadIdx.x;
-  // The host keeps pos < capacity; the clamp only keeps a bad step from stranding the counters.
-  const int L = min(step->pos + 1, n_splits_max * kChunk);
-  const KvRing ring = step->ring;
   const int n_splits = (L + kChunk - 1) / kChunk;
   if (split >= n_splits) return;  // whole block; never touches the counter
 
@@ -93,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
   const int s = s0 + tid;
   float score = -INFINITY;
   if (s < L) {
-    const T* k = k_ring + size_t(ring.slot(s)) * C + size_t(h) * HS;  // (HS), 16-byte aligned
+    const T* k = k_ring + row_of(s) * C + size_t(h) * HS;  // (HS), 16-byte aligned
     float acc = 0.0f;
 #pragma unroll
     for (int c = 0; c < HS; c += VEC) {
@@ -113,7 +134,7 @@ __global__ void __launch_bounds__(kThreads)
   const int nk = min(kChunk, L - s0);
   float o = 0.0f;
 #pragma unroll 8
-  for (int c = 0; c < nk; ++c) o += ps[c] * to_f32(v_ring[size_t(ring.slot(s0 + c)) * C + size_t(h) * HS + tid]);
+  for (int c = 0; c < nk; ++c) o += ps[c] * to_f32(v_ring[row_of(s0 + c) * C + size_t(h) * HS + tid]);
 
   // Publish the partials; the last of the head's blocks combines.
   float* part = partials + (size_t(h) * n_splits_max + split) * kPartial;  // (HS + 2)
@@ -130,6 +151,34 @@ __global__ void __launch_bounds__(kThreads)
   }
   out[size_t(h) * HS + tid] = acc / total;
   if (tid == 0) counters[h] = 0u;  // every block of this head has arrived: ready for the next launch
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    attention_decode_kernel(float* __restrict__ out, const float* q, const T* k_ring, const T* v_ring,
+                            const StepParams* __restrict__ step,
+                            float* __restrict__ partials, unsigned int* __restrict__ counters, int C, int n_splits_max,
+                            float scale) {
+  // The host keeps pos < capacity; the clamp only keeps a bad step from stranding the counters.
+  const int L = min(step->pos + 1, n_splits_max * kChunk);
+  attend_chunk(out, q, k_ring, v_ring, L, RingRows{step->ring}, partials, counters, C, n_splits_max, scale);
+}
+
+// Grid (n_head, n_splits_max, B): blockIdx.z is the row; each row has its own partials and
+// counters, so rows of different lengths never wait for or touch each other's.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    attention_decode_batch_kernel(float* __restrict__ out, const float* q, const T* k_cache, const T* v_cache,
+                                  const BatchRow* __restrict__ rows, const int* __restrict__ history,
+                                  float* __restrict__ partials, unsigned int* __restrict__ counters, int C,
+                                  int n_head, int n_splits_max, int capacity, float scale) {
+  const int b = blockIdx.z;
+  const BatchRow row = rows[b];
+  const int L = min(row.pos + 1, n_splits_max * kChunk);  // clamp: as attention_decode_kernel
+  const HistoryRows row_of{row.ring, history + size_t(row.seq) * capacity, capacity};
+  attend_chunk(out + size_t(b) * C, q + size_t(b) * C, k_cache, v_cache, L, row_of,
+               partials + size_t(b) * n_head * n_splits_max * kPartial, counters + size_t(b) * n_head, C,
+               n_splits_max, scale);
 }
 
 // ---- the one-round variant ---------------------------------------------------------------------
@@ -354,7 +403,20 @@ void attention_decode_one_round(float* out, const float* q, const T* k_ring, con
                 1.0f / sqrtf(float(HS)));
 }
 
+template <typename T>
+void attention_decode_batch(float* out, const float* q, const T* k_cache, const T* v_cache, const BatchRow* rows,
+                            int B, const int* history, float* partials, unsigned int* counters, int n_head,
+                            int head_dim, int capacity, cudaStream_t stream) {
+  check_decode_shape(n_head, head_dim, sizeof(T));
+  const dim3 grid(n_head, max_splits(capacity), B);
+  launch_kernel(false, attention_decode_batch_kernel<T>, grid, dim3(kThreads), 0, stream, out, q, k_cache, v_cache,
+                rows, history, partials, counters, n_head * HS, n_head, max_splits(capacity), capacity,
+                1.0f / sqrtf(float(HS)));
+}
+
 #define GPT2_INSTANTIATE(T)                                                                                        \
+  template void attention_decode_batch<T>(float*, const float*, const T*, const T*, const BatchRow*, int,         \
+                                          const int*, float*, unsigned int*, int, int, int, cudaStream_t);         \
   template void attention_decode<T>(float*, const float*, const T*, const T*, const StepParams*, float*,           \
                                     unsigned int*, int, int, int, cudaStream_t, bool);                             \
   template void attention_decode_one_round<T>(float*, const float*, const T*, const T*, const StepParams*, float*, \

@@ -444,6 +444,85 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   argmax_arrive(best, token, state, advance);
 }
 
+// ---- the batched decode step (gemv_batch, --parallel) ----------------------------------------
+//
+// Row b's output o is gemv_kernel's sum exactly: lane l adds dot_chunk(chunk k) for k = l,
+// l + 32, ... in turn into its accumulator, then warp_sum; dot_chunk and the epilogue are the
+// same functions. Only the layout around that differs: a warp's R rows are computed for all
+// nb <= kBatchTile batch rows at once (each 16-byte weight chunk loaded once, used nb times),
+// the input read from the (B, IC) buffer through L2 instead of shared memory (nb inputs of up
+// to 3072 floats do not fit 48 KB), and a LayerNorm'd input staged first by
+// layernorm_rows_kernel, which runs gemv's own layernorm_into with the same 128 threads.
+
+// staged[b] = LayerNorm(in[b] + pre; w, b_ln): block b is batch row b.
+__global__ void __launch_bounds__(kThreads) layernorm_rows_kernel(float* __restrict__ staged, const float* in,
+                                                                  const float* pre, const float* w,
+                                                                  const float* b_ln, int IC, float eps) {
+  const size_t row = size_t(blockIdx.x) * IC;
+  layernorm_into(staged + row, in + row, pre, w, b_ln, IC, eps);
+}
+
+// Row b's result v = y + bias[o] to its destination (gemv's epilogue on row b's vectors).
+template <typename T, GemvEpilogue EPI>
+__device__ __forceinline__ void batch_epilogue(const GemvBatchParams<T>& p, int b, int o, float v) {
+  const BatchRow& row = p.rows[b];
+  if constexpr (EPI == GemvEpilogue::Store) {
+    p.out[size_t(p.out_by_seq ? row.seq : b) * p.OC + o] = v;
+  } else if constexpr (EPI == GemvEpilogue::Residual) {
+    p.out[size_t(b) * p.OC + o] += v;
+  } else if constexpr (EPI == GemvEpilogue::Gelu) {
+    p.out[size_t(b) * p.OC + o] = gelu_new(v);
+  } else {  // Qkv
+    const int C = p.C;
+    const size_t slot = size_t(row.seq) * p.capacity + size_t(row.ring.slot(row.pos));  // cache row
+    if (o < C)
+      p.out[size_t(b) * C + o] = v;
+    else if (o < 2 * C)
+      p.k_cache[slot * C + (o - C)] = from_f32<T>(v);
+    else
+      p.v_cache[slot * C + (o - 2 * C)] = from_f32<T>(v);
+  }
+}
+
+// Rows o_first, o_first + o_stride, ... of W for the batch rows [0, nb) (nb = p.B <= kBatchTile);
+// a = the input rows (B, IC): p.in, or p.staged after LayerNorm.
+template <typename T, GemvEpilogue EPI>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) gemv_batch_kernel(const GemvBatchParams<T> p,
+                                                                            const float* a) {
+  constexpr int VEC = Vec16<T>::N;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int IC = p.IC, OC = p.OC, nb = p.B;
+  const int n_chunks = IC / VEC;
+  const int o_first = (blockIdx.x * kWarps + warp) * R, o_stride = gridDim.x * kWarps * R;
+  for (int o = o_first; o < OC; o += o_stride) {  // warp-uniform
+    float acc[kBatchTile][R];
+#pragma unroll
+    for (int b = 0; b < kBatchTile; ++b)
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[b][r] = 0.0f;
+    for (int k = lane; k < n_chunks; k += 32) {
+      uint4 wv[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        wv[r] = (o + r < OC) ? load_weights(p.w + size_t(o + r) * IC + size_t(k) * VEC) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+      for (int b = 0; b < kBatchTile; ++b)
+        if (b < nb)
+#pragma unroll
+          for (int r = 0; r < R; ++r) acc[b][r] += dot_chunk<T>(wv[r], a + size_t(b) * IC + size_t(k) * VEC);
+    }
+#pragma unroll
+    for (int b = 0; b < kBatchTile; ++b) {
+      if (b >= nb) break;  // warp-uniform
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float y = warp_sum(acc[b][r]);
+        if (lane == r && o + r < OC) batch_epilogue<T, EPI>(p, b, o + r, y + (p.bias ? p.bias[o + r] : 0.0f));
+      }
+    }
+  }
+}
+
 int sm_count() {
   static int n = 0;
   if (n == 0) {
@@ -516,6 +595,23 @@ LaunchOptions launch_options(const GemvParams<T>& p) {
   return options;
 }
 
+// One tile of at most kBatchTile rows (p.B): stage its LayerNorm'd input, then the product.
+template <typename T>
+void launch_batch_tile(const GemvBatchParams<T>& p, cudaStream_t stream) {
+  const float* a = p.in;
+  if (p.ln_w) {
+    layernorm_rows_kernel<<<p.B, kThreads, 0, stream>>>(p.staged, p.in, p.ln_pre_bias, p.ln_w, p.ln_b, p.IC, p.eps);
+    CUDA_CHECK_LAUNCH();
+    a = p.staged;
+  }
+  const int row_groups = ceil_div(p.OC, kWarps * R), max_blocks = sm_count() * kBlocksPerSm;
+  const int blocks = row_groups < max_blocks ? row_groups : max_blocks;
+  with_epilogue(p.epilogue, [&](auto epi) {
+    launch_kernel(false, gemv_batch_kernel<T, decltype(epi)::value>, dim3(blocks), dim3(kThreads), 0, stream, p, a);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 // kernel launchers ---------------------------------------------------------------------------
@@ -560,7 +656,29 @@ void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStr
   CUDA_CHECK_LAUNCH();
 }
 
+template <typename T>
+void gemv_batch(const GemvBatchParams<T>& p, cudaStream_t stream) {
+  constexpr int VEC = Vec16<T>::N;
+  if (p.IC <= 0 || p.OC <= 0 || p.IC % VEC != 0 || p.B < 1 || !p.rows || !p.in || !p.out)
+    throw Error("gemv_batch: IC " + std::to_string(p.IC) + " must be a positive multiple of " + std::to_string(VEC) +
+                ", with rows, input and output");
+  if (p.ln_w && (!p.ln_b || !p.staged)) throw Error("gemv_batch: LayerNorm input needs ln_w, ln_b and staged");
+  if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.k_cache || !p.v_cache || p.capacity < 1))
+    throw Error("gemv_batch: the Qkv epilogue needs OC == 3C, both caches and the capacity");
+  const int out_width = p.epilogue == GemvEpilogue::Qkv ? p.C : p.OC;  // the queries: (B, C)
+  for (int b0 = 0; b0 < p.B; b0 += kBatchTile) {  // tiles of kBatchTile rows: W read once per tile
+    GemvBatchParams<T> tile = p;
+    tile.B = p.B - b0 < kBatchTile ? p.B - b0 : kBatchTile;
+    tile.in = p.in + size_t(b0) * p.IC;
+    if (p.staged) tile.staged = p.staged + size_t(b0) * p.IC;
+    tile.rows = p.rows + b0;
+    if (!p.out_by_seq) tile.out = p.out + size_t(b0) * out_width;
+    launch_batch_tile(tile, stream);
+  }
+}
+
 #define GPT2_INSTANTIATE(T)                                       \
+  template void gemv_batch<T>(const GemvBatchParams<T>&, cudaStream_t); \
   template void gemv<T>(const GemvParams<T>&, cudaStream_t); \
   template void gemv_argmax<T>(const GemvParams<T>&, int*, ArgmaxState*, cudaStream_t, StepParams*);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)

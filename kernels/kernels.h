@@ -79,6 +79,19 @@ struct KernelImage {
 // from what code); else `why` says why.
 bool kernels_loadable(std::string* why, KernelImage* image = nullptr);
 
+// One row of a batched decode step (--parallel; decode_batch): token `token` at position `pos`
+// of sequence `seq`, whose K/V rings are the slots [seq * capacity, (seq + 1) * capacity) of
+// each layer's cache (n_seqs * capacity, C). The host copies B of them to the device per step.
+struct BatchRow {
+  int seq = 0;
+  int token = 0;
+  int pos = 0;
+  KvRing ring;
+};
+// The history table (beam search's K/V reorder, Backend::reorder): history (n_seqs, capacity)
+// ints, history[seq * capacity + p] = the sequence whose ring holds sequence seq's position p
+// (seq itself until a reorder). The batched decode's attention reads keys and values through it.
+
 // ---- embedding.cu ------------------------------------------------------------------------
 // x (n, C) = wte[ids[t]] + wpe[pos + t]; ids (n) in device memory. Also records the ids in
 // `context` (capacity ints, or null: not recorded), the context's token ring that the logits
@@ -92,6 +105,14 @@ void embedding_rows(float* x, const int* ids, int n, int pos, const T* wte, cons
 template <typename T>
 void embedding_step(float* x, const StepParams* step, const T* wte, const T* wpe, int C, int* context,
                     cudaStream_t stream, bool pdl = false);
+
+// The batched decode step's embedding: x (B, C), row b = wte[rows[b].token] + wpe[rows[b].pos]
+// (the same sum as embedding_step); also context[seq * capacity + ring.slot(pos)] = token
+// (context: (n_seqs, capacity), or null) and history[seq * capacity + pos] = seq (the new
+// position is the sequence's own).
+template <typename T>
+void embedding_batch(float* x, const BatchRow* rows, int B, const T* wte, const T* wpe, int C, int* context,
+                     int* history, int capacity, cudaStream_t stream);
 
 // ---- layernorm.cu ------------------------------------------------------------------------
 // For each row t of x (n, C): if resid_bias, x[t] += resid_bias (written back: the pending bias
@@ -113,6 +134,16 @@ void bias_gelu(T* x, const float* bias, int n, int H, cudaStream_t stream);
 template <typename T>
 void qkv_bias_kv_append(T* qkv, const float* bias, T* k_ring, T* v_ring, int n, int pos, const KvRing& ring,
                         int C, cudaStream_t stream);
+
+// The history table's bookkeeping (see BatchRow): table (n_seqs, capacity) ints.
+// history_fill: table[seq * capacity + p] = seq for p in [begin, end) (a forward() of seq).
+void history_fill(int* table, int seq, int capacity, int begin, int end, cudaStream_t stream);
+// history_reorder: for i < n, row i becomes row parent[i] (parent: n ints in device memory) at
+// p < pos, and (self_after) i at p >= pos; scratch: n * capacity ints. Applied to the history
+// table (self_after) and to the logits processors' token rings (beams' rings start at 0, so
+// slot p is position p).
+void history_reorder(int* table, int* scratch, const int* parent, int n, int capacity, int pos, bool self_after,
+                     cudaStream_t stream);
 
 // ---- attention_prefill.cu ----------------------------------------------------------------
 // Causal attention of n queries at positions [pos, pos + n) over the keys/values of positions
@@ -147,6 +178,19 @@ template <typename T>
 void attention_decode_one_round(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
                                 float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
                                 cudaStream_t stream, bool pdl = false);
+
+// The batched decode step's attention: one launch over every (row, head, chunk) of B rows of
+// different lengths, row b's query q[b] (C) at rows[b].pos against its own sequence's positions
+// [0, pos], each key and value read from the ring history names (the sequence's own until a
+// reorder) in the cache (n_seqs * capacity, C). Each (row, head) runs attention_decode's
+// arithmetic unchanged (the same chunks of 64 and the same combine, whatever B or the other
+// rows), so a row's output is bit-identical to the one-sequence kernel's. out (B, C).
+// partials: B * attention_decode_partials(n_head, capacity) floats; counters: B * n_head, zero
+// before the first launch (each launch leaves them zero again).
+template <typename T>
+void attention_decode_batch(float* out, const float* q, const T* k_cache, const T* v_cache, const BatchRow* rows,
+                            int B, const int* history, float* partials, unsigned int* counters, int n_head,
+                            int head_dim, int capacity, cudaStream_t stream);
 
 // ---- gemv.cu: the decode step's fused matrix-vector products --------------------------------
 // y (OC) = W (OC, IC) . a (IC) with a = `in` (fp32) or a = LayerNorm(in + ln_pre_bias) when
@@ -196,6 +240,35 @@ struct ArgmaxState {
 template <typename T>
 void gemv_argmax(const GemvParams<T>& p, int* token, ArgmaxState* state, cudaStream_t stream,
                  StepParams* advance = nullptr);
+
+// The batched decode step's matrix-vector product: B rows at once, every weight read once per
+// kBatchTile rows. Row b: a = in[b] (IC) or LayerNorm(in[b] + ln_pre_bias) (staged into
+// staged[b] by a kernel with gemv's own LayerNorm code), y = W . a, then gemv's epilogue on
+// row b: out[b] (B, OC) for Store, Residual and Gelu (Store with out_by_seq: out[rows[b].seq],
+// the sequence's logits), and for Qkv the query to out[b] (B, C) and the key and value into
+// the cache (n_seqs * capacity, C) at sequence rows[b].seq's slot ring.slot(pos). Each output
+// sum runs in gemv_kernel's order (lane l: chunks l, l + 32, ... in turn; then the warp's
+// butterfly), whatever B: a row's result is bit-identical to gemv()'s (batch invariance).
+constexpr int kBatchTile = 8;
+template <typename T>
+struct GemvBatchParams {
+  const T* w = nullptr;  // (OC, IC)
+  int IC = 0, OC = 0, B = 0;
+  const float* in = nullptr;  // (B, IC)
+  const float* ln_w = nullptr, *ln_b = nullptr, *ln_pre_bias = nullptr;  // (IC) each
+  float* staged = nullptr;    // (B, IC) the LayerNorm'd input, when ln_w is set
+  float eps = 1e-5f;
+  const float* bias = nullptr;  // (OC)
+  float* out = nullptr;         // (B, OC), (n_seqs, OC) with out_by_seq, or the queries (B, C) for Qkv
+  bool out_by_seq = false;
+  GemvEpilogue epilogue = GemvEpilogue::Store;
+  T* k_cache = nullptr;  // Qkv: (n_seqs * capacity, C) each
+  T* v_cache = nullptr;
+  const BatchRow* rows = nullptr;  // (B) in device memory
+  int capacity = 0, C = 0;
+};
+template <typename T>
+void gemv_batch(const GemvBatchParams<T>& p, cudaStream_t stream);
 
 // ---- matmul.cu: cuBLAS, fp32 accumulation ---------------------------------------------------
 // out (n, OC) = x (n, IC) . w^T, w (OC, IC) row-major; out in T.

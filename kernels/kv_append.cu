@@ -8,6 +8,12 @@
 //
 // Thread layout: one block per token row, 256 threads striding over the 3C columns.
 // (The decode step fuses this into the qkv matrix-vector kernel: gemv.cu, epilogue Qkv.)
+//
+// Also the history table's bookkeeping (kernels.h, BatchRow): which sequence's ring holds each
+// position of each sequence. history_fill points a range of one sequence's positions at itself;
+// history_reorder (beam search) makes sequence i's row its parent's below pos, through a copy
+// of the n rows first (a row may be another's parent and be rewritten in the same call).
+// Thread layout: 256 threads striding over a row; history_reorder one block per sequence.
 #include "device_common.cuh"
 #include "kernels.h"
 
@@ -36,6 +42,28 @@ __global__ void qkv_bias_kv_append_kernel(T* __restrict__ qkv, const float* __re
   }
 }
 
+__global__ void history_fill_kernel(int* __restrict__ row, int seq, int begin, int end) {
+  for (int p = begin + int(blockIdx.x * blockDim.x + threadIdx.x); p < end; p += int(gridDim.x * blockDim.x))
+    row[p] = seq;
+}
+
+__global__ void copy_rows_kernel(int* __restrict__ dst, const int* __restrict__ src, int count) {
+  for (int i = int(blockIdx.x * blockDim.x + threadIdx.x); i < count; i += int(gridDim.x * blockDim.x)) dst[i] = src[i];
+}
+
+// Block i: table row i from scratch row parent[i] below pos, i itself (self_after) from there.
+__global__ void history_reorder_kernel(int* __restrict__ table, const int* __restrict__ scratch,
+                                       const int* __restrict__ parent, int capacity, int pos, bool self_after) {
+  const int i = blockIdx.x;
+  const int* from = scratch + size_t(parent[i]) * capacity;  // (capacity)
+  int* row = table + size_t(i) * capacity;                   // (capacity)
+  for (int p = threadIdx.x; p < capacity; p += blockDim.x)
+    if (p < pos)
+      row[p] = from[p];
+    else if (self_after)
+      row[p] = i;
+}
+
 }  // namespace
 
 // kernel launchers ---------------------------------------------------------------------------
@@ -44,6 +72,22 @@ template <typename T>
 void qkv_bias_kv_append(T* qkv, const float* bias, T* k_ring, T* v_ring, int n, int pos, const KvRing& ring, int C,
                         cudaStream_t stream) {
   qkv_bias_kv_append_kernel<T><<<n, kThreads, 0, stream>>>(qkv, bias, k_ring, v_ring, pos, ring, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+void history_fill(int* table, int seq, int capacity, int begin, int end, cudaStream_t stream) {
+  if (end <= begin) return;
+  history_fill_kernel<<<ceil_div(end - begin, kThreads), kThreads, 0, stream>>>(table + size_t(seq) * capacity, seq,
+                                                                                begin, end);
+  CUDA_CHECK_LAUNCH();
+}
+
+void history_reorder(int* table, int* scratch, const int* parent, int n, int capacity, int pos, bool self_after,
+                     cudaStream_t stream) {
+  const int count = n * capacity;
+  copy_rows_kernel<<<ceil_div(count, kThreads), kThreads, 0, stream>>>(scratch, table, count);
+  CUDA_CHECK_LAUNCH();
+  history_reorder_kernel<<<n, kThreads, 0, stream>>>(table, scratch, parent, capacity, pos, self_after);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -17,23 +17,19 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   const bool cuda_ok = options.device != Device::Cpu && cuda_device_usable(&why_not_cuda);
   if (options.device == Device::Cuda && !cuda_ok)
     throw Error("--device cuda: no usable CUDA device: " + why_not_cuda + "; use --device cpu");
-  const bool int8 = options.dtype == ComputeDType::Int8, batched = options.n_seqs > 1;
+  const bool int8 = options.dtype == ComputeDType::Int8;
   if (cuda_ok && int8 && options.device == Device::Cuda)
     throw Error("--dtype int8 runs on the CPU only; use --device cpu or another --dtype");
-  if (cuda_ok && batched && options.device == Device::Cuda)
-    throw Error("--parallel or --num-beams " + std::to_string(options.n_seqs) +
-                " runs on the CPU for now (the CUDA backend decodes one sequence); use --device cpu");
   std::string why_not_dtype;  // a dtype this GPU cannot compute in (bf16 before compute capability 8.0)
   const bool dtype_ok = int8 || !options.dtype || !cuda_ok || cuda_dtype_supported(*options.dtype, &why_not_dtype);
   if (!dtype_ok && options.device == Device::Cuda) throw Error(why_not_dtype);
-  if (cuda_ok && !int8 && !batched && dtype_ok) return make_cuda_backend(model, options);
+  if (cuda_ok && !int8 && dtype_ok) return make_cuda_backend(model, options);
   if (note) {
     note->clear();
     if (options.device == Device::Auto)
       *note = !cuda_ok ? "note: running on the CPU: no usable CUDA device: " + why_not_cuda
               : int8   ? "note: running on the CPU: --dtype int8 is the CPU's only"
-              : batched ? "note: running on the CPU: --parallel or --num-beams > 1 is the CPU's only for now"
-                        : "note: running on the CPU: " + why_not_dtype;
+                       : "note: running on the CPU: " + why_not_dtype;
   }
   return make_cpu_backend(model, options);
 }

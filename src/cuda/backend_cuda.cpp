@@ -176,8 +176,9 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override { release(); }
 
-  // One sequence: make_backend() keeps --parallel > 1 on the CPU, so seq is always 0 here.
-  int sample_impl(int /*seq*/, const SamplingParams& params, double u, std::optional<double> next_u) override {
+  // One sequence (n_seqs 1): the decode graph and launch-ahead below; several: sample_batched().
+  int sample_impl(int seq, const SamplingParams& params, double u, std::optional<double> next_u) override {
+    if (batched_) return sample_batched(seq, params, u);
     const bool greedy = params.greedy();
     const bool processed = params.penalties.active();
     // No wait here: in-flight work never reads step_host_ (its only readers, the copies below
@@ -190,7 +191,7 @@ class CudaBackend final : public Backend {
     step_host_->u = float(u);
     step_host_->min_p = params.min_p;
     step_host_->penalties = params.penalties;
-    if (processed) track_counts(params.penalties.repeat_last_n);
+    if (processed) track_counts(params.penalties.repeat_last_n, context_end_, counted_);
     const bool ahead = variants_.launch_ahead && !processed && mode_ != DecodeMode::Rows;
     // A launch-ahead step this call does not take (other parameters or another draw, or no
     // forward() asked for it): let it finish; a pending step is recomputed.
@@ -211,9 +212,10 @@ class CudaBackend final : public Backend {
 
   void settle() override { discard_ahead(); }
 
-  void read_logits_impl(int /*seq*/, float* out) override {
+  void read_logits_impl(int seq, float* out) override {
     if (pending_) run_pending(true, false);
-    CUDA_CHECK(cudaMemcpyAsync(out, last_logits_, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    const float* logits = batched_ ? logits_ + size_t(seq) * V_ : last_logits_;
+    CUDA_CHECK(cudaMemcpyAsync(out, logits, size_t(V_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     inflight_ = false;
   }
@@ -340,10 +342,11 @@ class CudaBackend final : public Backend {
     float* fc_b;                       // (H)
     T* fc_proj_w;                      // (C, H)
     float* fc_proj_b;                  // (C)
-    T *k, *v;                          // (capacity, C) each: the K/V ring
+    T *k, *v;                          // (n_seqs * capacity, C) each: sequence s's K/V ring at row s * capacity
   };
 
-  void forward_impl(int /*seq*/, const int* ids, int n, int pos, const KvRing& ring) override {
+  void forward_impl(int seq, const int* ids, int n, int pos, const KvRing& ring) override {
+    if (batched_) return forward_batched(seq, ids, n, pos, ring);
     const bool decode = n == 1 && mode_ != DecodeMode::Rows;
     // The queued launch-ahead step is this call when it asks for exactly that step.
     const bool accept = decode && ahead_.state == AheadState::Queued && ids[0] == ahead_.step.token &&
@@ -390,6 +393,9 @@ class CudaBackend final : public Backend {
     L_ = cfg_.n_layer;
     mode_ = decode_mode_from_env();
     variants_ = cuda_variants_from_env();
+    batched_ = n_seqs() > 1;
+    if (batched_) variants_.launch_ahead = false;  // one sequence's chain of steps; batches wait per step
+    seqs_.resize(size_t(n_seqs()));
 
     if (HS_ != cuda::kHeadDim)
       throw Error("the CUDA backend supports head_dim 64 only (every GPT-2 size); this model has n_embd " +
@@ -429,7 +435,7 @@ class CudaBackend final : public Backend {
   // Plans every device buffer into one allocation, allocates it and binds the pointers; records
   // the sizes by category in info_. Returns the bytes allocated.
   size_t plan_memory(const std::string& device_name, size_t free0, size_t total0) {
-    const size_t C = C_, H = H_, V = V_, cap = kv_capacity(), rows = context_window();
+    const size_t C = C_, H = H_, V = V_, cap = kv_capacity(), rows = context_window(), S = n_seqs();
     size_t weights = 0, kv = 0, other = 0;
     Plan plan;
     auto add_weight = [&](const char*, const ShapeRule& rule, auto*& dst) {
@@ -439,8 +445,8 @@ class CudaBackend final : public Backend {
     layers_.resize(size_t(L_));
     for (Layer& l : layers_) for_each_layer_tensor(add_weight, l);
     for (Layer& l : layers_) {
-      plan.add(&l.k, cap * C, &kv);
-      plan.add(&l.v, cap * C, &kv);
+      plan.add(&l.k, S * cap * C, &kv);  // every sequence's ring, one after the other
+      plan.add(&l.v, S * cap * C, &kv);
     }
     plan.add(&x_, rows * C, &other);        // (T, C) fp32 residual stream
     plan.add(&ln_, rows * C, &other);       // (T, C)
@@ -457,11 +463,13 @@ class CudaBackend final : public Backend {
     plan.add(&argmax_state_, 1, &other);
     plan.add(&step_dev_, 1, &other);
     plan.add(&token_dev_, 1, &other);
-    plan.add(&logits_, V, &other);  // (V) fp32
+    plan.add(&logits_, S * V, &other);  // (n_seqs, V) fp32: each sequence's last logits
     if (variants_.launch_ahead) plan.add(&ahead_logits_, V, &other);  // (V) launch-ahead's second slot
     plan.add(&scores_, V, &other);  // (V) fp32: the logits after the processors
-    plan.add(&counts_, V, &other);  // (V) the penalty window's count of each id
-    plan.add(&context_, cap, &other);  // (capacity) the context's token ids, by ring slot
+    plan.add(&counts_, S * V, &other);  // (n_seqs, V) the penalty window's count of each id
+    plan.add(&context_, S * cap, &other);  // (n_seqs, capacity) the context's token ids, by ring slot
+    plan.add(&history_, S * cap, &other);  // (n_seqs, capacity) the history table (kernels.h, BatchRow)
+    if (batched_) plan_batch(plan, &other);
     plan.add(&sw_.keys_in, V, &other);
     plan.add(&sw_.keys_out, V, &other);
     plan.add(&sw_.ids_in, V, &other);
@@ -557,9 +565,11 @@ class CudaBackend final : public Backend {
   // the first token nor the graph capture pays for it; then the decode graphs.
   void warm_up_and_capture() {
     const int cap = kv_capacity();
+    const size_t S = size_t(n_seqs());
     CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(NH_) * sizeof(unsigned int), stream_));
     CUDA_CHECK(cudaMemsetAsync(argmax_state_, 0, sizeof(cuda::ArgmaxState), stream_));
-    CUDA_CHECK(cudaMemsetAsync(context_, 0, cap * sizeof(int), stream_));  // every slot a valid id
+    CUDA_CHECK(cudaMemsetAsync(context_, 0, S * cap * sizeof(int), stream_));  // every slot a valid id
+    for (int seq = 0; seq < n_seqs(); ++seq) cuda::history_fill(history_, seq, cap, 0, cap, stream_);
     cuda::sampler_init(sw_, V_, stream_);
     *step_host_ = StepParams{};
     step_host_->ring = KvRing{cap, 0};
@@ -570,16 +580,17 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, sizeof(int), cudaMemcpyHostToDevice, stream_));
     enqueue_rows(1, 0, KvRing{cap, 0});
     if (mode_ != DecodeMode::Rows) enqueue_decode(variants_.lm_head_argmax, nullptr, logits_);
+    if (batched_) warm_up_batch();
     for (bool processed : {false, true}) {
       enqueue_sampler(true, processed, logits_);
       enqueue_sampler(false, processed, logits_);
     }
     for (Layer& l : layers_) {  // start from clean rings
-      CUDA_CHECK(cudaMemsetAsync(l.k, 0, size_t(cap) * C_ * sizeof(T), stream_));
-      CUDA_CHECK(cudaMemsetAsync(l.v, 0, size_t(cap) * C_ * sizeof(T), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.k, 0, S * cap * C_ * sizeof(T), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.v, 0, S * cap * C_ * sizeof(T), stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (mode_ == DecodeMode::Graph) {
+    if (mode_ == DecodeMode::Graph && !batched_) {  // batched backends decode eagerly (src/cuda/README.md)
       for (int g = 0; g < 4; ++g) graphs_[g] = capture([&] { enqueue_replayed_step(graph_greedy(g), graph_processed(g)); });
       if (variants_.launch_ahead)
         for (int p = 0; p < 2; ++p) {
@@ -611,13 +622,17 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemcpy(dst, conv.data(), size_t(n) * sizeof(D), cudaMemcpyHostToDevice));
   }
 
-  // The rows path: n tokens at positions [pos, pos + n); token ids already in ids_dev_.
-  void enqueue_rows(int n, int pos, const KvRing& ring) {
+  // The rows path: n tokens at positions [pos, pos + n) of sequence seq; token ids already in
+  // ids_dev_.
+  void enqueue_rows(int n, int pos, const KvRing& ring, int seq = 0) {
     const int C = C_, H = H_;
     const float eps = cfg_.layer_norm_epsilon;
-    cuda::embedding_rows<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, context_, ring, stream_);  // x (n, C)
+    const size_t ring_rows = size_t(seq) * kv_capacity();  // the sequence's rows of the caches
+    cuda::embedding_rows<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, context_ + ring_rows, ring, stream_);  // x (n, C)
     for (int i = 0; i < L_; ++i) {
-      const Layer& l = layers_[size_t(i)];
+      Layer l = layers_[size_t(i)];
+      l.k += ring_rows * C;  // this sequence's rings
+      l.v += ring_rows * C;
       const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fc_proj_b;
       cuda::layernorm<T>(ln_, x_, pending_bias, l.ln_1_w, l.ln_1_b, n, C, eps, stream_);     // ln (n, C)
       cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                               // qkv (n, 3C)
@@ -630,7 +645,7 @@ class CudaBackend final : public Backend {
       cuda::matmul_accumulate<T>(cublas_, x_, fc_, l.fc_proj_w, n, H, C);                            // x += fc W^T
     }
     // The last row only: + the last projection's bias, ln_f, logits = wte . x_last.
-    GemvParams<T> head = lm_head_op(x_ + size_t(n - 1) * C, layers_.back().fc_proj_b, logits_);
+    GemvParams<T> head = lm_head_op(x_ + size_t(n - 1) * C, layers_.back().fc_proj_b, logits_ + size_t(seq) * V_);
     head.pdl = false;  // the rows path is never captured
     cuda::gemv<T>(head, stream_);
   }
@@ -753,10 +768,12 @@ class CudaBackend final : public Backend {
 
   // [the logits processors ->] argmax or sampling of `logits`, parameters from step_dev_;
   // advance: the chosen token and pos + 1 also into it (launch-ahead).
-  void enqueue_sampler(bool greedy, bool processed, const float* logits, StepParams* advance = nullptr) {
+  // seq: whose token ring and counts the processors use.
+  void enqueue_sampler(bool greedy, bool processed, const float* logits, StepParams* advance = nullptr, int seq = 0) {
     const float* z = logits;
     if (processed) {
-      cuda::process_logits(logits, scores_, V_, context_, counts_, step_dev_, stream_, paths_.pdl);
+      cuda::process_logits(logits, scores_, V_, context_ + size_t(seq) * kv_capacity(), counts_ + size_t(seq) * V_,
+                           step_dev_, stream_, paths_.pdl);
       z = scores_;
     }
     if (greedy)
@@ -766,13 +783,14 @@ class CudaBackend final : public Backend {
   }
 
   // The counts process_logits() will hold after this step: the penalty window of the context
-  // [0, context_end_). Incremental from what they hold when that only moves forward.
-  void track_counts(int repeat_last_n) {
-    const int begin = penalty_window_begin(context_end_, repeat_last_n);
-    const bool incremental = counted_.valid && begin >= counted_.begin && context_end_ >= counted_.end;
-    step_host_->counted_begin = incremental ? counted_.begin : 0;
-    step_host_->counted_end = incremental ? counted_.end : -1;
-    counted_ = {true, begin, context_end_};
+  // [0, context_end). Incremental from what they hold (`counted`) when that only moves forward.
+  struct Counted;
+  void track_counts(int repeat_last_n, int context_end, Counted& counted) {
+    const int begin = penalty_window_begin(context_end, repeat_last_n);
+    const bool incremental = counted.valid && begin >= counted.begin && context_end >= counted.end;
+    step_host_->counted_begin = incremental ? counted.begin : 0;
+    step_host_->counted_end = incremental ? counted.end : -1;
+    counted = {true, begin, context_end};
   }
 
   // graphs_[g]: greedy or sampling, with or without the logits processors.
@@ -898,6 +916,185 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // ---- several sequences (n_seqs > 1: --parallel, beam search) --------------------------------
+  // Every decode step, one row or B, runs the batched kernels eagerly (no graph, no launch-ahead):
+  // embedding_batch, per layer gemv_batch (LayerNorm + qkv + K/V append), attention_decode_batch
+  // through the history table, gemv_batch x 3, then the LM head into each row's sequence's logits.
+  // Each row's sums run in the one-sequence kernels' order whatever B is (kernels.h), so a
+  // sequence's logits do not depend on the batch. Prefill and --no-cache use the rows path on the
+  // sequence's rings. The host keeps each sequence's context (SeqState).
+
+  // The batched step's buffers, n_seqs rows each.
+  void plan_batch(Plan& plan, size_t* other) {
+    const size_t S = size_t(n_seqs()), C = size_t(C_), H = size_t(H_);
+    plan.add(&xb_, S * C, other);              // (B, C) fp32 residual streams
+    plan.add(&staged_, S * std::max(C, H), other);  // (B, max(C, H)) LayerNorm'd inputs
+    plan.add(&qb_, S * C, other);              // (B, C) queries
+    plan.add(&attb_, S * C, other);            // (B, C) attention outputs
+    plan.add(&hb_, S * H, other);              // (B, H) gelu outputs
+    plan.add(&rows_dev_, S, other);            // (B) BatchRow
+    plan.add(&partials_b_, S * cuda::attention_decode_partials(NH_, kv_capacity()), other);
+    plan.add(&counters_b_, S * size_t(NH_), other);
+    plan.add(&history_scratch_, S * size_t(kv_capacity()), other);  // (n_seqs, capacity) reorder's copy
+    plan.add(&parent_dev_, S, other);          // (n_seqs) reorder's parents
+  }
+
+  // The batched kernels once (module loading), sequence 0 at position 0; warm_up_and_capture()
+  // clears the rings and the history afterwards.
+  void warm_up_batch() {
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&rows_host_), size_t(n_seqs()) * sizeof(cuda::BatchRow),
+                             cudaHostAllocDefault));
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&parent_host_), size_t(n_seqs()) * sizeof(int),
+                             cudaHostAllocDefault));
+    CUDA_CHECK(cudaMemsetAsync(counters_b_, 0, size_t(n_seqs()) * NH_ * sizeof(unsigned int), stream_));
+    rows_host_[0] = cuda::BatchRow{0, 0, 0, KvRing{kv_capacity(), 0}};
+    CUDA_CHECK(cudaMemcpyAsync(rows_dev_, rows_host_, sizeof(cuda::BatchRow), cudaMemcpyHostToDevice, stream_));
+    enqueue_decode_batch(1);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (int seq = 0; seq < n_seqs(); ++seq) cuda::history_fill(history_, seq, kv_capacity(), 0, kv_capacity(), stream_);
+  }
+
+  cuda::GemvBatchParams<T> batch_op(const T* w, int IC, int OC, const float* in, const float* bias, float* out,
+                                    GemvEpilogue epilogue, int B) const {
+    cuda::GemvBatchParams<T> p;
+    p.w = w;
+    p.IC = IC;
+    p.OC = OC;
+    p.B = B;
+    p.in = in;
+    p.bias = bias;
+    p.out = out;
+    p.epilogue = epilogue;
+    p.eps = cfg_.layer_norm_epsilon;
+    p.rows = rows_dev_;
+    p.capacity = kv_capacity();
+    p.C = C_;
+    return p;
+  }
+  static void with_layernorm(cuda::GemvBatchParams<T>& p, const float* w, const float* b, float* staged) {
+    p.ln_w = w;
+    p.ln_b = b;
+    p.staged = staged;
+  }
+
+  // The batched decode step of the B rows in rows_dev_: each row's logits into its sequence's.
+  void enqueue_decode_batch(int B) {
+    const int C = C_, H = H_, cap = kv_capacity();
+    cuda::embedding_batch<T>(xb_, rows_dev_, B, w_.wte, w_.wpe, C, context_, history_, cap, stream_);  // xb (B, C)
+    for (const Layer& l : layers_) {
+      auto qkv = batch_op(l.qkv_w, C, 3 * C, xb_, l.qkv_b, qb_, GemvEpilogue::Qkv, B);  // qb (B, C), K/V appended
+      with_layernorm(qkv, l.ln_1_w, l.ln_1_b, staged_);
+      qkv.k_cache = l.k;
+      qkv.v_cache = l.v;
+      cuda::gemv_batch<T>(qkv, stream_);
+      cuda::attention_decode_batch<T>(attb_, qb_, l.k, l.v, rows_dev_, B, history_, partials_b_, counters_b_, NH_, HS_,
+                                      cap, stream_);  // attb (B, C)
+      cuda::gemv_batch<T>(batch_op(l.attn_proj_w, C, C, attb_, l.attn_proj_b, xb_, GemvEpilogue::Residual, B),
+                          stream_);  // xb += attb W^T + b
+      auto fc = batch_op(l.fc_w, C, H, xb_, l.fc_b, hb_, GemvEpilogue::Gelu, B);  // hb (B, H)
+      with_layernorm(fc, l.ln_2_w, l.ln_2_b, staged_);
+      cuda::gemv_batch<T>(fc, stream_);
+      cuda::gemv_batch<T>(batch_op(l.fc_proj_w, H, C, hb_, l.fc_proj_b, xb_, GemvEpilogue::Residual, B),
+                          stream_);  // xb += hb W^T + b
+    }
+    auto head = batch_op(w_.wte, C, V_, xb_, nullptr, logits_, GemvEpilogue::Store, B);  // logits[seq] (V)
+    with_layernorm(head, w_.ln_f_w, w_.ln_f_b, staged_);
+    head.out_by_seq = true;
+    cuda::gemv_batch<T>(head, stream_);
+  }
+
+  void decode_batch_impl(const SeqToken* rows, int B) override {
+    if (batched_ && mode_ != DecodeMode::Rows) return run_batch_step(rows, B);
+    for (int b = 0; b < B; ++b) forward_impl(rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);  // one by one
+  }
+
+  // One batched step of rows (valid, distinct sequences): the host's view of each sequence, the
+  // rows to the device, the step; not waited for.
+  void run_batch_step(const SeqToken* rows, int B) {
+    wait_inflight();  // rows_host_ may still be read by the previous step's copy
+    for (int b = 0; b < B; ++b) {
+      const SeqToken& r = rows[b];
+      SeqState& s = seqs_[size_t(r.seq)];
+      if (r.pos < s.counted.end || r.ring.start != s.ring.start) s.counted.valid = false;
+      if (r.pos == 0) {  // a new context: the sequence's own history
+        cuda::history_fill(history_, r.seq, kv_capacity(), 0, kv_capacity(), stream_);
+        s.reordered = false;
+      }
+      s.context_end = r.pos + 1;
+      s.ring = r.ring;
+      rows_host_[b] = cuda::BatchRow{r.seq, r.id, r.pos, r.ring};
+    }
+    CUDA_CHECK(cudaMemcpyAsync(rows_dev_, rows_host_, size_t(B) * sizeof(cuda::BatchRow), cudaMemcpyHostToDevice,
+                               stream_));
+    enqueue_decode_batch(B);
+    inflight_ = true;
+  }
+
+  // forward() of a batched backend: one token is a batched step of one row; n tokens the rows
+  // path on the sequence's rings (its history then its own), or, after a reorder, one token at a
+  // time through the history table (the rows path reads the sequence's own ring only).
+  void forward_batched(int seq, const int* ids, int n, int pos, const KvRing& ring) {
+    SeqState& s = seqs_[size_t(seq)];
+    if ((n == 1 && mode_ != DecodeMode::Rows) || (pos > 0 && s.reordered)) {
+      for (int i = 0; i < n; ++i) {
+        const SeqToken row{seq, ids[i], pos + i, ring};
+        run_batch_step(&row, 1);
+      }
+      return;
+    }
+    wait_inflight();  // ids_host_ may still be read by an earlier copy
+    std::copy(ids, ids + n, ids_host_);
+    CUDA_CHECK(cudaMemcpyAsync(ids_dev_, ids_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    cuda::history_fill(history_, seq, kv_capacity(), pos == 0 ? 0 : pos, pos == 0 ? kv_capacity() : pos + n, stream_);
+    enqueue_rows(n, pos, ring, seq);
+    if (pos == 0) s.reordered = false;
+    s.counted.valid = false;
+    s.context_end = pos + n;
+    s.ring = ring;
+    inflight_ = true;
+  }
+
+  int sample_batched(int seq, const SamplingParams& params, double u) {
+    SeqState& s = seqs_[size_t(seq)];
+    const bool greedy = params.greedy(), processed = params.penalties.active();
+    wait_inflight();  // the step's logits, and step_host_ free
+    step_host_->pos = s.context_end - 1;
+    step_host_->ring = s.ring;
+    step_host_->temperature = params.temperature;
+    step_host_->top_k = params.top_k;
+    step_host_->top_p = params.top_p;
+    step_host_->u = float(u);
+    step_host_->min_p = params.min_p;
+    step_host_->penalties = params.penalties;
+    if (processed) track_counts(params.penalties.repeat_last_n, s.context_end, s.counted);
+    CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, sizeof(StepParams), cudaMemcpyHostToDevice, stream_));
+    enqueue_sampler(greedy, processed, logits_ + size_t(seq) * V_, nullptr, seq);
+    CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return checked(*token_host_);
+  }
+
+  // Beam search: sequence i's history and token ring below pos become parent[i]'s (kernels.h,
+  // history_reorder); no K/V moves. One sequence: parent is {0}, nothing changes.
+  void reorder_impl(const int* parent, int n, int pos) override {
+    if (!batched_) return;
+    wait_inflight();  // parent_host_ may still be read by an earlier copy
+    std::copy(parent, parent + n, parent_host_);
+    CUDA_CHECK(cudaMemcpyAsync(parent_dev_, parent_host_, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    const int cap = kv_capacity();
+    cuda::history_reorder(history_, history_scratch_, parent_dev_, n, cap, pos, true, stream_);
+    cuda::history_reorder(context_, history_scratch_, parent_dev_, n, cap, pos, false, stream_);
+    std::vector<SeqState> before(seqs_.begin(), seqs_.begin() + n);
+    for (int i = 0; i < n; ++i) {
+      SeqState& s = seqs_[size_t(i)];
+      s = before[size_t(parent[i])];
+      s.context_end = pos;
+      s.counted.valid = false;  // the counts are the sequence's own
+      s.reordered = true;
+    }
+    inflight_ = true;
+  }
+
   void wait_inflight() {
     if (!inflight_) return;
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -928,7 +1125,11 @@ class CudaBackend final : public Backend {
     if (token_host_) cudaFreeHost(token_host_);
     if (ids_host_) cudaFreeHost(ids_host_);
     if (ahead_u_host_) cudaFreeHost(ahead_u_host_);
+    if (rows_host_) cudaFreeHost(rows_host_);
+    if (parent_host_) cudaFreeHost(parent_host_);
     ahead_u_host_ = nullptr;
+    rows_host_ = nullptr;
+    parent_host_ = nullptr;
     step_host_ = nullptr;
     token_host_ = nullptr;
     ids_host_ = nullptr;
@@ -983,6 +1184,25 @@ class CudaBackend final : public Backend {
     bool valid = false;    // counts_ hold the ids of context positions [begin, end)
     int begin = 0, end = 0;
   } counted_;
+  // Several sequences (batched_): the batched decode step's buffers (plan_batch) and each
+  // sequence's context as the host knows it.
+  bool batched_ = false;  // n_seqs > 1
+  int* history_ = nullptr;  // (n_seqs, capacity) the history table
+  int* history_scratch_ = nullptr;
+  int* parent_dev_ = nullptr;
+  float *xb_ = nullptr, *staged_ = nullptr, *qb_ = nullptr, *attb_ = nullptr, *hb_ = nullptr;
+  float* partials_b_ = nullptr;
+  unsigned int* counters_b_ = nullptr;
+  cuda::BatchRow* rows_dev_ = nullptr;
+  cuda::BatchRow* rows_host_ = nullptr;  // pinned (n_seqs)
+  int* parent_host_ = nullptr;           // pinned (n_seqs)
+  struct SeqState {
+    int context_end = 0;  // the sequence's context: positions [0, context_end) ...
+    KvRing ring;          // ... in these ring slots
+    Counted counted;      // its penalty counts
+    bool reordered = false;  // its history names other sequences' rings (reorder since its pos 0)
+  };
+  std::vector<SeqState> seqs_;
   bool pending_ = false;   // forward(n == 1) recorded a decode step that has not run yet
   bool inflight_ = false;  // work enqueued that nobody has waited for
   int written_end_ = 0;    // forward() has written positions [0, written_end_) of context_ring_

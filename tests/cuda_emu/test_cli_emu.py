@@ -139,6 +139,28 @@ class CudaCli(unittest.TestCase):
                                         "-n", str(N), "--temperature", "100", "--seed", "3", "--ignore-eos", *flags)
             self.assertEqual(out["generated_ids"], case["new_tokens"][:N], flags)
 
+    def test_continuous_batching_on_the_device_gives_the_cpus_outputs(self):
+        # Four requests on two slots (each finished slot refilled): the goldens' greedy prompts
+        # with different lengths and max_new_tokens, and one sampled request with a seed.
+        lines = [json.dumps({"id": f"g{i}", "prompt_ids": c["prompt"], "max_new_tokens": 3 + 2 * i,
+                             "temperature": 0}) for i, c in enumerate(GOLDEN["greedy"][:4])]
+        lines.append(json.dumps({"id": "s", "prompt_ids": [464], "max_new_tokens": 5, "temperature": 0.9,
+                                 "seed": 4}))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "batch.jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+            outputs = {}
+            for device in ("cuda", "cpu"):
+                proc = run("-m", os.path.join(MODELS, "tiny-fp32"), "--device", device, "--dtype", "fp32",
+                           "--batch", path, "--parallel", "2", "--ignore-eos")
+                self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+                outputs[device] = {o["id"]: o["generated_ids"] for o in map(json.loads, proc.stdout.splitlines())}
+        self.assertEqual(len(outputs["cuda"]), len(lines))
+        self.assertEqual(outputs["cuda"], outputs["cpu"])
+        for i, c in enumerate(GOLDEN["greedy"][:4]):
+            self.assertEqual(outputs["cuda"][f"g{i}"], c["new_tokens"][:3 + 2 * i])
+
     def test_benchmark_json_follows_the_schema(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "bench.json")

@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "cuda/backend_cuda.h"
 #include "device_common.cuh"
+#include "engine/batch.h"
 #include "engine/generator.h"
 #include "model/model.h"
 #include "test_support.h"
@@ -464,6 +465,36 @@ TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
     EXPECT_EQ(int(r.generated.size()), 24);
     EXPECT_GE(r.context_shifts, 1);
   }
+  EXPECT_EQ(emu::allocation_calls(), before);
+}
+
+// ... and neither does a batched backend (--parallel 3) running five requests through
+// generate_batch(): prefills into refilled slots, batched steps of 1 to 3 rows, per-row sampling
+// with and without the logits processors, a reorder.
+TEST(CudaEmu, ABatchedBackendAllocatesNothingWhileGenerating) {
+  const Model model = load_model(test::tiny_model("fp32"));
+  BackendOptions o = cuda_options(ComputeDType::F16, 24);
+  o.n_seqs = 3;
+  auto backend = make_cuda_backend(model, o);
+  const long before = emu::allocation_calls();
+  int next = 0;
+  BatchEvents ev;
+  ev.next = [&](BatchRequest& r) {
+    if (next == 5) return false;
+    r.prompt = {2061, 318, 509, 53};
+    r.prompt.resize(size_t(1 + next % 4));
+    r.options.max_new_tokens = 4 + 2 * next;
+    r.options.ignore_eos = true;
+    r.options.sampling.temperature = next % 2 ? 0.9f : 0.0f;
+    if (next == 2) r.options.sampling.penalties = {1.3f, 0, 0.5f, 0.2f, 2};
+    ++next;
+    return true;
+  };
+  ev.on_token = [](int, int) { return true; };
+  ev.on_finish = [](int, GenerationResult&) {};
+  EXPECT_EQ(generate_batch(*backend, ev).requests, 5);
+  const int parent[3] = {2, 2, 0};
+  backend->reorder(parent, 3, 4);
   EXPECT_EQ(emu::allocation_calls(), before);
 }
 
