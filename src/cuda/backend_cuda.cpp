@@ -590,7 +590,9 @@ class CudaBackend final : public Backend {
       CUDA_CHECK(cudaMemsetAsync(l.v, 0, S * cap * C_ * sizeof(T), stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (mode_ == DecodeMode::Graph && !batched_) {  // batched backends decode eagerly (src/cuda/README.md)
+    if (mode_ == DecodeMode::Graph && batched_)  // one graph per batch size B = 1 .. n_seqs
+      for (int B = 1; B <= n_seqs(); ++B) batch_graphs_.push_back(capture([&] { enqueue_batch_step(B); }));
+    if (mode_ == DecodeMode::Graph && !batched_) {
       for (int g = 0; g < 4; ++g) graphs_[g] = capture([&] { enqueue_replayed_step(graph_greedy(g), graph_processed(g)); });
       if (variants_.launch_ahead)
         for (int p = 0; p < 2; ++p) {
@@ -917,9 +919,11 @@ class CudaBackend final : public Backend {
   }
 
   // ---- several sequences (n_seqs > 1: --parallel, beam search) --------------------------------
-  // Every decode step, one row or B, runs the batched kernels eagerly (no graph, no launch-ahead):
-  // embedding_batch, per layer gemv_batch (LayerNorm + qkv + K/V append), attention_decode_batch
-  // through the history table, gemv_batch x 3, then the LM head into each row's sequence's logits.
+  // Every decode step, one row or B, runs the batched kernels (no launch-ahead): embedding_batch,
+  // per layer gemv_batch (LayerNorm + qkv + K/V append), attention_decode_batch through the
+  // history table, gemv_batch x 3, then the LM head into each row's sequence's logits; with the
+  // copy of the rows in, captured once per batch size B at load (batch_graphs_) and replayed
+  // (GPT2_CUDA_DECODE=eager: enqueued each step; =rows: the rows path, one sequence at a time).
   // Each row's sums run in the one-sequence kernels' order whatever B is (kernels.h), so a
   // sequence's logits do not depend on the batch. Prefill and --no-cache use the rows path on the
   // sequence's rings. The host keeps each sequence's context (SeqState).
@@ -1024,10 +1028,18 @@ class CudaBackend final : public Backend {
       s.ring = r.ring;
       rows_host_[b] = cuda::BatchRow{r.seq, r.id, r.pos, r.ring};
     }
+    if (mode_ == DecodeMode::Graph)
+      CUDA_CHECK(cudaGraphLaunch(batch_graphs_[size_t(B - 1)], stream_));
+    else
+      enqueue_batch_step(B);
+    inflight_ = true;
+  }
+
+  // The B rows of rows_host_ to the device and the step: what batch_graphs_[B - 1] replays.
+  void enqueue_batch_step(int B) {
     CUDA_CHECK(cudaMemcpyAsync(rows_dev_, rows_host_, size_t(B) * sizeof(cuda::BatchRow), cudaMemcpyHostToDevice,
                                stream_));
     enqueue_decode_batch(B);
-    inflight_ = true;
   }
 
   // forward() of a batched backend: one token is a batched step of one row; n tokens the rows
@@ -1104,6 +1116,8 @@ class CudaBackend final : public Backend {
   void release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);
     if (set_aside_) cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, 0);  // the set-aside back to L2
+    for (cudaGraphExec_t g : batch_graphs_) cudaGraphExecDestroy(g);
+    batch_graphs_.clear();
     for (cudaGraphExec_t& g : graphs_)
       if (g) {
         cudaGraphExecDestroy(g);
@@ -1152,6 +1166,7 @@ class CudaBackend final : public Backend {
   void* cublas_ws_ = nullptr;
   size_t cublas_ws_bytes_ = 0;
   cudaGraphExec_t graphs_[4] = {};  // graph_index(greedy, processed)
+  std::vector<cudaGraphExec_t> batch_graphs_;  // batched backends: [B - 1], the step of B rows
 
   Weights w_;
   std::vector<Layer> layers_;
