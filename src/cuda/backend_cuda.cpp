@@ -224,10 +224,15 @@ class CudaBackend final : public Backend {
 
   // The prompt cache's copies (backend.h): per layer, one copy per contiguous run of ring slots
   // (two where positions [pos0, pos0 + n) wrap), on the stream after every step queued before.
-  void read_kv_impl(int /*seq*/, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v,
+  // Sequence seq's rings start seq * capacity rows into each layer's cache.
+  void read_kv_impl(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v,
                     size_t layer_bytes) override {
+    if (batched_ && seqs_[size_t(seq)].reordered)  // its positions may live in other sequences' rings
+      throw Error("internal: read_kv() of a sequence reorder() pointed at another's history");
     if (pending_) run_pending(true, false);  // a recorded decode step writes its K/V when it runs
-    for_each_slot_run(pos0, n, ring, [&](int slot, int i, int len) {
+    wait_inflight();
+    for_each_slot_run(pos0, n, ring, [&](int ring_slot, int i, int len) {
+      const size_t slot = size_t(seq) * kv_capacity() + size_t(ring_slot);
       for (size_t l = 0; l < layers_.size(); ++l) {
         const size_t host = l * layer_bytes + size_t(i) * C_ * sizeof(T), bytes = size_t(len) * C_ * sizeof(T);
         CUDA_CHECK(cudaMemcpyAsync(k + host, layers_[l].k + size_t(slot) * C_, bytes, cudaMemcpyDeviceToHost, stream_));
@@ -239,12 +244,13 @@ class CudaBackend final : public Backend {
   }
   // As forward_impl()'s bookkeeping for a prefill of `ids` at pos0, with the K/V copied in
   // instead of computed, and the ids into the context's token ring for the logits processors.
-  void write_kv_impl(int /*seq*/, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k,
+  void write_kv_impl(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k,
                      const uint8_t* v, size_t layer_bytes) override {
     discard_ahead();
     pending_ = false;  // a recorded step that never ran: the copy replaces its context
     wait_inflight();
-    for_each_slot_run(pos0, n, ring, [&](int slot, int i, int len) {
+    for_each_slot_run(pos0, n, ring, [&](int ring_slot, int i, int len) {
+      const size_t slot = size_t(seq) * kv_capacity() + size_t(ring_slot);
       for (size_t l = 0; l < layers_.size(); ++l) {
         const size_t host = l * layer_bytes + size_t(i) * C_ * sizeof(T), bytes = size_t(len) * C_ * sizeof(T);
         CUDA_CHECK(cudaMemcpyAsync(layers_[l].k + size_t(slot) * C_, k + host, bytes, cudaMemcpyHostToDevice, stream_));
@@ -252,6 +258,15 @@ class CudaBackend final : public Backend {
       }
       CUDA_CHECK(cudaMemcpyAsync(context_ + slot, ids + i, size_t(len) * sizeof(int), cudaMemcpyHostToDevice, stream_));
     });
+    if (batched_) {  // as forward_batched()'s bookkeeping
+      cuda::history_fill(history_, seq, kv_capacity(), pos0 == 0 ? 0 : pos0, pos0 == 0 ? kv_capacity() : pos0 + n,
+                         stream_);
+      SeqState& s = seqs_[size_t(seq)];
+      if (pos0 == 0) s.reordered = false;
+      s.counted.valid = false;
+      s.context_end = pos0 + n;
+      s.ring = ring;
+    }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     counted_.valid = false;
     const bool fresh = pos0 == 0 || ring.start != context_ring_.start;
