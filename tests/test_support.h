@@ -1,5 +1,7 @@
 // Helpers shared by the GoogleTest binaries: where the reference data and test models are.
 #pragma once
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,5 +21,14 @@ std::string temp_dir();          // a fresh directory, removed at exit
 // not returned after 10 s, a writer opens and closes the FIFO so that it returns, and the
 // message starts with "blocked", so the caller's check fails instead of hanging.
 std::string error_loading_fifo(const std::string& path, const std::function<void()>& load);
+
+// GPT2_GPU_TEST_QUICK=1 (used under compute-sanitizer and on cuda-emu, the CPU emulation)
+// keeps the sizes small.
+inline bool quick() {
+  const char* v = std::getenv("GPT2_GPU_TEST_QUICK");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+// `full`, or `small` in quick mode.
+inline int quick_or(int small, int full) { return quick() ? small : full; }
 
 }  // namespace gpt2::test

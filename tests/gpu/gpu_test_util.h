@@ -16,6 +16,7 @@
 #include "cuda/backend_cuda.h"
 #include "cuda_check.h"
 #include "kernels.h"
+#include "test_support.h"
 
 namespace gpt2::test {
 
@@ -33,14 +34,7 @@ inline bool have_gpu(std::string* why = nullptr) {
     if (!::gpt2::test::have_gpu(&gpt2_why_)) GTEST_SKIP() << "no usable CUDA device: " << gpt2_why_; \
   } while (0)
 
-// GPT2_GPU_TEST_QUICK=1 (used under compute-sanitizer and on cuda-emu, the CPU emulation)
-// keeps the sizes small.
-inline bool quick() {
-  const char* v = std::getenv("GPT2_GPU_TEST_QUICK");
-  return v && *v && std::strcmp(v, "0") != 0;
-}
-// `full`, or `small` in quick mode.
-inline int quick_or(int small, int full) { return quick() ? small : full; }
+// quick() and quick_or(): test_support.h.
 
 // ---- host rounding to a dtype ----------------------------------------------------------------
 // By the CUDA headers' own host conversions (NVIDIA's, or on cuda-emu the compiler's _Float16 and
