@@ -246,16 +246,20 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
                       {"modes", {mode_json(modes[0], info), mode_json(modes[1], info)}}};
   if (o.explain) add_explain(j, modes, explain_model(setup.config, info, backend.kv_capacity()), o.quiet);
   if (info.decode_weight_bytes > 0) add_bandwidth_floor(j, out, info, setup, o.max_new_tokens, modes[0]);
+  write_benchmark_output(out, j, o);
+  return identical ? 0 : 1;
+}
+
+void write_benchmark_output(const std::string& table, const nlohmann::json& j, const CliOptions& o) {
   if (o.json && o.json_file.empty()) {
-    std::cerr << out;  // stdout carries the JSON
-    std::fwrite(dump_json(j).data(), 1, dump_json(j).size(), stdout);
-    std::fputc('\n', stdout);
+    std::cerr << table;  // stdout carries the JSON
+    const std::string text = dump_json(j) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stdout);
   } else {
-    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fwrite(table.data(), 1, table.size(), stdout);
     if (o.json) write_file_atomically(o.json_file, dump_json(j, 1) + "\n");
   }
   std::fflush(stdout);
-  return identical ? 0 : 1;
 }
 
 }  // namespace gpt2

@@ -27,6 +27,10 @@ struct BenchSetup {
 // "gpt2-gen-benchmark/1", see tools/README.md) to --json FILE or stdout. Returns the exit code.
 int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& options);
 
+// A benchmark's output, for both kinds: the table to stdout and the JSON to --json FILE
+// (atomically), or, with --json alone, the JSON to stdout and the table to stderr.
+void write_benchmark_output(const std::string& table, const nlohmann::json& j, const CliOptions& options);
+
 // Summary statistics of one mode's runs (exposed for tests).
 struct ModeSummary {
   double total_s_mean = 0, total_s_std = 0;      // std: population, like numpy.std

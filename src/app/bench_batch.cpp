@@ -313,15 +313,7 @@ int run_batch_benchmark(std::unique_ptr<Backend>& session, const BatchBenchSetup
                 identical ? "yes" : "NO, first difference at ", identical ? "" : where.c_str());
   tail += buf;
   const std::string out = head + table(points, gemm) + tail;
-  if (o.json && o.json_file.empty()) {
-    std::cerr << out;  // stdout carries the JSON
-    const std::string text = dump_json(j) + "\n";
-    std::fwrite(text.data(), 1, text.size(), stdout);
-  } else {
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    if (o.json) write_file_atomically(o.json_file, dump_json(j, 1) + "\n");
-  }
-  std::fflush(stdout);
+  write_benchmark_output(out, j, o);
   return identical ? 0 : 1;
 }
 
