@@ -12,14 +12,13 @@ import tempfile
 import unittest
 
 SOURCE = os.environ.get("GPT2_SOURCE_DIR", ".")
-BIN = os.path.join(os.environ.get("GPT2_BINARY_DIR", "build"), "gpt2-gen")
-SHARED = os.environ.get("GPT2_SHARED_DIR", "../shared")
-TINY = os.path.join(os.environ.get("GPT2_TEST_MODELS", "build/test-models"), "tiny-fp32")
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
+sys.path.insert(0, os.path.join(SOURCE, "tests"))
 import benchmark_schema  # noqa: E402
+from cli_support import BIN, TINY  # noqa: E402
+from cli_support import GOLDEN as ALL_GOLDENS  # noqa: E402
 
-with open(os.path.join(SHARED, "golden/tiny-gpt2/reference.json"), encoding="utf-8") as f:
-    GOLDEN = json.load(f)["greedy"][0]
+GOLDEN = ALL_GOLDENS["greedy"][0]
 with open(os.path.join(TINY, "config.json"), encoding="utf-8") as f:
     CONFIG = json.load(f)
 SIZES, NEW, RUNS, CTX = [1, 2, 3], 6, 2, 64
