@@ -1,4 +1,5 @@
 #include "engine/backend.h"
+#include "engine/kv_format.h"
 
 #include "base/error.h"
 
@@ -76,13 +77,7 @@ void Backend::reorder_impl(const int*, int, int) {
 }
 
 size_t Backend::kv_row_bytes() const {
-  switch (info().kv_dtype) {
-    case ComputeDType::F32: return size_t(config_.n_embd) * 4;
-    case ComputeDType::F16:
-    case ComputeDType::BF16: return size_t(config_.n_embd) * 2;
-    case ComputeDType::Int8: break;  // no backend holds int8 K/V yet
-  }
-  throw Error("internal: K/V rings of an unknown format");
+  return gpt2::kv_row_bytes(info().kv_dtype, config_.n_embd, config_.n_head);
 }
 
 void Backend::read_kv(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v, int layer_stride) {

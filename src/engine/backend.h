@@ -32,6 +32,8 @@ struct BackendOptions {
   Device device = Device::Auto;
   // Unset: fp16 on CUDA; on the CPU the weight file's dtype.
   std::optional<ComputeDType> dtype;
+  // --kv-dtype: the K/V rings' format (engine/kv_format.h). Unset: the backend's default.
+  std::optional<ComputeDType> kv_dtype;
   int kv_capacity = 0;  // slots per layer; 0 = the model's n_positions
   int n_seqs = 1;       // sequences held at once (--parallel): each its own K/V rings and logits
   int threads = 0;      // CPU threads; 0 = the physical cores
@@ -43,7 +45,7 @@ struct BackendInfo {
   ComputeDType dtype = ComputeDType::F32;
   size_t weight_bytes = 0;  // in the backend's memory, as stored there
   size_t kv_bytes = 0;      // K and V rings of all layers
-  ComputeDType kv_dtype = ComputeDType::F32;  // the K/V rings' element type: fp32 on the CPU, the compute dtype on CUDA
+  ComputeDType kv_dtype = ComputeDType::F32;  // the K/V rings' format (engine/kv_format.h)
   size_t activation_bytes = 0;
   size_t peak_device_bytes = 0;  // CUDA: peak device memory in use by the process; CPU: 0
   size_t decode_weight_bytes = 0;  // CPU: weight bytes one decode step reads; CUDA: 0
