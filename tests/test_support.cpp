@@ -28,6 +28,7 @@ std::string env_or(const char* name, const std::string& fallback) {
 std::string shared_dir() { return env_or("GPT2_SHARED_DIR", GPT2_DEFAULT_SHARED_DIR); }
 std::string test_models_dir() { return env_or("GPT2_TEST_MODELS", GPT2_DEFAULT_TEST_MODELS); }
 std::string tiny_model(const std::string& dtype) { return test_models_dir() + "/tiny-" + dtype; }
+std::string small_vocab_model() { return test_models_dir() + "/tiny-v2063-fp32"; }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

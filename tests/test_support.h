@@ -12,6 +12,9 @@ std::string env_or(const char* name, const std::string& fallback);
 std::string shared_dir();        // ../shared: goldens and the GPT-2 tokenizer files
 std::string test_models_dir();   // build/test-models: the tiny golden converted by the fixture
 std::string tiny_model(const std::string& dtype = "fp32");  // test_models_dir()/tiny-<dtype>
+// The tiny model (fp32) with a 2063-token vocabulary (tests/make_small_vocab_model.py): the
+// backend's mechanics tests on the CUDA emulator, ~10x faster; token ids must be < 2063.
+std::string small_vocab_model();
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
 std::string temp_dir();          // a fresh directory, removed at exit

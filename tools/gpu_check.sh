@@ -260,10 +260,11 @@ say "gpu_check: $COMMIT budget ${BUDGET}s, dry=${DRY}${PLANT:+, PLANTED FAILURES
 [ -f .gpu/MANIFEST ] && sed -n '1,2p' .gpu/MANIFEST | sed 's/^/  bundle /'
 
 # The bundle into $G by tar, or by Python's tarfile where tar or gzip is missing; the tiny models
-# get the tokenizer files back (packed once, in shared/).
+# get the tokenizer files back (packed once, in shared/), all but tiny-v2063-fp32, whose
+# vocabulary is smaller than GPT-2's (tests/make_small_vocab_model.py).
 UNPACK='rm -rf "$1" && mkdir -p "$1" || exit 1
 tar -C "$1" -xzf .gpu/bundle.tgz || python3 -m tarfile -e .gpu/bundle.tgz "$1" || exit 1
-for m in "$1"/models/tiny-*; do cp "$1"/shared/gpt2-tokenizer/vocab.json "$1"/shared/gpt2-tokenizer/merges.txt "$m/" || exit 1; done'
+for m in "$1"/models/tiny-fp* "$1"/models/tiny-bf*; do cp "$1"/shared/gpt2-tokenizer/vocab.json "$1"/shared/gpt2-tokenizer/merges.txt "$m/" || exit 1; done'
 if [ -n "${GPU_CHECK_BUNDLE:-}" ]; then
   record unpack ok "using $G (GPU_CHECK_BUNDLE)"
 elif [ ! -f .gpu/bundle.tgz ]; then

@@ -451,7 +451,7 @@ TEST(CudaEmu, TheBackendsOutOfMemoryErrorSaysHowManyBytes) {
 // Every buffer is allocated at load: generating, with the cache (the decode graph, a context
 // shift in a small ring, sampling) and without it, allocates and frees nothing on the device.
 TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
-  const Model model = load_model(test::tiny_model("fp32"));
+  const Model model = load_model(test::small_vocab_model());
   auto backend = make_cuda_backend(model, cuda_options(ComputeDType::F16, 24));
   const long before = emu::allocation_calls();
   for (bool cache : {true, false}) {
@@ -472,7 +472,7 @@ TEST(CudaEmu, TheBackendAllocatesNothingWhileGenerating) {
 // generate_batch(): prefills into refilled slots, batched steps of 1 to 3 rows, per-row sampling
 // with and without the logits processors, a reorder.
 TEST(CudaEmu, ABatchedBackendAllocatesNothingWhileGenerating) {
-  const Model model = load_model(test::tiny_model("fp32"));
+  const Model model = load_model(test::small_vocab_model());
   BackendOptions o = cuda_options(ComputeDType::F16, 24);
   o.n_seqs = 3;
   auto backend = make_cuda_backend(model, o);
@@ -504,7 +504,7 @@ TEST(CudaEmu, ABatchedBackendAllocatesNothingWhileGenerating) {
 // path launches n - 1 graphs and waits for none of them by event. Greedy and sampled (generate()
 // hands each draw to the sample() before).
 TEST(CudaEmu, LaunchAheadLaunchesEachStepBeforeWaitingForTheOneBefore) {
-  const Model model = load_model(test::tiny_model("fp32"));
+  const Model model = load_model(test::small_vocab_model());
   const int n = 6;
   for (const char* variants : {"none", "ahead"}) {
     setenv("GPT2_CUDA_VARIANTS", variants, 1);
