@@ -92,11 +92,15 @@ struct HistoryRows {
 // q and the rings are not __restrict__: that would let nvcc read them through the non-coherent
 // (read-only) cache, and under PDL this kernel is already running while the previous kernel
 // writes q and the newest K/V slot (a ring slot also held older K/V in earlier steps).
-template <typename T, typename RowOf>
-__device__ __forceinline__ void attend_chunk(float* out, const float* q, const T* k_ring, const T* v_ring, int L,
-                                             RowOf row_of, float* partials, unsigned int* counters, int C,
-                                             int n_splits_max, float scale) {
-  constexpr int VEC = Vec16<T>::N;
+// KV: the rings' format (kernels.h KvRings); rows of row_bytes, int8's scales applied once per
+// key (its score) and once per value (folded into its softmax weight in ps).
+template <typename KV, typename RowOf>
+__device__ __forceinline__ void attend_chunk(float* out, const float* q, const KvRings& kv, int L, RowOf row_of,
+                                             float* partials, unsigned int* counters, int n_splits_max, float scale) {
+  constexpr int VEC = Vec16<KV>::N;
+  constexpr bool kScaled = KvType<KV>::dtype == ComputeDType::Int8;
+  const int C = kv.n_embd;
+  const size_t row_bytes = kv.row_bytes();
   __shared__ __align__(16) float qs[HS];
   __shared__ float ps[kChunk];
 
@@ -113,28 +117,35 @@ __device__ __forceinline__ void attend_chunk(float* out, const float* q, const T
   const int s0 = split * kChunk;
   const int s = s0 + tid;
   float score = -INFINITY;
+  float v_scale = 1.0f;  // int8: the scale of value s's head
   if (s < L) {
-    const T* k = k_ring + row_of(s) * C + size_t(h) * HS;  // (HS), 16-byte aligned
+    const char* k_row = kv_row(kv.k, row_of(s), row_bytes);
+    const KV* k = reinterpret_cast<const KV*>(k_row) + size_t(h) * HS;  // (HS)
     float acc = 0.0f;
 #pragma unroll
     for (int c = 0; c < HS; c += VEC) {
       float f[VEC];
-      unpack16(*reinterpret_cast<const uint4*>(k + c), f, T());
+      load_kv16(k + c, f);
 #pragma unroll
       for (int e = 0; e < VEC; ++e) acc += qs[c + e] * f[e];
+    }
+    if constexpr (kScaled) {
+      acc *= kv_head_scale<KV>(k_row, C, h);
+      v_scale = kv_head_scale<KV>(kv_row(kv.v, row_of(s), row_bytes), C, h);
     }
     score = acc * scale;
   }
   const float m = block_max(score);  // finite: key s0 < L is in every live chunk
   const float p = s < L ? expf(score - m) : 0.0f;
-  ps[tid] = p;
+  ps[tid] = kScaled ? p * v_scale : p;
   const float l = block_sum(p);  // its barriers also publish ps[]
 
   // Unnormalised output of this chunk: thread tid is dimension tid.
   const int nk = min(kChunk, L - s0);
   float o = 0.0f;
 #pragma unroll 8
-  for (int c = 0; c < nk; ++c) o += ps[c] * to_f32(v_ring[row_of(s0 + c) * C + size_t(h) * HS + tid]);
+  for (int c = 0; c < nk; ++c)
+    o += ps[c] * to_f32(reinterpret_cast<const KV*>(kv_row(kv.v, row_of(s0 + c), row_bytes))[size_t(h) * HS + tid]);
 
   // Publish the partials; the last of the head's blocks combines.
   float* part = partials + (size_t(h) * n_splits_max + split) * kPartial;  // (HS + 2)
@@ -153,32 +164,31 @@ __device__ __forceinline__ void attend_chunk(float* out, const float* q, const T
   if (tid == 0) counters[h] = 0u;  // every block of this head has arrived: ready for the next launch
 }
 
-template <typename T>
+template <typename KV>
 __global__ void __launch_bounds__(kThreads)
-    attention_decode_kernel(float* __restrict__ out, const float* q, const T* k_ring, const T* v_ring,
-                            const StepParams* __restrict__ step,
-                            float* __restrict__ partials, unsigned int* __restrict__ counters, int C, int n_splits_max,
-                            float scale) {
+    attention_decode_kernel(float* __restrict__ out, const float* q, const KvRings kv,
+                            const StepParams* __restrict__ step, float* __restrict__ partials,
+                            unsigned int* __restrict__ counters, int n_splits_max, float scale) {
   // The host keeps pos < capacity; the clamp only keeps a bad step from stranding the counters.
   const int L = min(step->pos + 1, n_splits_max * kChunk);
-  attend_chunk(out, q, k_ring, v_ring, L, RingRows{step->ring}, partials, counters, C, n_splits_max, scale);
+  attend_chunk<KV>(out, q, kv, L, RingRows{step->ring}, partials, counters, n_splits_max, scale);
 }
 
 // Grid (n_head, n_splits_max, B): blockIdx.z is the row; each row has its own partials and
 // counters, so rows of different lengths never wait for or touch each other's.
-template <typename T>
+template <typename KV>
 __global__ void __launch_bounds__(kThreads)
-    attention_decode_batch_kernel(float* __restrict__ out, const float* q, const T* k_cache, const T* v_cache,
+    attention_decode_batch_kernel(float* __restrict__ out, const float* q, const KvRings kv,
                                   const BatchRow* __restrict__ rows, const int* __restrict__ history,
-                                  float* __restrict__ partials, unsigned int* __restrict__ counters, int C,
-                                  int n_head, int n_splits_max, int capacity, float scale) {
-  const int b = blockIdx.z;
+                                  float* __restrict__ partials, unsigned int* __restrict__ counters,
+                                  int n_splits_max, int capacity, float scale) {
+  const int b = blockIdx.z, C = kv.n_embd, n_head = kv.n_head;
   const BatchRow row = rows[b];
   const int L = min(row.pos + 1, n_splits_max * kChunk);  // clamp: as attention_decode_kernel
   const HistoryRows row_of{row.ring, history + size_t(row.seq) * capacity, capacity};
-  attend_chunk(out + size_t(b) * C, q + size_t(b) * C, k_cache, v_cache, L, row_of,
-               partials + size_t(b) * n_head * n_splits_max * kPartial, counters + size_t(b) * n_head, C,
-               n_splits_max, scale);
+  attend_chunk<KV>(out + size_t(b) * C, q + size_t(b) * C, kv, L, row_of,
+                   partials + size_t(b) * n_head * n_splits_max * kPartial, counters + size_t(b) * n_head,
+                   n_splits_max, scale);
 }
 
 // ---- the one-round variant ---------------------------------------------------------------------
@@ -197,29 +207,48 @@ static_assert(kThreads % HS == 0 && 32 % kSlices == 0, "a key's slices sit in on
 
 int max_splits(int capacity) { return (capacity + kChunk - 1) / kChunk; }
 
-// 8 dimensions of one K or V row: one 16-byte vector in fp16 / bf16, two in fp32.
-template <typename T>
+// 8 dimensions of one K or V row: one 16-byte vector in fp16 / bf16, two in fp32, two 4-byte
+// words in int8 (its rows are only 4-byte aligned), with int8's head scale (1 otherwise).
+template <typename KV>
 struct Slice {
-  static constexpr int kVecs = kDims / Vec16<T>::N;
-  uint4 v[kVecs];
+  static constexpr int kWords = kDims * int(sizeof(KV)) / 4;
+  uint32_t w[kWords];
+  float scale;
 };
 
 // Plain (coherent) loads: see attention_decode_kernel on why the rings are not __restrict__.
-template <typename T>
-__device__ __forceinline__ void load_slice(Slice<T>& s, const T* p) {
+// row: the K or V row, col: this thread's first dimension in it (head h's slice).
+template <typename KV>
+__device__ __forceinline__ void load_slice(Slice<KV>& s, const char* row, size_t col, int C, int h) {
+  const KV* p = reinterpret_cast<const KV*>(row) + col;
+  if constexpr (KvType<KV>::dtype == ComputeDType::Int8) {
 #pragma unroll
-  for (int i = 0; i < Slice<T>::kVecs; ++i) s.v[i] = *reinterpret_cast<const uint4*>(p + i * Vec16<T>::N);
+    for (int i = 0; i < Slice<KV>::kWords; ++i) s.w[i] = reinterpret_cast<const uint32_t*>(p)[i];
+  } else {
+#pragma unroll
+    for (int i = 0; i < Slice<KV>::kWords / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(p)[i];
+      s.w[4 * i] = v.x, s.w[4 * i + 1] = v.y, s.w[4 * i + 2] = v.z, s.w[4 * i + 3] = v.w;
+    }
+  }
+  s.scale = kv_head_scale<KV>(row, C, h);
 }
 
-template <typename T>
-__device__ __forceinline__ void unpack_slice(const Slice<T>& s, float (&f)[kDims]) {
-  constexpr int N = Vec16<T>::N;
+// The slice's values, unscaled.
+template <typename KV>
+__device__ __forceinline__ void unpack_slice(const Slice<KV>& s, float (&f)[kDims]) {
+  if constexpr (KvType<KV>::dtype == ComputeDType::Int8) {
 #pragma unroll
-  for (int i = 0; i < Slice<T>::kVecs; ++i) {
-    float g[N];
-    unpack16(s.v[i], g, T());
+    for (int e = 0; e < kDims; ++e) f[e] = float(int8_t(uint8_t(s.w[e / 4] >> (8 * (e % 4)))));
+  } else {
+    constexpr int N = Vec16<KV>::N;
 #pragma unroll
-    for (int e = 0; e < N; ++e) f[i * N + e] = g[e];
+    for (int i = 0; i < Slice<KV>::kWords / 4; ++i) {
+      float g[N];
+      unpack16(make_uint4(s.w[4 * i], s.w[4 * i + 1], s.w[4 * i + 2], s.w[4 * i + 3]), g, KV());
+#pragma unroll
+      for (int e = 0; e < N; ++e) f[i * N + e] = g[e];
+    }
   }
 }
 
@@ -282,11 +311,14 @@ __device__ __forceinline__ float reduce_output(float (&o)[kDims]) {
 }
 
 // The chunk's scores, softmax statistics and unnormalised output (see the file's doc block).
-template <typename T>
+template <typename KV>
 __global__ void __launch_bounds__(kThreads)
-    attention_decode_one_round_kernel(float* __restrict__ out, const float* q, const T* k_ring, const T* v_ring,
+    attention_decode_one_round_kernel(float* __restrict__ out, const float* q, const KvRings kv,
                                       const StepParams* __restrict__ step, float* __restrict__ partials,
-                                      unsigned int* __restrict__ counters, int C, int n_splits_max, float scale) {
+                                      unsigned int* __restrict__ counters, int n_splits_max, float scale) {
+  constexpr bool kScaled = KvType<KV>::dtype == ComputeDType::Int8;
+  const int C = kv.n_embd;
+  const size_t row_bytes = kv.row_bytes();
   const int h = blockIdx.x, split = blockIdx.y, tid = threadIdx.x;
   const int slice = tid % kSlices, row = tid / kSlices;  // row: this thread's first key in the chunk
   const int L = min(step->pos + 1, n_splits_max * kChunk);  // clamp: as attention_decode_kernel
@@ -298,15 +330,15 @@ __global__ void __launch_bounds__(kThreads)
 
   // 1. Keys and values (kKeysPerThread x (K, V) slices): all but the newest position now; earlier
   //    steps wrote them. The newest slot (and q) come from the previous kernel: after the wait.
-  Slice<T> k[kKeysPerThread], v[kKeysPerThread];
+  Slice<KV> k[kKeysPerThread], v[kKeysPerThread];
 #pragma unroll
   for (int i = 0; i < kKeysPerThread; ++i) {
     const int s = s0 + row + i * kKeysPerPass;
-    k[i] = v[i] = Slice<T>{};
+    k[i] = v[i] = Slice<KV>{};
     if (s < L - 1) {
-      const size_t at = size_t(ring.slot(s)) * C + col;
-      load_slice(k[i], k_ring + at);
-      load_slice(v[i], v_ring + at);
+      const size_t at = size_t(ring.slot(s));
+      load_slice(k[i], kv_row(kv.k, at, row_bytes), col, C, h);
+      load_slice(v[i], kv_row(kv.v, at, row_bytes), col, C, h);
     }
   }
   pdl_wait();
@@ -315,9 +347,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < kKeysPerThread; ++i) {
     const int s = s0 + row + i * kKeysPerPass;
     if (s == L - 1) {
-      const size_t at = size_t(ring.slot(s)) * C + col;
-      load_slice(k[i], k_ring + at);
-      load_slice(v[i], v_ring + at);
+      const size_t at = size_t(ring.slot(s));
+      load_slice(k[i], kv_row(kv.k, at, row_bytes), col, C, h);
+      load_slice(v[i], kv_row(kv.v, at, row_bytes), col, C, h);
     }
   }
   float qf[kDims];  // q (fp32, kDims): two 16-byte loads
@@ -335,6 +367,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < kDims; ++e) acc += qf[e] * f[e];
 #pragma unroll
     for (int off = kSlices / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if constexpr (kScaled) acc *= k[i].scale;
     score[i] = s0 + row + i * kKeysPerPass < L ? acc * scale : -INFINITY;
     m_local = fmaxf(m_local, score[i]);
   }
@@ -346,10 +379,11 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < kKeysPerThread; ++i) {
     const float p = expf(score[i] - m);  // 0 for keys past L (score -inf)
     l_local += p;
+    const float pv = kScaled ? p * v[i].scale : p;  // int8: the value's head scale, once per key
     float f[kDims];
     unpack_slice(v[i], f);
 #pragma unroll
-    for (int e = 0; e < kDims; ++e) o[e] += p * f[e];
+    for (int e = 0; e < kDims; ++e) o[e] += pv * f[e];
   }
   const float l = block_sum(slice == 0 ? l_local : 0.0f);  // each key once
   const float od = reduce_output(o);                       // dimension tid, for tid < HS
@@ -366,11 +400,22 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace one_round
 
-void check_decode_shape(int n_head, int head_dim, size_t elem_bytes) {
+void check_decode_shape(const KvRings& kv, int head_dim) {
   if (head_dim != HS)
     throw Error("attention_decode: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
-  if ((size_t(n_head) * HS * elem_bytes) % 16 != 0)
-    throw Error("attention_decode: rows of " + std::to_string(n_head * HS) + " elements are not 16-byte aligned");
+  if (kv.n_embd != kv.n_head * HS || !kv.k || !kv.v)
+    throw Error("attention_decode: K/V rings of " + std::to_string(kv.n_embd) + " columns are not n_head x 64");
+}
+
+// Calls f(KV()) with the rings' storage type (the decode kernels are compiled per format).
+template <typename F>
+void with_kv_type(ComputeDType d, F&& f) {
+  switch (d) {
+    case ComputeDType::F32: f(float()); break;
+    case ComputeDType::F16: f(__half()); break;
+    case ComputeDType::BF16: f(__nv_bfloat16()); break;
+    case ComputeDType::Int8: f(int8_t()); break;
+  }
 }
 
 }  // namespace
@@ -382,46 +427,37 @@ size_t attention_decode_partials(int n_head, int capacity) {
   return size_t(n_head) * max_splits(capacity) * kPartial;
 }
 
-template <typename T>
-void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
-                      float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
-                      cudaStream_t stream, bool pdl) {
-  check_decode_shape(n_head, head_dim, sizeof(T));
-  const dim3 grid(n_head, max_splits(capacity));
-  launch_kernel(pdl, attention_decode_kernel<T>, grid, dim3(kThreads), 0, stream, out, q, k_ring, v_ring, step, partials,
-                counters, n_head * HS, max_splits(capacity), 1.0f / sqrtf(float(HS)));
+void attention_decode(float* out, const float* q, const KvRings& kv, const StepParams* step, float* partials,
+                      unsigned int* counters, int head_dim, int capacity, cudaStream_t stream, bool pdl) {
+  check_decode_shape(kv, head_dim);
+  const dim3 grid(kv.n_head, max_splits(capacity));
+  with_kv_type(kv.dtype, [&](auto kv_type) {
+    launch_kernel(pdl, attention_decode_kernel<decltype(kv_type)>, grid, dim3(kThreads), 0, stream, out, q, kv, step,
+                  partials, counters, max_splits(capacity), 1.0f / sqrtf(float(HS)));
+  });
 }
 
-template <typename T>
-void attention_decode_one_round(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
-                                float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
+void attention_decode_one_round(float* out, const float* q, const KvRings& kv, const StepParams* step,
+                                float* partials, unsigned int* counters, int head_dim, int capacity,
                                 cudaStream_t stream, bool pdl) {
-  check_decode_shape(n_head, head_dim, sizeof(T));
+  check_decode_shape(kv, head_dim);
   const int splits = one_round::max_splits(capacity);
-  launch_kernel(pdl, one_round::attention_decode_one_round_kernel<T>, dim3(n_head, splits), dim3(one_round::kThreads),
-                0, stream, out, q, k_ring, v_ring, step, partials, counters, n_head * HS, splits,
-                1.0f / sqrtf(float(HS)));
+  with_kv_type(kv.dtype, [&](auto kv_type) {
+    launch_kernel(pdl, one_round::attention_decode_one_round_kernel<decltype(kv_type)>, dim3(kv.n_head, splits),
+                  dim3(one_round::kThreads), 0, stream, out, q, kv, step, partials, counters, splits,
+                  1.0f / sqrtf(float(HS)));
+  });
 }
 
-template <typename T>
-void attention_decode_batch(float* out, const float* q, const T* k_cache, const T* v_cache, const BatchRow* rows,
-                            int B, const int* history, float* partials, unsigned int* counters, int n_head,
-                            int head_dim, int capacity, cudaStream_t stream) {
-  check_decode_shape(n_head, head_dim, sizeof(T));
-  const dim3 grid(n_head, max_splits(capacity), B);
-  launch_kernel(false, attention_decode_batch_kernel<T>, grid, dim3(kThreads), 0, stream, out, q, k_cache, v_cache,
-                rows, history, partials, counters, n_head * HS, n_head, max_splits(capacity), capacity,
-                1.0f / sqrtf(float(HS)));
+void attention_decode_batch(float* out, const float* q, const KvRings& kv, const BatchRow* rows, int B,
+                            const int* history, float* partials, unsigned int* counters, int head_dim, int capacity,
+                            cudaStream_t stream) {
+  check_decode_shape(kv, head_dim);
+  const dim3 grid(kv.n_head, max_splits(capacity), B);
+  with_kv_type(kv.dtype, [&](auto kv_type) {
+    launch_kernel(false, attention_decode_batch_kernel<decltype(kv_type)>, grid, dim3(kThreads), 0, stream, out, q,
+                  kv, rows, history, partials, counters, max_splits(capacity), capacity, 1.0f / sqrtf(float(HS)));
+  });
 }
-
-#define GPT2_INSTANTIATE(T)                                                                                        \
-  template void attention_decode_batch<T>(float*, const float*, const T*, const T*, const BatchRow*, int,         \
-                                          const int*, float*, unsigned int*, int, int, int, cudaStream_t);         \
-  template void attention_decode<T>(float*, const float*, const T*, const T*, const StepParams*, float*,           \
-                                    unsigned int*, int, int, int, cudaStream_t, bool);                             \
-  template void attention_decode_one_round<T>(float*, const float*, const T*, const T*, const StepParams*, float*, \
-                                              unsigned int*, int, int, int, cudaStream_t, bool);
-GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
-#undef GPT2_INSTANTIATE
 
 }  // namespace gpt2::cuda

@@ -1,5 +1,9 @@
 // Causal self-attention for a block of n tokens (prompt prefill, --no-cache steps, the
-// re-run after a context shift), reading keys and values through the K/V ring.
+// re-run after a context shift), reading keys and values through the K/V ring in its own format
+// (kernels.h KvRings: fp32, fp16, bf16 or int8 times its head scale), widened to fp32 as a tile is
+// staged in shared memory. The format is switched at run time, per element of a tile load: this
+// kernel is compute-bound on the 64 x 64 tiles, so the uniform branch costs little, and it keeps
+// the instantiations at (compute dtype x key tile) instead of x 4 formats.
 //
 // For query t (position p = pos + t) and head h, with HS = 64 and s over positions [0, p]:
 //   out[t, h] = sum_s softmax_s(q[t,h] . K[slot(s),h] / sqrt(HS)) V[slot(s),h]
@@ -84,19 +88,22 @@ __device__ __forceinline__ void load_query_tile(float* Qs, const T* qkv, int q0,
 }
 
 // The keys (KEYS: transposed, Ks[d][c]) and / or values (VALUES: Vs[c][d]) of positions
-// [s0, s0 + KT) of head h, read through the ring; positions from n_keys on are zero.
-template <int KT, bool KEYS, bool VALUES, typename T>
-__device__ __forceinline__ void load_sub_tile(float* Ks, float* Vs, const T* k_ring, const T* v_ring,
-                                              const KvRing& ring, int s0, int n_keys, int h, int C) {
+// [s0, s0 + KT) of head h, read through the ring in its format (widened to fp32 here, int8
+// times its head's scale); positions from n_keys on are zero.
+template <int KT, bool KEYS, bool VALUES>
+__device__ __forceinline__ void load_sub_tile(float* Ks, float* Vs, const KvRings& kv, const KvRing& ring, int s0,
+                                              int n_keys, int h) {
+  const size_t row_bytes = kv.row_bytes();
   for (int idx = threadIdx.x; idx < KT * HS; idx += kThreads) {
     const int c = idx / HS, d = idx % HS, s = s0 + c;
-    float kv = 0.0f, vv = 0.0f;
+    float kval = 0.0f, vv = 0.0f;
     if (s < n_keys) {
-      const size_t off = size_t(ring.slot(s)) * C + size_t(h) * HS + d;
-      if (KEYS) kv = to_f32(k_ring[off]);
-      if (VALUES) vv = to_f32(v_ring[off]);
+      const size_t row = size_t(ring.slot(s));
+      const int j = h * HS + d;
+      if (KEYS) kval = kv_load(kv_row(kv.k, row, row_bytes), kv.dtype, kv.n_embd, j);
+      if (VALUES) vv = kv_load(kv_row(kv.v, row, row_bytes), kv.dtype, kv.n_embd, j);
     }
-    if (KEYS) Ks[d * SubTile<KT>::KS_STRIDE + c] = kv;
+    if (KEYS) Ks[d * SubTile<KT>::KS_STRIDE + c] = kval;
     if (VALUES) Vs[c * HS + d] = vv;
   }
 }
@@ -141,8 +148,9 @@ __device__ __forceinline__ void online_softmax_update(float (&sc)[4][4], float (
 
 template <typename T, int KT>
 __global__ void __launch_bounds__(kThreads)
-    attention_prefill_kernel(T* __restrict__ out, const T* __restrict__ qkv, const T* __restrict__ k_ring,
-                             const T* __restrict__ v_ring, int n, int pos, KvRing ring, int C, float scale) {
+    attention_prefill_kernel(T* __restrict__ out, const T* __restrict__ qkv, const KvRings kv, int n, int pos,
+                             KvRing ring, float scale) {
+  const int C = kv.n_embd;
   using Sub = SubTile<KT>;
   extern __shared__ float4 smem4[];
   float* Qs = reinterpret_cast<float*>(smem4);  // (HS, QS_STRIDE): Qs[d][r]
@@ -179,7 +187,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < Sub::N; ++u) {
       __syncthreads();  // the previous readers of Ks / Vs / Ps are done (and Qs is stored)
       // One sub-tile: its values come along now, as one round of loads.
-      load_sub_tile<KT, true, Sub::N == 1>(Ks, Vs, k_ring, v_ring, ring, k0 + u * KT, n_keys, h, C);
+      load_sub_tile<KT, true, Sub::N == 1>(Ks, Vs, kv, ring, k0 + u * KT, n_keys, h);
       __syncthreads();
 #pragma unroll 8
       for (int d = 0; d < HS; ++d)
@@ -194,7 +202,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < Sub::N; ++u) {
       if (Sub::N > 1) {
         __syncthreads();  // the readers of Ks, or of the previous Vs / Ps, are done
-        load_sub_tile<KT, false, true>(Ks, Vs, k_ring, v_ring, ring, k0 + u * KT, n_keys, h, C);
+        load_sub_tile<KT, false, true>(Ks, Vs, kv, ring, k0 + u * KT, n_keys, h);
       }
       // P to shared memory, transposed (Ps[c][r]) for float4 reads of 4 rows.
 #pragma unroll
@@ -234,8 +242,9 @@ int attention_prefill_key_tile(size_t smem_optin) {
 }
 
 template <typename T>
-void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, int n, int pos, const KvRing& ring,
-                       int n_head, int head_dim, int key_tile, cudaStream_t stream) {
+void attention_prefill(T* out, const T* qkv, const KvRings& kv, int n, int pos, const KvRing& ring, int head_dim,
+                       int key_tile, cudaStream_t stream) {
+  const int n_head = kv.n_head;
   if (head_dim != HS)
     throw Error("attention_prefill: head_dim " + std::to_string(head_dim) + " is not supported (the CUDA kernels need 64)");
   if (n < 1 || pos < 0 || pos + n > ring.capacity)
@@ -248,13 +257,13 @@ void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, i
   if (smem > kDefaultSmemLimit)
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const dim3 grid(ceil_div(n, BR), n_head);
-  kernel<<<grid, kThreads, smem, stream>>>(out, qkv, k_ring, v_ring, n, pos, ring, n_head * HS, 1.0f / sqrtf(float(HS)));
+  if (kv.n_embd != n_head * HS || !kv.k || !kv.v) throw Error("attention_prefill: the K/V rings' shape is not n_head x 64");
+  kernel<<<grid, kThreads, smem, stream>>>(out, qkv, kv, n, pos, ring, 1.0f / sqrtf(float(HS)));
   CUDA_CHECK_LAUNCH();
 }
 
 #define GPT2_INSTANTIATE(T)                                                                            \
-  template void attention_prefill<T>(T*, const T*, const T*, const T*, int, int, const KvRing&, int, int, int, \
-                                     cudaStream_t);
+  template void attention_prefill<T>(T*, const T*, const KvRings&, int, int, const KvRing&, int, int, cudaStream_t);
 GPT2_FOR_EACH_COMPUTE_TYPE(GPT2_INSTANTIATE)
 #undef GPT2_INSTANTIATE
 

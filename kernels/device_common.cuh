@@ -53,6 +53,67 @@ __device__ __forceinline__ void unpack16(const uint4& v, float (&f)[8], __nv_bfl
   unpack16_pairs<__nv_bfloat162>(v, f);
 }
 
+// ---- the K/V rings' formats (kernels.h KvRings; the layout is engine/kv_format.h's) ----------
+// KV is the ring's storage type: float, __half, __nv_bfloat16, or int8_t (values, then the
+// row's n_head fp32 scales). KvType maps each to its ComputeDType.
+template <typename KV> struct KvType;
+template <> struct KvType<float> { static constexpr ComputeDType dtype = ComputeDType::F32; };
+template <> struct KvType<__half> { static constexpr ComputeDType dtype = ComputeDType::F16; };
+template <> struct KvType<__nv_bfloat16> { static constexpr ComputeDType dtype = ComputeDType::BF16; };
+template <> struct KvType<int8_t> { static constexpr ComputeDType dtype = ComputeDType::Int8; };
+__device__ __forceinline__ float to_f32(int8_t v) { return float(v); }
+
+// Row `row` of a ring (its first byte).
+__device__ __forceinline__ const char* kv_row(const void* ring, size_t row, size_t row_bytes) {
+  return static_cast<const char*>(ring) + row * row_bytes;
+}
+__device__ __forceinline__ char* kv_row(void* ring, size_t row, size_t row_bytes) {
+  return static_cast<char*>(ring) + row * row_bytes;
+}
+// Head h's scale in a row of KV: int8's stored fp32 scale, 1 for the others (folded away).
+template <typename KV>
+__device__ __forceinline__ float kv_head_scale(const char* row, int C, int h) {
+  if constexpr (KvType<KV>::dtype == ComputeDType::Int8)
+    return *reinterpret_cast<const float*>(row + kv_q8_scale_offset(C, h));
+  else
+    return 1.0f;
+}
+
+// 16 bytes of K/V values at p as Vec16<KV>::N floats (unscaled). fp32 / fp16 / bf16 rows are
+// 16-byte aligned (C is a multiple of 64); int8 rows (C + 4 n_head bytes) only 4-byte aligned
+// (gpt2-xl's 25 heads: 1700 bytes), so int8 takes four 4-byte loads.
+template <typename KV>
+__device__ __forceinline__ void load_kv16(const KV* p, float (&f)[Vec16<KV>::N]) {
+  if constexpr (KvType<KV>::dtype == ComputeDType::Int8) {
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const uint32_t word = reinterpret_cast<const uint32_t*>(p)[w];
+#pragma unroll
+      for (int b = 0; b < 4; ++b) f[4 * w + b] = float(int8_t(uint8_t(word >> (8 * b))));
+    }
+  } else {
+    unpack16(*reinterpret_cast<const uint4*>(p), f, KV());
+  }
+}
+
+// Element j of a ring row, widened (prefill tiles: the format switched at run time).
+__device__ __forceinline__ float kv_load(const char* row, ComputeDType d, int C, int j) {
+  switch (d) {
+    case ComputeDType::F32: return reinterpret_cast<const float*>(row)[j];
+    case ComputeDType::F16: return __half2float(reinterpret_cast<const __half*>(row)[j]);
+    case ComputeDType::BF16: return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(row)[j]);
+    default: return float(reinterpret_cast<const int8_t*>(row)[j]) * kv_head_scale<int8_t>(row, C, j / kHeadDim);
+  }
+}
+// Element j of a ring row of a 16/32-bit format (the decode epilogues; int8 goes by staging).
+__device__ __forceinline__ void kv_store(char* row, ComputeDType d, int j, float v) {
+  switch (d) {
+    case ComputeDType::F32: reinterpret_cast<float*>(row)[j] = v; break;
+    case ComputeDType::F16: reinterpret_cast<__half*>(row)[j] = __float2half_rn(v); break;
+    default: reinterpret_cast<__nv_bfloat16*>(row)[j] = __float2bfloat16_rn(v); break;
+  }
+}
+
 // ---- reductions (blockDim.x a multiple of 32, at most 1024) --------------------------------
 struct SumOp {
   static constexpr float identity = 0.0f;
@@ -90,6 +151,22 @@ __device__ __forceinline__ float block_reduce(float v) {
 }
 __device__ __forceinline__ float block_sum(float v) { return block_reduce<SumOp>(v); }
 __device__ __forceinline__ float block_max(float v) { return block_reduce<MaxOp>(v); }
+
+// One warp writes head h of a ring row: lane holds the head's values x0 = x[lane] and
+// x1 = x[lane + 32] (fp32). int8: the scale is kv_q8_scale's (max |x| / 127, a max is exact in any
+// order, so the bytes equal the CPU's) and each value kv_q8_quantize'd; else converted.
+__device__ __forceinline__ void kv_store_head(char* row, ComputeDType d, int C, int h, float x0, float x1) {
+  const int lane = threadIdx.x & 31, j = h * kHeadDim + lane;
+  if (d != ComputeDType::Int8) {
+    kv_store(row, d, j, x0);
+    kv_store(row, d, j + 32, x1);
+    return;
+  }
+  const float scale = warp_reduce<MaxOp>(fmaxf(fabsf(x0), fabsf(x1))) / 127.f;
+  reinterpret_cast<int8_t*>(row)[j] = kv_q8_quantize(x0, scale);
+  reinterpret_cast<int8_t*>(row)[j + 32] = kv_q8_quantize(x1, scale);
+  if (lane == 0) *reinterpret_cast<float*>(row + kv_q8_scale_offset(C, h)) = scale;
+}
 
 // gelu_new(v) = 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))), as cpu::gelu_new computes it.
 __device__ __forceinline__ float gelu_new(float v) {

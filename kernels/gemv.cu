@@ -6,7 +6,10 @@
 //   Residual: out[o] += y[o] + bias[o]     (x += proj(att) + b: residual add fused)
 //   Gelu:     out[o]  = gelu_new(y[o] + bias[o])
 //   Qkv:      v = y[o] + bias[o]; the query (o < C) to out, the key and value straight into the
-//             K/V ring at slot step->ring.slot(step->pos)   (K/V append fused)
+//             K/V ring at slot step->ring.slot(step->pos)   (K/V append fused), converted to
+//             the ring's format (switched at run time: one uniform branch per output); an int8
+//             ring's key and value go to fp32 staging instead, and kv_store_staged quantises
+//             them (a head's scale needs its 64 values, which span this kernel's blocks)
 //
 // One token reads every weight once, so the step is bound by memory bandwidth: the kernel
 // streams W with 16-byte loads and keeps several of them in flight per lane, and the weights
@@ -101,11 +104,11 @@ __device__ __forceinline__ void epilogue(const GemvParams<T>& p, int o, float v,
   } else {  // Qkv
     if (o < p.C) {
       p.out[o] = v;
+    } else if (p.kv.dtype == ComputeDType::Int8) {
+      p.kv_staged[o - p.C] = v;  // kv_store_staged quantises each head (its scale needs all 64)
     } else {
-      if (o < 2 * p.C)
-        p.k_ring[slot * p.C + (o - p.C)] = from_f32<T>(v);
-      else
-        p.v_ring[slot * p.C + (o - 2 * p.C)] = from_f32<T>(v);
+      const bool key = o < 2 * p.C;
+      kv_store(kv_row(key ? p.kv.k : p.kv.v, slot, p.kv.row_bytes()), p.kv.dtype, o - (key ? p.C : 2 * p.C), v);
     }
   }
 }
@@ -475,12 +478,14 @@ __device__ __forceinline__ void batch_epilogue(const GemvBatchParams<T>& p, int 
   } else {  // Qkv
     const int C = p.C;
     const size_t slot = size_t(row.seq) * p.capacity + size_t(row.ring.slot(row.pos));  // cache row
-    if (o < C)
+    if (o < C) {
       p.out[size_t(b) * C + o] = v;
-    else if (o < 2 * C)
-      p.k_cache[slot * C + (o - C)] = from_f32<T>(v);
-    else
-      p.v_cache[slot * C + (o - 2 * C)] = from_f32<T>(v);
+    } else if (p.kv.dtype == ComputeDType::Int8) {
+      p.kv_staged[size_t(b) * 2 * C + (o - C)] = v;  // for kv_store_staged, as gemv's
+    } else {
+      const bool key = o < 2 * C;
+      kv_store(kv_row(key ? p.kv.k : p.kv.v, slot, p.kv.row_bytes()), p.kv.dtype, o - (key ? C : 2 * C), v);
+    }
   }
 }
 
@@ -619,8 +624,9 @@ void launch_batch_tile(const GemvBatchParams<T>& p, cudaStream_t stream) {
 template <typename T>
 void gemv(const GemvParams<T>& p, cudaStream_t stream) {
   check_shape(p);
-  if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.k_ring || !p.v_ring || !p.step))
-    throw Error("gemv: the Qkv epilogue needs OC == 3C, both rings and the step");
+  if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.kv.k || !p.kv.v || p.kv.n_embd != p.C || !p.step ||
+                                          (p.kv.dtype == ComputeDType::Int8 && !p.kv_staged)))
+    throw Error("gemv: the Qkv epilogue needs OC == 3C, both rings (int8: and kv_staged) and the step");
   if (p.ln_w && !p.ln_b) throw Error("gemv: LayerNorm input needs ln_w and ln_b");
   const LaunchOptions options = launch_options(p);
   if (p.split_k) {
@@ -663,8 +669,9 @@ void gemv_batch(const GemvBatchParams<T>& p, cudaStream_t stream) {
     throw Error("gemv_batch: IC " + std::to_string(p.IC) + " must be a positive multiple of " + std::to_string(VEC) +
                 ", with rows, input and output");
   if (p.ln_w && (!p.ln_b || !p.staged)) throw Error("gemv_batch: LayerNorm input needs ln_w, ln_b and staged");
-  if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.k_cache || !p.v_cache || p.capacity < 1))
-    throw Error("gemv_batch: the Qkv epilogue needs OC == 3C, both caches and the capacity");
+  if (p.epilogue == GemvEpilogue::Qkv && (p.OC != 3 * p.C || !p.kv.k || !p.kv.v || p.kv.n_embd != p.C ||
+                                          p.capacity < 1 || (p.kv.dtype == ComputeDType::Int8 && !p.kv_staged)))
+    throw Error("gemv_batch: the Qkv epilogue needs OC == 3C, both caches (int8: and kv_staged) and the capacity");
   const int out_width = p.epilogue == GemvEpilogue::Qkv ? p.C : p.OC;  // the queries: (B, C)
   for (int b0 = 0; b0 < p.B; b0 += kBatchTile) {  // tiles of kBatchTile rows: W read once per tile
     GemvBatchParams<T> tile = p;
@@ -672,6 +679,7 @@ void gemv_batch(const GemvBatchParams<T>& p, cudaStream_t stream) {
     tile.in = p.in + size_t(b0) * p.IC;
     if (p.staged) tile.staged = p.staged + size_t(b0) * p.IC;
     tile.rows = p.rows + b0;
+    if (p.kv_staged) tile.kv_staged = p.kv_staged + size_t(b0) * 2 * p.C;
     if (!p.out_by_seq) tile.out = p.out + size_t(b0) * out_width;
     launch_batch_tile(tile, stream);
   }

@@ -4,8 +4,8 @@
 // captured in a CUDA graph.
 //
 // Shapes: n tokens (rows), C = n_embd, H = n_inner, NH heads of HS = C / NH, V vocabulary.
-// T is the compute dtype: float, __half or __nv_bfloat16 (weights, the K/V rings and the
-// activations that feed cuBLAS). The residual stream x, LayerNorm parameters, biases, logits
+// T is the compute dtype: float, __half or __nv_bfloat16 (weights and the activations that
+// feed cuBLAS). The K/V rings have their own format (KvRings below, engine/kv_format.h). The residual stream x, LayerNorm parameters, biases, logits
 // and every statistic or accumulator are fp32.
 #pragma once
 #include <cublas_v2.h>
@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <string>
 
+#include "engine/kv_format.h"
 #include "engine/kv_ring.h"
 #include "engine/processors.h"
 #include "model/dtype.h"
@@ -79,6 +80,19 @@ struct KernelImage {
 // from what code); else `why` says why.
 bool kernels_loadable(std::string* why, KernelImage* image = nullptr);
 
+// One layer's K and V rings as stored (--kv-dtype; the layout is engine/kv_format.h's): rows of
+// row_bytes() bytes, (rows, row_bytes()) each, rows = capacity (one sequence) or n_seqs *
+// capacity (the batched caches, sequence s's ring at row s * capacity). Every kernel that writes
+// or reads K/V takes this; the decode attention is compiled per format, the others switch on
+// dtype at run time (kernels/README.md, "K/V formats").
+struct KvRings {
+  void* k = nullptr;
+  void* v = nullptr;
+  ComputeDType dtype = ComputeDType::F32;
+  int n_embd = 0, n_head = 0;
+  GPT2_HOST_DEVICE size_t row_bytes() const { return kv_row_bytes(dtype, n_embd, n_head); }
+};
+
 // One row of a batched decode step (--parallel; decode_batch): token `token` at position `pos`
 // of sequence `seq`, whose K/V rings are the slots [seq * capacity, (seq + 1) * capacity) of
 // each layer's cache (n_seqs * capacity, C). The host copies B of them to the device per step.
@@ -129,11 +143,18 @@ void bias_gelu(T* x, const float* bias, int n, int H, cudaStream_t stream);
 
 // ---- kv_append.cu ------------------------------------------------------------------------
 // qkv (n, 3C) += bias (3C, or null: no bias) for the queries (in place), and the keys and
-// values (+ bias) of token t are written to k_ring / v_ring (capacity, C) at
-// ring.slot(pos + t).
+// values (+ bias) of token t are written to the rings kv (capacity rows, C = kv.n_embd) at
+// ring.slot(pos + t), in kv's format (int8: each head quantised with its own scale).
 template <typename T>
-void qkv_bias_kv_append(T* qkv, const float* bias, T* k_ring, T* v_ring, int n, int pos, const KvRing& ring,
-                        int C, cudaStream_t stream);
+void qkv_bias_kv_append(T* qkv, const float* bias, const KvRings& kv, int n, int pos, const KvRing& ring,
+                        cudaStream_t stream);
+// The int8 decode steps' second half (the Qkv epilogues of gemv / gemv_batch leave an int8
+// ring's new key and value in fp32 in staged, as a head's scale needs all of its 64 values):
+// row b of staged (B, 2C: the key, then the value) quantised into the rings, at the decode
+// step's slot step->ring.slot(step->pos) (step set, B = 1) or at row b's cache row
+// rows[b].seq * capacity + rows[b].ring.slot(rows[b].pos).
+void kv_store_staged(const KvRings& kv, const float* staged, int B, const StepParams* step, const BatchRow* rows,
+                     int capacity, cudaStream_t stream);
 
 // The history table's bookkeeping (see BatchRow): table (n_seqs, capacity) ints.
 // history_fill: table[seq * capacity + p] = seq for p in [begin, end) (a forward() of seq).
@@ -156,9 +177,11 @@ size_t attention_prefill_smem_bytes(int key_tile);
 // The larger key tile whose shared memory fits a block's opt-in limit `smem_optin`
 // (cudaDevAttrMaxSharedMemoryPerBlockOptin): 64 from 67,840 bytes on, else 32.
 int attention_prefill_key_tile(size_t smem_optin);
+// The rings are read in their own format (kv.dtype, switched at run time: the tile loads convert
+// to fp32 in shared memory anyway); n_head = kv.n_head.
 template <typename T>
-void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, int n, int pos, const KvRing& ring,
-                       int n_head, int head_dim, int key_tile, cudaStream_t stream);
+void attention_prefill(T* out, const T* qkv, const KvRings& kv, int n, int pos, const KvRing& ring, int head_dim,
+                       int key_tile, cudaStream_t stream);
 
 // ---- attention_decode.cu -----------------------------------------------------------------
 // One query q (C, fp32) at position step->pos over positions [0, step->pos] of the rings,
@@ -166,17 +189,16 @@ void attention_prefill(T* out, const T* qkv, const T* k_ring, const T* v_ring, i
 // log-sum-exp rule by the last block of each head. out (C, fp32).
 // partials: attention_decode_partials(n_head, capacity) floats; counters: n_head unsigned ints,
 // zero before the first launch (each launch leaves them zero again).
+// The rings kv (capacity rows) are read in their format: one kernel per format (fp32, fp16,
+// bf16, int8), chosen by kv.dtype; int8 applies each key's and value's head scale once.
 size_t attention_decode_partials(int n_head, int capacity);
-template <typename T>
-void attention_decode(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
-                      float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
-                      cudaStream_t stream, bool pdl = false);
+void attention_decode(float* out, const float* q, const KvRings& kv, const StepParams* step, float* partials,
+                      unsigned int* counters, int head_dim, int capacity, cudaStream_t stream, bool pdl = false);
 // The same result in one round of loads (GPT2_CUDA_VARIANTS=attn1): 16-byte K/V loads, all but
 // the newest slot issued before the PDL wait, 128-key chunks (one block per head up to L = 128),
 // a combine without a loop over the partials. Same partials and counters.
-template <typename T>
-void attention_decode_one_round(float* out, const float* q, const T* k_ring, const T* v_ring, const StepParams* step,
-                                float* partials, unsigned int* counters, int n_head, int head_dim, int capacity,
+void attention_decode_one_round(float* out, const float* q, const KvRings& kv, const StepParams* step,
+                                float* partials, unsigned int* counters, int head_dim, int capacity,
                                 cudaStream_t stream, bool pdl = false);
 
 // The batched decode step's attention: one launch over every (row, head, chunk) of B rows of
@@ -187,10 +209,9 @@ void attention_decode_one_round(float* out, const float* q, const T* k_ring, con
 // rows), so a row's output is bit-identical to the one-sequence kernel's. out (B, C).
 // partials: B * attention_decode_partials(n_head, capacity) floats; counters: B * n_head, zero
 // before the first launch (each launch leaves them zero again).
-template <typename T>
-void attention_decode_batch(float* out, const float* q, const T* k_cache, const T* v_cache, const BatchRow* rows,
-                            int B, const int* history, float* partials, unsigned int* counters, int n_head,
-                            int head_dim, int capacity, cudaStream_t stream);
+void attention_decode_batch(float* out, const float* q, const KvRings& kv, const BatchRow* rows, int B,
+                            const int* history, float* partials, unsigned int* counters, int head_dim, int capacity,
+                            cudaStream_t stream);
 
 // ---- gemv.cu: the decode step's fused matrix-vector products --------------------------------
 // y (OC) = W (OC, IC) . a (IC) with a = `in` (fp32) or a = LayerNorm(in + ln_pre_bias) when
@@ -199,7 +220,8 @@ void attention_decode_batch(float* out, const float* q, const T* k_cache, const 
 //   Residual: out[o] += y + bias[o]                (the residual stream)
 //   Gelu:     out[o] = gelu_new(y + bias[o])
 //   Qkv:      v = y + bias[o]; o < C: out[o] = v (the query); else the key / value goes to
-//             k_ring / v_ring at slot step->ring.slot(step->pos)
+//             the rings kv at slot step->ring.slot(step->pos) in kv's format, or, for int8
+//             rings, to kv_staged (2C) for kv_store_staged (the caller launches it next)
 // (bias may be null). Requires IC a multiple of 16 / sizeof(T) and IC <= kGemvMaxIC.
 enum class GemvEpilogue { Store, Residual, Gelu, Qkv };
 
@@ -213,8 +235,8 @@ struct GemvParams {
   const float* bias = nullptr;  // (OC)
   float* out = nullptr;         // (OC), or the query (C) for Qkv
   GemvEpilogue epilogue = GemvEpilogue::Store;
-  T* k_ring = nullptr;          // Qkv: (capacity, C) each
-  T* v_ring = nullptr;
+  KvRings kv;                   // Qkv: capacity rows each
+  float* kv_staged = nullptr;   // Qkv into int8 rings: (2C) the key and value in fp32
   const StepParams* step = nullptr;
   int C = 0;
   bool pdl = false;  // launch with programmatic dependent launch (decode graph, GPT2_CUDA_VARIANTS=pdl)
@@ -262,8 +284,8 @@ struct GemvBatchParams {
   float* out = nullptr;         // (B, OC), (n_seqs, OC) with out_by_seq, or the queries (B, C) for Qkv
   bool out_by_seq = false;
   GemvEpilogue epilogue = GemvEpilogue::Store;
-  T* k_cache = nullptr;  // Qkv: (n_seqs * capacity, C) each
-  T* v_cache = nullptr;
+  KvRings kv;            // Qkv: n_seqs * capacity rows each
+  float* kv_staged = nullptr;  // Qkv into int8 rings: (B, 2C), for kv_store_staged
   const BatchRow* rows = nullptr;  // (B) in device memory
   int capacity = 0, C = 0;
 };

@@ -167,6 +167,9 @@ template <typename T>
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const Model& m, const BackendOptions& o) : Backend(m.config, o), cfg_(config()) {
+    // The rings' format: --kv-dtype, else the compute dtype (the default is a prediction:
+    // kernels/README.md "K/V formats"). Set first: kv_row_bytes() follows it.
+    info_.kv_dtype = o.kv_dtype.value_or(ComputeType<T>::dtype);
     try {
       init(m);
     } catch (...) {
@@ -234,9 +237,9 @@ class CudaBackend final : public Backend {
     for_each_slot_run(pos0, n, ring, [&](int ring_slot, int i, int len) {
       const size_t slot = size_t(seq) * kv_capacity() + size_t(ring_slot);
       for (size_t l = 0; l < layers_.size(); ++l) {
-        const size_t host = l * layer_bytes + size_t(i) * C_ * sizeof(T), bytes = size_t(len) * C_ * sizeof(T);
-        CUDA_CHECK(cudaMemcpyAsync(k + host, layers_[l].k + size_t(slot) * C_, bytes, cudaMemcpyDeviceToHost, stream_));
-        CUDA_CHECK(cudaMemcpyAsync(v + host, layers_[l].v + size_t(slot) * C_, bytes, cudaMemcpyDeviceToHost, stream_));
+        const size_t row = kv_row_bytes(), host = l * layer_bytes + size_t(i) * row, bytes = size_t(len) * row;
+        CUDA_CHECK(cudaMemcpyAsync(k + host, layers_[l].k + slot * row, bytes, cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(v + host, layers_[l].v + slot * row, bytes, cudaMemcpyDeviceToHost, stream_));
       }
     });
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -252,9 +255,9 @@ class CudaBackend final : public Backend {
     for_each_slot_run(pos0, n, ring, [&](int ring_slot, int i, int len) {
       const size_t slot = size_t(seq) * kv_capacity() + size_t(ring_slot);
       for (size_t l = 0; l < layers_.size(); ++l) {
-        const size_t host = l * layer_bytes + size_t(i) * C_ * sizeof(T), bytes = size_t(len) * C_ * sizeof(T);
-        CUDA_CHECK(cudaMemcpyAsync(layers_[l].k + size_t(slot) * C_, k + host, bytes, cudaMemcpyHostToDevice, stream_));
-        CUDA_CHECK(cudaMemcpyAsync(layers_[l].v + size_t(slot) * C_, v + host, bytes, cudaMemcpyHostToDevice, stream_));
+        const size_t row = kv_row_bytes(), host = l * layer_bytes + size_t(i) * row, bytes = size_t(len) * row;
+        CUDA_CHECK(cudaMemcpyAsync(layers_[l].k + slot * row, k + host, bytes, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(layers_[l].v + slot * row, v + host, bytes, cudaMemcpyHostToDevice, stream_));
       }
       CUDA_CHECK(cudaMemcpyAsync(context_ + slot, ids + i, size_t(len) * sizeof(int), cudaMemcpyHostToDevice, stream_));
     });
@@ -357,8 +360,13 @@ class CudaBackend final : public Backend {
     float* fc_b;                       // (H)
     T* fc_proj_w;                      // (C, H)
     float* fc_proj_b;                  // (C)
-    T *k, *v;                          // (n_seqs * capacity, C) each: sequence s's K/V ring at row s * capacity
+    uint8_t *k, *v;                    // (n_seqs * capacity, kv_row_bytes()) each: sequence s's ring at row s * capacity
   };
+  // Layer l's rings as the kernels take them (kernels.h KvRings), from ring row `first` on.
+  cuda::KvRings rings(const Layer& l, size_t first = 0) const {
+    const size_t offset = first * kv_row_bytes();
+    return cuda::KvRings{l.k + offset, l.v + offset, info_.kv_dtype, C_, NH_};
+  }
 
   void forward_impl(int seq, const int* ids, int n, int pos, const KvRing& ring) override {
     if (batched_) return forward_batched(seq, ids, n, pos, ring);
@@ -441,7 +449,6 @@ class CudaBackend final : public Backend {
     info_.device = "cuda";
     info_.device_name = device.name;
     info_.dtype = ComputeType<T>::dtype;
-    info_.kv_dtype = ComputeType<T>::dtype;  // the rings hold the compute dtype
     // Device memory this backend made the process use (arena, cuBLAS, graphs), measured; the
     // CUDA context itself is excluded. Nothing is allocated after this point.
     info_.peak_device_bytes = free0 > free1 ? free0 - free1 : need;
@@ -460,8 +467,8 @@ class CudaBackend final : public Backend {
     layers_.resize(size_t(L_));
     for (Layer& l : layers_) for_each_layer_tensor(add_weight, l);
     for (Layer& l : layers_) {
-      plan.add(&l.k, S * cap * C, &kv);  // every sequence's ring, one after the other
-      plan.add(&l.v, S * cap * C, &kv);
+      plan.add(&l.k, S * cap * kv_row_bytes(), &kv);  // every sequence's ring, one after the other
+      plan.add(&l.v, S * cap * kv_row_bytes(), &kv);
     }
     plan.add(&x_, rows * C, &other);        // (T, C) fp32 residual stream
     plan.add(&ln_, rows * C, &other);       // (T, C)
@@ -473,6 +480,7 @@ class CudaBackend final : public Backend {
     plan.add(&qd_, C, &other);              // (C) query
     plan.add(&attd_, C, &other);            // (C) attention output
     plan.add(&hd_, H, &other);              // (H) gelu output
+    if (info_.kv_dtype == ComputeDType::Int8) plan.add(&kv_staged_, S * 2 * C, &other);  // (n_seqs, 2C) K, V to quantise
     plan.add(&partials_, cuda::attention_decode_partials(NH_, int(cap)), &other);
     plan.add(&counters_, size_t(NH_), &other);
     plan.add(&argmax_state_, 1, &other);
@@ -523,7 +531,7 @@ class CudaBackend final : public Backend {
   void choose_paths(const DeviceLimits& device) {
     cuda::KernelImage image;
     for (const std::string& refusal : {device_refusal(device), dtype_refusal(device, ComputeType<T>::dtype),
-                                       kernels_refusal(device, &image)})
+                                       kv_dtype_refusal(device, info_.kv_dtype), kernels_refusal(device, &image)})
       if (!refusal.empty()) throw Error(refusal);
     paths_ = choose_device_paths(device, image, variants_, size_t(V_) * C_ * sizeof(T));
   }
@@ -601,8 +609,8 @@ class CudaBackend final : public Backend {
       enqueue_sampler(false, processed, logits_);
     }
     for (Layer& l : layers_) {  // start from clean rings
-      CUDA_CHECK(cudaMemsetAsync(l.k, 0, S * cap * C_ * sizeof(T), stream_));
-      CUDA_CHECK(cudaMemsetAsync(l.v, 0, S * cap * C_ * sizeof(T), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.k, 0, S * cap * kv_row_bytes(), stream_));
+      CUDA_CHECK(cudaMemsetAsync(l.v, 0, S * cap * kv_row_bytes(), stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     if (mode_ == DecodeMode::Graph && batched_)  // one graph per batch size B = 1 .. n_seqs
@@ -647,14 +655,13 @@ class CudaBackend final : public Backend {
     const size_t ring_rows = size_t(seq) * kv_capacity();  // the sequence's rows of the caches
     cuda::embedding_rows<T>(x_, ids_dev_, n, pos, w_.wte, w_.wpe, C, context_ + ring_rows, ring, stream_);  // x (n, C)
     for (int i = 0; i < L_; ++i) {
-      Layer l = layers_[size_t(i)];
-      l.k += ring_rows * C;  // this sequence's rings
-      l.v += ring_rows * C;
+      const Layer& l = layers_[size_t(i)];
+      const cuda::KvRings kv = rings(l, ring_rows);  // this sequence's rings
       const float* pending_bias = i == 0 ? nullptr : layers_[size_t(i) - 1].fc_proj_b;
       cuda::layernorm<T>(ln_, x_, pending_bias, l.ln_1_w, l.ln_1_b, n, C, eps, stream_);     // ln (n, C)
       cuda::matmul_store<T>(cublas_, qkv_, ln_, l.qkv_w, n, C, 3 * C);                               // qkv (n, 3C)
-      cuda::qkv_bias_kv_append<T>(qkv_, l.qkv_b, l.k, l.v, n, pos, ring, C, stream_);
-      cuda::attention_prefill<T>(att_, qkv_, l.k, l.v, n, pos, ring, NH_, HS_, paths_.prefill_key_tile, stream_);  // att (n, C)
+      cuda::qkv_bias_kv_append<T>(qkv_, l.qkv_b, kv, n, pos, ring, stream_);
+      cuda::attention_prefill<T>(att_, qkv_, kv, n, pos, ring, HS_, paths_.prefill_key_tile, stream_);  // att (n, C)
       cuda::matmul_accumulate<T>(cublas_, x_, att_, l.attn_proj_w, n, C, C);                         // x += att W^T
       cuda::layernorm<T>(ln_, x_, l.attn_proj_b, l.ln_2_w, l.ln_2_b, n, C, eps, stream_);    // x += b; ln
       cuda::matmul_store<T>(cublas_, fc_, ln_, l.fc_w, n, C, H);                                     // fc (n, H)
@@ -724,21 +731,22 @@ class CudaBackend final : public Backend {
     ops.next(DecodeOp::Embedding);
     cuda::embedding_step<T>(xd_, step_dev_, w_.wte, w_.wpe, C_, context_, stream_, paths_.pdl);  // xd (C)
     const auto attention =
-        variants_.attention_one_round ? cuda::attention_decode_one_round<T> : cuda::attention_decode<T>;  // attn1
+        variants_.attention_one_round ? cuda::attention_decode_one_round : cuda::attention_decode;  // attn1
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& l = layers_[i];
       // LayerNorm + qkv + bias + K/V append: q (C) -> qd
       GemvParams<T> qkv = gemv_op(l.qkv_w, C_, 3 * C_, xd_, l.qkv_b, qd_, GemvEpilogue::Qkv);
       with_layernorm(qkv, l.ln_1_w, l.ln_1_b);
-      qkv.k_ring = l.k;
-      qkv.v_ring = l.v;
+      qkv.kv = rings(l);
+      qkv.kv_staged = kv_staged_;
       qkv.step = step_dev_;
       qkv.C = C_;
       prefetch_next(qkv, l.attn_proj_w, C * C);
       ops.next(DecodeOp::LnQkvKvAppend);
       cuda::gemv<T>(qkv, stream_);
+      if (kv_staged_) cuda::kv_store_staged(qkv.kv, kv_staged_, 1, step_dev_, nullptr, kv_capacity(), stream_);  // int8
       ops.next(DecodeOp::Attention);
-      attention(attd_, qd_, l.k, l.v, step_dev_, partials_, counters_, NH_, HS_, kv_capacity(), stream_, paths_.pdl);  // attd (C)
+      attention(attd_, qd_, qkv.kv, step_dev_, partials_, counters_, HS_, kv_capacity(), stream_, paths_.pdl);  // attd (C)
       GemvParams<T> proj = residual_op(l.attn_proj_w, C_, attd_, l.attn_proj_b);  // xd += attd W^T + b
       prefetch_next(proj, l.fc_w, H * C);
       ops.next(DecodeOp::AttnProj);
@@ -1003,11 +1011,12 @@ class CudaBackend final : public Backend {
     for (const Layer& l : layers_) {
       auto qkv = batch_op(l.qkv_w, C, 3 * C, xb_, l.qkv_b, qb_, GemvEpilogue::Qkv, B);  // qb (B, C), K/V appended
       with_layernorm(qkv, l.ln_1_w, l.ln_1_b, staged_);
-      qkv.k_cache = l.k;
-      qkv.v_cache = l.v;
+      qkv.kv = rings(l);
+      qkv.kv_staged = kv_staged_;
       cuda::gemv_batch<T>(qkv, stream_);
-      cuda::attention_decode_batch<T>(attb_, qb_, l.k, l.v, rows_dev_, B, history_, partials_b_, counters_b_, NH_, HS_,
-                                      cap, stream_);  // attb (B, C)
+      if (kv_staged_) cuda::kv_store_staged(qkv.kv, kv_staged_, B, nullptr, rows_dev_, cap, stream_);  // int8
+      cuda::attention_decode_batch(attb_, qb_, qkv.kv, rows_dev_, B, history_, partials_b_, counters_b_, HS_, cap,
+                                   stream_);  // attb (B, C)
       cuda::gemv_batch<T>(batch_op(l.attn_proj_w, C, C, attb_, l.attn_proj_b, xb_, GemvEpilogue::Residual, B),
                           stream_);  // xb += attb W^T + b
       auto fc = batch_op(l.fc_w, C, H, xb_, l.fc_b, hb_, GemvEpilogue::Gelu, B);  // hb (B, H)
@@ -1218,6 +1227,7 @@ class CudaBackend final : public Backend {
   // sequence's context as the host knows it.
   bool batched_ = false;  // n_seqs > 1
   int* history_ = nullptr;  // (n_seqs, capacity) the history table
+  float* kv_staged_ = nullptr;  // int8 rings only: (n_seqs, 2C) the decode steps' new K and V (kv_store_staged)
   int* history_scratch_ = nullptr;
   int* parent_dev_ = nullptr;
   float *xb_ = nullptr, *staged_ = nullptr, *qb_ = nullptr, *attb_ = nullptr, *hb_ = nullptr;

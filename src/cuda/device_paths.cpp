@@ -69,6 +69,12 @@ std::string dtype_refusal(const DeviceLimits& d, ComputeDType dtype) {
          d.name + ") is " + cc_text(d.cc) + ": use --dtype fp16 or fp32";
 }
 
+std::string kv_dtype_refusal(const DeviceLimits& d, ComputeDType kv_dtype) {
+  if (kv_dtype != ComputeDType::BF16 || d.cc >= kBf16ComputeCapability) return "";
+  return "--kv-dtype bf16 needs compute capability " + cc_text(kBf16ComputeCapability) + " or newer; this GPU (" +
+         d.name + ") is " + cc_text(d.cc) + ": use --kv-dtype fp16, int8 or fp32";
+}
+
 DevicePaths choose_device_paths(const DeviceLimits& d, const cuda::KernelImage& image, const CudaVariants& v,
                                 size_t lm_head_bytes) {
   DevicePaths p;

@@ -37,6 +37,9 @@ std::string kernels_refusal(const DeviceLimits& d, cuda::KernelImage* image);
 // "" when the CUDA backend computes in `dtype` on the device; else why not and what to use
 // instead (bf16 below compute capability 8.0).
 std::string dtype_refusal(const DeviceLimits& d, ComputeDType dtype);
+// ... and keeps its K/V rings in `kv_dtype` (bf16 below 8.0 as --dtype bf16: not checked there;
+// every other (compute, K/V) pair runs everywhere: kernels/README.md "K/V formats").
+std::string kv_dtype_refusal(const DeviceLimits& d, ComputeDType kv_dtype);
 
 // The paths chosen for one device (and the variants asked for).
 struct DevicePaths {

@@ -44,6 +44,12 @@ class DTypeNames {
 };
 TYPED_TEST_SUITE(Kernels, DTypes, DTypeNames);
 
+// Rings of T (the compute dtype; test_gpu_kv_formats.cpp checks the other K/V formats).
+template <typename T>
+k::KvRings rings_of(DeviceBuffer<T>& k_ring, DeviceBuffer<T>& v_ring, int C) {
+  return k::KvRings{k_ring.get(), v_ring.get(), k::ComputeType<T>::dtype, C, C / 64};
+}
+
 #define EXPECT_NMSE(got, want, what)                                                          \
   do {                                                                                        \
     const double e_ = nmse(got, want);                                                        \
@@ -180,7 +186,7 @@ TYPED_TEST(Kernels, QkvBiasAndKvAppendIntoAWrappingRing) {
     d_qkv.upload(qkv);
     d_k.poison();
     d_v.poison();
-    k::qkv_bias_kv_append<T>(d_qkv.get(), d_bias.get(), d_k.get(), d_v.get(), c.n, c.pos, ring, C, nullptr);
+    k::qkv_bias_kv_append<T>(d_qkv.get(), d_bias.get(), rings_of<T>(d_k, d_v, C), c.n, c.pos, ring, nullptr);
     // Reference: bias added in fp32, then cpu::kv_append.
     std::vector<float> ref = qkv;
     for (int t = 0; t < c.n; ++t) cpu::residual_add(ref.data() + size_t(t) * 3 * C, bias.data(), 3 * C);
@@ -264,7 +270,7 @@ TYPED_TEST(Kernels, AttentionPrefillCausalOverAWrappingRing) {
     std::vector<float> first;
     for (int tile : tiles) {
       d_out.poison();
-      k::attention_prefill<T>(d_out.get(), d_qkv.get(), d_k.get(), d_v.get(), c.n, c.pos, ring, c.NH, 64, tile, nullptr);
+      k::attention_prefill<T>(d_out.get(), d_qkv.get(), rings_of<T>(d_k, d_v, C), c.n, c.pos, ring, 64, tile, nullptr);
       const std::vector<float> got = d_out.download();
       EXPECT_NMSE(got, want, "attention_prefill n=" << c.n << " pos=" << c.pos << " start=" << c.start << " key tile " << tile);
       if (first.empty()) first = got;
@@ -286,8 +292,8 @@ TYPED_TEST(Kernels, AttentionDecodeSplitAndCombined) {
   cases.push_back({700, 1000, 1024, 25});  // gpt2-xl: 25 heads, C = 1600
   const struct {
     const char* name;
-    decltype(&k::attention_decode<T>) launch;
-  } kernels[] = {{"attention_decode", k::attention_decode<T>}, {"attn1", k::attention_decode_one_round<T>}};
+    decltype(&k::attention_decode) launch;
+  } kernels[] = {{"attention_decode", k::attention_decode}, {"attn1", k::attention_decode_one_round}};
   for (const auto& kernel : kernels) {
     for (const Case& c : cases) {
       const int NH = c.NH, C = NH * 64;
@@ -312,8 +318,8 @@ TYPED_TEST(Kernels, AttentionDecodeSplitAndCombined) {
         DeviceBuffer<float> d_q(C), d_out(C);
         d_q.upload(q);
         d_out.poison();
-        kernel.launch(d_out.get(), d_q.get(), d_k.get(), d_v.get(), d_step.get(), d_partials.get(), d_counters.get(),
-                      NH, 64, c.cap, nullptr, false);
+        kernel.launch(d_out.get(), d_q.get(), rings_of<T>(d_k, d_v, C), d_step.get(), d_partials.get(),
+                      d_counters.get(), 64, c.cap, nullptr, false);
         std::vector<float> want(C);
         cpu::attention(want.data(), qkv.data(), d.k.data(), d.v.data(), 1, pos, ring, NH, 64);
         EXPECT_NMSE(d_out.download(), want,
@@ -384,8 +390,7 @@ void check_gemv(std::mt19937& rng, int IC, int OC, bool ln, k::GemvEpilogue epi,
   p.out = d_out.get();
   p.epilogue = epi;
   if (qkv) {
-    p.k_ring = d_k.get();
-    p.v_ring = d_v.get();
+    p.kv = rings_of<T>(d_k, d_v, C);
     p.step = d_step.get();
     p.C = C;
   }
