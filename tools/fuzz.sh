@@ -43,7 +43,7 @@ if ! command -v clang++ >/dev/null; then
 fi
 echo "fuzz.sh: building ${targets[*]} in $build/"
 CC=clang CXX=clang++ cmake -S . -B "$build" -DGPT2_FUZZ=ON -DGPT2_CUDA=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null  # -g1: see tools/test.sh
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" >/dev/null  # -O1 -g1: see tools/test.sh; libFuzzer's own examples build at -O1
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$build/fuzz-build.log" 2>&1 || {
   tail -50 "$build/fuzz-build.log"; echo "fuzz.sh: build failed" >&2; exit 1; }
 build_done=$(date +%s)
