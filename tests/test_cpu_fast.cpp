@@ -15,6 +15,7 @@
 #include "base/half.h"
 #include "cpu/cpu_fast.h"
 #include "cpu/cpu_ops.h"
+#include "engine/kv_format.h"
 
 namespace gpt2 {
 namespace {
@@ -300,23 +301,34 @@ TEST(FastOps, SimdGeluMatchesTheReference) {
 }
 
 // Attention's inputs: qkv (T, 3C) of the new tokens, whose K/V kv_append() writes into rings of
-// `capacity` slots that already hold random keys and values for the earlier positions.
+// `capacity` slots in the K/V format `kv` that already hold random keys and values for the
+// earlier positions. The reference (cpu_ops) decodes the same stored rows to fp32, so only the
+// summation order differs from the fast path, in every format.
 struct AttentionCase {
   static constexpr int n_head = 3, head_dim = 20, C = n_head * head_dim;  // head_dim: no whole SIMD vector
   int T, pos, capacity, start;
-  std::vector<float> qkv, k, v;
+  ComputeDType kv;
+  size_t row_bytes;
+  std::vector<float> qkv;
+  std::vector<uint8_t> k, v;
 
-  AttentionCase(int T_, int pos_, int capacity_, int start_, std::mt19937& rng)
-      : T(T_), pos(pos_), capacity(capacity_), start(start_) {
+  AttentionCase(int T_, int pos_, int capacity_, int start_, ComputeDType kv_, std::mt19937& rng)
+      : T(T_), pos(pos_), capacity(capacity_), start(start_), kv(kv_), row_bytes(kv_row_bytes(kv_, C, n_head)) {
     qkv = random_vector(size_t(T) * 3 * C, rng);
-    k = random_vector(size_t(capacity) * C, rng);
-    v = random_vector(size_t(capacity) * C, rng);
-    cpu::kv_append(k.data(), v.data(), qkv.data(), T, pos, ring(), C);
+    k = random_ring(rng);
+    v = random_ring(rng);
+    cpu::kv_append(k.data(), v.data(), qkv.data(), T, pos, ring(), C, n_head, kv);
+  }
+  std::vector<uint8_t> random_ring(std::mt19937& rng) const {
+    std::vector<uint8_t> r(size_t(capacity) * row_bytes);
+    for (int s = 0; s < capacity; ++s)
+      cpu::kv_encode_row(r.data() + size_t(s) * row_bytes, random_vector(C, rng).data(), kv, C, n_head);
+    return r;
   }
   KvRing ring() const { return KvRing{capacity, start}; }
   std::vector<float> reference() const {
     std::vector<float> out(size_t(T) * C);
-    cpu::attention(out.data(), qkv.data(), k.data(), v.data(), T, pos, ring(), n_head, head_dim);
+    cpu::attention(out.data(), qkv.data(), k.data(), v.data(), T, pos, ring(), n_head, head_dim, kv);
     return out;
   }
   // fast::attention of queries [t0, T) alone, as a call at position pos + t0 would see them.
@@ -325,12 +337,14 @@ struct AttentionCase {
     std::vector<float> scratch(size_t(omp_get_max_threads()) * stride);
     auto out = poisoned(size_t(T - t0) * C);
     fast::attention(out.data(), qkv.data() + size_t(t0) * 3 * C, k.data(), v.data(), T - t0, pos + t0, ring(), n_head,
-                    head_dim, scratch.data(), stride);
+                    head_dim, kv, scratch.data(), stride);
     return out;
   }
 };
 
-TEST(FastOps, AttentionMatchesTheReferenceThroughAWrappingRing) {
+class FastAttention : public ::testing::TestWithParam<ComputeDType> {};
+
+TEST_P(FastAttention, MatchesTheReferenceThroughAWrappingRing) {
   std::mt19937 rng(9);
   // (T, pos) in a 150-slot ring whose start (121) makes the slots wrap: decode steps (the
   // first position, the last), prompts shorter than, equal to and just over a query tile (16),
@@ -338,16 +352,16 @@ TEST(FastOps, AttentionMatchesTheReferenceThroughAWrappingRing) {
   const std::vector<std::pair<int, int>> cases = {{1, 0},   {1, 149}, {1, 64},  {7, 0},   {16, 0},   {17, 0},
                                                   {33, 64}, {45, 100}, {100, 30}, {129, 0}, {150, 0}, {13, 20}};
   for (auto [T, pos] : cases) {
-    const AttentionCase c(T, pos, 150, 121, rng);
+    const AttentionCase c(T, pos, 150, 121, GetParam(), rng);
     EXPECT_LE(nmse(c.fast(), c.reference()), kTol) << "T=" << T << " pos=" << pos;
   }
 }
 
 // A token's attention output is the same, bit for bit, whether it is computed among T rows
 // (prefill, --no-cache) or alone (a decode step), whatever tiles the rows fall in.
-TEST(FastOps, AttentionOfATokenDoesNotDependOnTheRowsAroundIt) {
+TEST_P(FastAttention, OutputOfATokenDoesNotDependOnTheRowsAroundIt) {
   std::mt19937 rng(10);
-  const AttentionCase c(100, 30, 150, 121, rng);
+  const AttentionCase c(100, 30, 150, 121, GetParam(), rng);
   const std::vector<float> all = c.fast();
   for (int t : {0, 15, 16, 17, 63, 64, 99}) {
     const std::vector<float> alone = c.fast(t);  // queries t.. at position pos + t
@@ -356,6 +370,85 @@ TEST(FastOps, AttentionOfATokenDoesNotDependOnTheRowsAroundIt) {
     };
     EXPECT_EQ(row(alone, 0), row(all, t)) << "token " << t;
     EXPECT_EQ(row(alone, 99 - t), row(all, 99)) << "last token, from " << t;
+  }
+}
+
+// attention_rows (decode_batch, beams): row b is sequence b's decode step; sequence 1's first
+// positions live in sequence 0's ring (a beam history table, KvHistory). The reference sees each
+// sequence's history gathered into a ring of its own.
+TEST_P(FastAttention, RowsOfSeveralSequencesMatchTheReference) {
+  std::mt19937 rng(11);
+  const ComputeDType kv = GetParam();
+  const int capacity = 77, n_seqs = 3, C = AttentionCase::C, nh = AttentionCase::n_head, hd = AttentionCase::head_dim;
+  const KvRing ring{capacity, 30};
+  const AttentionCase seq[n_seqs] = {{1, 70, capacity, 30, kv, rng}, {1, 76, capacity, 30, kv, rng},
+                                     {1, 5, capacity, 30, kv, rng}};
+  const size_t ring_bytes = size_t(capacity) * seq[0].row_bytes;
+  std::vector<uint8_t> k(n_seqs * ring_bytes), v(k.size());  // the sequences' rings, one after another
+  std::vector<float> qkv;
+  for (int b = 0; b < n_seqs; ++b) {
+    std::copy(seq[b].k.begin(), seq[b].k.end(), k.begin() + long(b * ring_bytes));
+    std::copy(seq[b].v.begin(), seq[b].v.end(), v.begin() + long(b * ring_bytes));
+    qkv.insert(qkv.end(), seq[b].qkv.begin(), seq[b].qkv.end());
+  }
+  std::vector<int> owner(capacity, 1);
+  std::fill_n(owner.begin(), 40, 0);  // sequence 1's positions 0..39 are sequence 0's
+  std::vector<fast::AttentionRow> rows;
+  for (int b = 0; b < n_seqs; ++b) {
+    fast::KvHistory h;
+    if (b == 1) h = {owner.data(), 1, long(ring_bytes)};
+    rows.push_back({k.data() + b * ring_bytes, v.data() + b * ring_bytes, seq[b].pos, ring, h});
+  }
+  const long stride = fast::attention_scratch_floats();
+  std::vector<float> scratch(size_t(omp_get_max_threads()) * stride), got = poisoned(size_t(n_seqs) * C);
+  fast::attention_rows(got.data(), qkv.data(), n_seqs, rows.data(), nh, hd, kv, scratch.data(), stride);
+
+  std::vector<float> want(size_t(n_seqs) * C);
+  for (int b = 0; b < n_seqs; ++b) {
+    std::vector<uint8_t> hk = seq[b].k, hv = seq[b].v;  // sequence b's history, gathered
+    for (int p = 0; b == 1 && p < 40; ++p) {
+      const size_t at = size_t(ring.slot(p)) * seq[b].row_bytes;
+      std::copy_n(seq[0].k.begin() + long(at), seq[b].row_bytes, hk.begin() + long(at));
+      std::copy_n(seq[0].v.begin() + long(at), seq[b].row_bytes, hv.begin() + long(at));
+    }
+    cpu::attention(want.data() + b * C, seq[b].qkv.data(), hk.data(), hv.data(), 1, seq[b].pos, ring, nh, hd, kv);
+  }
+  EXPECT_LE(nmse(got, want), kTol);
+}
+
+INSTANTIATE_TEST_SUITE_P(KvFormats, FastAttention,
+                         ::testing::Values(ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16,
+                                           ComputeDType::Int8),
+                         [](const auto& info) { return std::string(compute_dtype_name(info.param)); });
+
+// The int8 rows of kv_format.h as cpu_ops writes them: per head, scale = max |x| / 127 at the
+// header's offset, and every value within half a step of its input; 16-bit rows within their
+// rounding. An odd n_embd (5 heads of 7) leaves the scales unaligned.
+TEST(KvRows, EncodeThenDecodeStaysWithinEachFormatsRounding) {
+  std::mt19937 rng(12);
+  const int nh = 5, hs = 7, C = nh * hs;
+  const std::vector<float> x = random_vector(C, rng, 3.0f);
+  for (ComputeDType kv : {ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16, ComputeDType::Int8}) {
+    std::vector<uint8_t> row(kv_row_bytes(kv, C, nh));
+    std::vector<float> back(C);
+    cpu::kv_encode_row(row.data(), x.data(), kv, C, nh);
+    cpu::kv_decode_row(back.data(), row.data(), kv, C, nh);
+    for (int h = 0; h < nh; ++h) {
+      float amax = 0;
+      for (int i = 0; i < hs; ++i) amax = std::max(amax, std::fabs(x[h * hs + i]));
+      float scale = 0;
+      std::memcpy(&scale, row.data() + kv_q8_scale_offset(C, h), sizeof scale);
+      if (kv == ComputeDType::Int8) {
+        EXPECT_FLOAT_EQ(scale, amax / 127.0f) << "head " << h;
+      }
+      for (int i = 0; i < hs; ++i) {
+        const float a = x[h * hs + i], bound = kv == ComputeDType::Int8   ? 0.5f * scale * 1.0001f
+                                               : kv == ComputeDType::F16  ? std::fabs(a) / 2048
+                                               : kv == ComputeDType::BF16 ? std::fabs(a) / 256
+                                                                          : 0.0f;
+        EXPECT_LE(std::fabs(back[h * hs + i] - a), bound) << compute_dtype_name(kv) << " head " << h << " i " << i;
+      }
+    }
   }
 }
 

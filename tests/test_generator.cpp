@@ -23,10 +23,11 @@ class Generation : public ::testing::Test {
   }
 
   GenerationResult run(GenerationOptions opt, std::vector<int> prompt, int ctx_size = 0,
-                       std::optional<ComputeDType> weights = {}) {
+                       std::optional<ComputeDType> weights = {}, std::optional<ComputeDType> kv = {}) {
     BackendOptions b;
     b.kv_capacity = ctx_size;
     b.dtype = weights;
+    b.kv_dtype = kv;
     auto backend = make_cpu_backend(*model_, b);
     return generate(*backend, prompt, opt, nullptr);
   }
@@ -64,6 +65,26 @@ TEST_P(GenerationByWeightType, ContextShiftCacheAndNoCacheAgreeOverThreeContexts
 }
 
 INSTANTIATE_TEST_SUITE_P(WeightTypes, GenerationByWeightType,
+                         ::testing::Values(ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16,
+                                           ComputeDType::Int8),
+                         [](const auto& info) { return std::string(compute_dtype_name(info.param)); });
+
+// The same for every K/V format (--kv-dtype): --no-cache recomputes the window in the same
+// format (each forward quantises its own K/V before attending), so the two modes agree token
+// for token; a 48-slot ring (keeping 24) shifts 7 times over 6 + 200 tokens.
+class GenerationByKvFormat : public Generation, public ::testing::WithParamInterface<ComputeDType> {};
+
+TEST_P(GenerationByKvFormat, ContextShiftCacheAndNoCacheAgree) {
+  GenerationOptions cached = greedy(200, true), uncached = greedy(200, false);
+  cached.context_shift = uncached.context_shift = true;
+  const GenerationResult a = run(cached, kPrompt, 48, {}, GetParam()), b = run(uncached, kPrompt, 48, {}, GetParam());
+  ASSERT_EQ(int(a.generated.size()), 200);
+  EXPECT_EQ(a.generated, b.generated);
+  EXPECT_EQ(a.context_shifts, 7);
+  EXPECT_EQ(a.context_shifts, b.context_shifts);
+}
+
+INSTANTIATE_TEST_SUITE_P(KvFormats, GenerationByKvFormat,
                          ::testing::Values(ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16,
                                            ComputeDType::Int8),
                          [](const auto& info) { return std::string(compute_dtype_name(info.param)); });

@@ -3,7 +3,8 @@
 // tied token embedding. The weight matrices stay in the backend's weight type (--dtype;
 // default: the file's, so an fp16 file keeps 2 bytes per weight) and are widened to fp32 in
 // registers by the kernels of cpu_fast.h; LayerNorm parameters, biases, the position embedding,
-// activations and the K/V rings are fp32. Everything is allocated once, here.
+// activations are fp32; the K/V rings hold --kv-dtype's format (engine/kv_format.h; default
+// fp16, see kDefaultKvType), read as stored by the attention. Everything is allocated once, here.
 //
 // Two paths share the weights, as on CUDA: one token (decode) streams each matrix once through
 // the matrix-vector kernel with its epilogue fused; more tokens (prefill, --no-cache, the re-run
@@ -34,6 +35,11 @@ namespace gpt2 {
 namespace {
 
 using simd::WType;
+
+// The K/V rings' format without --kv-dtype: fp16, chosen by measurement (README.md, "K/V cache
+// formats and reuse"): half of fp32's bytes, so the per-token time grows less over a long
+// context, at no cost early in the run, and its greedy tokens match fp32's on the goldens.
+constexpr ComputeDType kDefaultKvType = ComputeDType::F16;
 
 // Widens a tensor to fp32 (the loader has refused NaN and Inf).
 std::vector<float> widen(const TensorView& t) {
@@ -132,7 +138,7 @@ struct Block {
   std::vector<float> fc_b;            // (H)
   Matrix fc_proj_w;                   // (C, H)
   std::vector<float> fc_proj_b;       // (C)
-  std::vector<float> k_ring, v_ring;  // (n_seqs, capacity, C) each: one ring per sequence
+  std::vector<uint8_t> k_ring, v_ring;  // (n_seqs, capacity, kv_row_bytes) each: one ring per sequence
 };
 
 // What a sequence keeps between forward() and sample(): its last logits and greedy token, the
@@ -160,8 +166,9 @@ void for_each_tensor(Visit&& visit, const Weights& w, const std::vector<Block>& 
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const Model& m, const BackendOptions& o) : Backend(m.config, o) {
-    const int C = config().n_embd;
     threads_ = o.threads > 0 ? o.threads : physical_cores();
+    kv_type_ = o.kv_dtype.value_or(kDefaultKvType);
+    info_.kv_dtype = kv_type_;  // before kv_row_bytes() below reads it
     omp_set_num_threads(threads_);  // every parallel region here and in the GEMM library
     const WType type = weight_type(o, m.wte->dtype);
     auto load = [type](const char*, const ShapeRule&, const TensorView* view, auto& dst) {
@@ -172,8 +179,8 @@ class CpuBackend final : public Backend {
     for (const LayerTensors& t : m.layers) {
       Block b;
       for_each_layer_tensor(load, t, b);
-      b.k_ring.assign(size_t(n_seqs()) * kv_capacity() * C, 0.0f);
-      b.v_ring.assign(size_t(n_seqs()) * kv_capacity() * C, 0.0f);
+      b.k_ring.assign(size_t(n_seqs()) * kv_capacity() * kv_row_bytes(), 0);
+      b.v_ring.assign(size_t(n_seqs()) * kv_capacity() * kv_row_bytes(), 0);
       blocks_.push_back(std::move(b));
     }
     allocate_activations(type);
@@ -226,9 +233,9 @@ class CpuBackend final : public Backend {
                     size_t layer_bytes) override {
     const size_t row = kv_row_bytes();
     for (size_t l = 0; l < blocks_.size(); ++l) {
-      const float *k_ring = ring_of(blocks_[l].k_ring, seq), *v_ring = ring_of(blocks_[l].v_ring, seq);
+      const uint8_t *k_ring = ring_of(blocks_[l].k_ring, seq), *v_ring = ring_of(blocks_[l].v_ring, seq);
       for (int i = 0; i < n; ++i) {
-        const long slot = ring.slot(pos0 + i) * long(config().n_embd);
+        const size_t slot = size_t(ring.slot(pos0 + i)) * row;
         std::memcpy(k + l * layer_bytes + i * row, k_ring + slot, row);
         std::memcpy(v + l * layer_bytes + i * row, v_ring + slot, row);
       }
@@ -238,9 +245,9 @@ class CpuBackend final : public Backend {
                      size_t layer_bytes) override {
     const size_t row = kv_row_bytes();
     for (size_t l = 0; l < blocks_.size(); ++l) {
-      float *k_ring = ring_of(blocks_[l].k_ring, seq), *v_ring = ring_of(blocks_[l].v_ring, seq);
+      uint8_t *k_ring = ring_of(blocks_[l].k_ring, seq), *v_ring = ring_of(blocks_[l].v_ring, seq);
       for (int i = 0; i < n; ++i) {
-        const long slot = ring.slot(pos0 + i) * long(config().n_embd);
+        const size_t slot = size_t(ring.slot(pos0 + i)) * row;
         std::memcpy(k_ring + slot, k + l * layer_bytes + i * row, row);
         std::memcpy(v_ring + slot, v + l * layer_bytes + i * row, row);
       }
@@ -296,7 +303,7 @@ class CpuBackend final : public Backend {
       whole_us += now_us() - t0;
       step(&clock);
     }
-    DecodeProfile p = make_profile(totals, steps, whole_us, decode_shapes(config(), info_.dtype, false, s.pos + 1));
+    DecodeProfile p = make_profile(totals, steps, whole_us, decode_shapes(config(), info_.dtype, false, s.pos + 1, info_.kv_dtype));
     p.device = info_.device;
     p.bandwidth_gb_per_s = measure_read_bandwidth().gb_per_s;
     p.bandwidth_source = "cpu-read";
@@ -366,12 +373,12 @@ class CpuBackend final : public Backend {
   fast::KvHistory history_of(int seq) const {
     const SeqState& s = seqs_[size_t(seq)];
     if (!s.shared) return {};
-    return {s.owner.data(), seq, long(kv_capacity()) * config().n_embd};
+    return {s.owner.data(), seq, long(kv_capacity()) * long(kv_row_bytes())};
   }
 
-  // Sequence seq's K or V ring of a block: (capacity, C).
-  float* ring_of(std::vector<float>& rings, int seq) {
-    return rings.data() + long(seq) * kv_capacity() * config().n_embd;
+  // Sequence seq's K or V ring of a block: (capacity, kv_row_bytes).
+  uint8_t* ring_of(std::vector<uint8_t>& rings, int seq) {
+    return rings.data() + size_t(seq) * kv_capacity() * kv_row_bytes();
   }
 
   // One transformer block on the residual stream x (T, C).
@@ -384,10 +391,10 @@ class CpuBackend final : public Backend {
     // x = x + attn(ln_1(x))
     ops.next(DecodeOp::LnQkvKvAppend);
     norm_linear(qkv_.data(), x, b.ln_1_w, b.ln_1_b, b.qkv_w, b.qkv_b, T, Epilogue::Store);  // (T, 3C)
-    float *k_ring = ring_of(b.k_ring, seq), *v_ring = ring_of(b.v_ring, seq);
-    cpu::kv_append(k_ring, v_ring, qkv_.data(), T, pos, ring, C);
+    uint8_t *k_ring = ring_of(b.k_ring, seq), *v_ring = ring_of(b.v_ring, seq);
+    cpu::kv_append(k_ring, v_ring, qkv_.data(), T, pos, ring, C, cfg.n_head, kv_type_);
     ops.next(DecodeOp::Attention);
-    fast::attention(att_.data(), qkv_.data(), k_ring, v_ring, T, pos, ring, cfg.n_head, cfg.head_dim(),
+    fast::attention(att_.data(), qkv_.data(), k_ring, v_ring, T, pos, ring, cfg.n_head, cfg.head_dim(), kv_type_,
                     att_scratch_.data(), fast::attention_scratch_floats(), history_of(seq));  // (T, C)
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
@@ -412,11 +419,11 @@ class CpuBackend final : public Backend {
     attention_rows_.clear();
     for (int r = 0; r < B; ++r) {
       const SeqToken& t = rows[r];
-      float *k_ring = ring_of(b.k_ring, t.seq), *v_ring = ring_of(b.v_ring, t.seq);
-      cpu::kv_append(k_ring, v_ring, qkv_.data() + long(r) * 3 * C, 1, t.pos, t.ring, C);
+      uint8_t *k_ring = ring_of(b.k_ring, t.seq), *v_ring = ring_of(b.v_ring, t.seq);
+      cpu::kv_append(k_ring, v_ring, qkv_.data() + long(r) * 3 * C, 1, t.pos, t.ring, C, cfg.n_head, kv_type_);
       attention_rows_.push_back(fast::AttentionRow{k_ring, v_ring, t.pos, t.ring, history_of(t.seq)});
     }
-    fast::attention_rows(att_.data(), qkv_.data(), B, attention_rows_.data(), cfg.n_head, cfg.head_dim(),
+    fast::attention_rows(att_.data(), qkv_.data(), B, attention_rows_.data(), cfg.n_head, cfg.head_dim(), kv_type_,
                          att_scratch_.data(), fast::attention_scratch_floats());  // (B, C)
     fast::gemv_batch(x_.data(), att_.data(), B, b.attn_proj_w.view, b.attn_proj_b.data(), Epilogue::AddTo);
     fast::layernorm_gemv_batch(fc_.data(), ln_.data(), x_.data(), B, ln_2, b.fc_w.view, b.fc_b.data(),
@@ -474,14 +481,15 @@ class CpuBackend final : public Backend {
     info_.weight_bytes = bytes;
     // A decode step reads every matrix and vector once, and one row of wpe.
     info_.decode_weight_bytes = bytes - (w_.wpe.size() - size_t(cfg.n_embd)) * sizeof(float);
-    info_.kv_dtype = ComputeDType::F32;
-    info_.kv_bytes = size_t(2) * cfg.n_layer * n_seqs() * kv_capacity() * cfg.n_embd * sizeof(float);
+    info_.kv_bytes = 0;
+    for (const Block& b : blocks_) info_.kv_bytes += b.k_ring.size() + b.v_ring.size();  // as allocated
     info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + fc_.size() +
                               size_t(n_seqs()) * cfg.vocab_size + batch_logits_.size() + att_scratch_.size() +
                               gemm_scratch_.size()) * sizeof(float);
   }
 
   int threads_ = 1;
+  ComputeDType kv_type_ = kDefaultKvType;  // the K/V rings' format (--kv-dtype)
   ProfileSink* sink_ = nullptr;  // while --profile times a step op by op
   Weights w_;
   std::vector<Block> blocks_;

@@ -8,6 +8,8 @@
 
 #include "base/error.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/kv_simd.h"
+#include "engine/kv_format.h"
 #ifdef GPT2_HAVE_DNNL
 #include <dnnl.h>
 #endif
@@ -62,41 +64,49 @@ struct AttentionShape {
   const KvRing& ring;
   int pos;          // position of query 0
   int C, head_dim;  // the K/V ring's row width; one head's
-  float scale;      // 1 / sqrt(head_dim)
+  ComputeDType kv_type;
+  size_t row_bytes;  // kv_row_bytes(kv_type, C, n_head): one slot
+  float scale;       // 1 / sqrt(head_dim)
   const KvHistory& history;
 
-  // Offset of position s's K/V row from k_ring / v_ring: its slot, in the ring of its owner.
+  // Offset in bytes of position s's K/V row from k_ring / v_ring: its slot, in its owner's ring.
   long row_offset(int s) const {
-    const long own = long(ring.slot(s)) * C;
+    const long own = long(ring.slot(s)) * long(row_bytes);
     return history.owner ? own + (history.owner[s] - history.self) * history.seq_stride : own;
   }
+  simd::KvHead head(int h) const { return {kv_type, C, h, head_dim}; }
 };
 
-// Folds n keys (their rows k[j], v[j] in the rings) into query q's running softmax: its max m,
-// its sum l and its output o (unnormalised). score: n floats of scratch.
-void online_softmax_step(const float* q, const float* const* k, const float* const* v, int n, const AttentionShape& a,
-                         float* score, float* m, float* l, float* o) {
+AttentionShape make_shape(const KvRing& ring, int pos, int n_head, int head_dim, ComputeDType kv_type,
+                          const KvHistory& history) {
+  const int C = n_head * head_dim;
+  return {ring, pos, C, head_dim, kv_type, kv_row_bytes(kv_type, C, n_head), 1.0f / std::sqrt(float(head_dim)),
+          history};
+}
+
+// Folds n keys (their rows k[j], v[j] in the rings, head h) into query q's running softmax: its
+// max m, its sum l and its output o (unnormalised). score: n floats of scratch.
+void online_softmax_step(const float* q, const uint8_t* const* k, const uint8_t* const* v, int n,
+                         const simd::KvHead& head, float scale, float* score, float* m, float* l, float* o) {
+  simd::kv_dots(q, k, n, head, scale, score);
   float tile_max = -INFINITY;
-  for (int j = 0; j < n; ++j) {
-    score[j] = simd::dot(q, k[j], a.head_dim) * a.scale;
-    tile_max = std::max(tile_max, score[j]);
-  }
+  for (int j = 0; j < n; ++j) tile_max = std::max(tile_max, score[j]);
   const float new_max = std::max(*m, tile_max);
   if (*m != -INFINITY && *m != new_max) {  // earlier terms were relative to the old max
     const float shrink = std::exp(*m - new_max);
-    simd::scale(o, shrink, a.head_dim);
+    simd::scale(o, shrink, head.head_dim);
     *l *= shrink;
   }
   const float f = std::exp(tile_max - new_max);  // exp_shifted's values are relative to tile_max
   *l += simd::exp_shifted(score, n) * f;
-  for (int j = 0; j < n; ++j) simd::axpy(o, score[j] * f, v[j], a.head_dim);
+  simd::kv_weighted_sum(o, score, f, v, n, head);
   *m = new_max;
 }
 
 // Head h's output for queries [t0, t1): out rows t0..t1-1, columns h * head_dim...
 // scratch: kKeyTile + 2 * kQueryTile floats.
-void attend_query_tile(float* out, const float* qkv, const float* k_ring, const float* v_ring, const AttentionShape& a,
-                       int h, int t0, int t1, float* scratch) {
+void attend_query_tile(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring,
+                       const AttentionShape& a, int h, int t0, int t1, float* scratch) {
   float *score = scratch, *m = scratch + kKeyTile, *l = m + kQueryTile;
   const int C = a.C, hd = a.head_dim, last = a.pos + t1 - 1;  // the last position any query here sees
   for (int t = t0; t < t1; ++t) {
@@ -104,20 +114,20 @@ void attend_query_tile(float* out, const float* qkv, const float* k_ring, const 
     l[t - t0] = 0.0f;
     std::fill_n(out + long(t) * C + h * hd, hd, 0.0f);
   }
-  const float* k[kKeyTile];
-  const float* v[kKeyTile];
+  const uint8_t* k[kKeyTile];  // the tile's rows (first byte), in position order
+  const uint8_t* v[kKeyTile];
   for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
     const int s1 = std::min(last + 1, s0 + kKeyTile);
     for (int s = s0; s < s1; ++s) {
-      const long row = a.row_offset(s) + h * hd;
+      const long row = a.row_offset(s);
       k[s - s0] = k_ring + row;
       v[s - s0] = v_ring + row;
     }
     for (int t = t0; t < t1; ++t) {
       const int n = std::min(s1, a.pos + t + 1) - s0;  // causal: this tile's keys query t sees
       if (n > 0)
-        online_softmax_step(qkv + long(t) * 3 * C + h * hd, k, v, n, a, score, &m[t - t0], &l[t - t0],
-                            out + long(t) * C + h * hd);
+        online_softmax_step(qkv + long(t) * 3 * C + h * hd, k, v, n, a.head(h), a.scale, score, &m[t - t0],
+                            &l[t - t0], out + long(t) * C + h * hd);
     }
   }
   for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / l[t - t0], hd);
@@ -125,9 +135,10 @@ void attend_query_tile(float* out, const float* qkv, const float* k_ring, const 
 
 // Head h's output for rows [b0, b1) of attention_rows() (b1 - b0 <= kQueryTile): each row as
 // attend_query_tile() computes a one-query tile, the rows interleaved tile by tile.
-void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0, int b1, int h, int C, int hd,
-                 float scale, float* scratch) {
+void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0, int b1, int h, int n_head, int hd,
+                 ComputeDType kv_type, float* scratch) {
   float *score = scratch, *m = scratch + kKeyTile, *l = m + kQueryTile;
+  const int C = n_head * hd;
   int last = 0;  // the last position any row here sees
   for (int b = b0; b < b1; ++b) {
     m[b - b0] = -INFINITY;
@@ -135,21 +146,21 @@ void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0,
     std::fill_n(out + long(b) * C + h * hd, hd, 0.0f);
     last = std::max(last, rows[b].pos);
   }
-  const float* k[kKeyTile];
-  const float* v[kKeyTile];
+  const uint8_t* k[kKeyTile];
+  const uint8_t* v[kKeyTile];
   for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
     for (int b = b0; b < b1; ++b) {
       const AttentionRow& r = rows[b];
       if (r.pos < s0) continue;
-      const AttentionShape a{r.ring, r.pos, C, hd, scale, r.history};
+      const AttentionShape a = make_shape(r.ring, r.pos, n_head, hd, kv_type, r.history);
       const int s1 = std::min(r.pos + 1, s0 + kKeyTile);
       for (int s = s0; s < s1; ++s) {
-        const long row = a.row_offset(s) + h * hd;
+        const long row = a.row_offset(s);
         k[s - s0] = r.k_ring + row;
         v[s - s0] = r.v_ring + row;
       }
-      online_softmax_step(qkv + long(b) * 3 * C + h * hd, k, v, s1 - s0, a, score, &m[b - b0], &l[b - b0],
-                          out + long(b) * C + h * hd);
+      online_softmax_step(qkv + long(b) * 3 * C + h * hd, k, v, s1 - s0, a.head(h), a.scale, score, &m[b - b0],
+                          &l[b - b0], out + long(b) * C + h * hd);
     }
   }
   for (int b = b0; b < b1; ++b) simd::scale(out + long(b) * C + h * hd, 1.0f / l[b - b0], hd);
@@ -298,10 +309,10 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
 
 long attention_scratch_floats() { return kKeyTile + 2 * kQueryTile; }
 
-void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
-               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride,
-               const KvHistory& history) {
-  const AttentionShape a{ring, pos, n_head * head_dim, head_dim, 1.0f / std::sqrt(float(head_dim)), history};
+void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
+               const KvRing& ring, int n_head, int head_dim, ComputeDType kv_type, float* scratch,
+               long scratch_stride, const KvHistory& history) {
+  const AttentionShape a = make_shape(ring, pos, n_head, head_dim, kv_type, history);
   const int tiles = (T + kQueryTile - 1) / kQueryTile, items = tiles * n_head;
 #pragma omp parallel
   {
@@ -317,16 +328,16 @@ void attention(float* out, const float* qkv, const float* k_ring, const float* v
 }
 
 void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
-                    float* scratch, long scratch_stride) {
-  const int C = n_head * head_dim, groups = (B + kQueryTile - 1) / kQueryTile, items = groups * n_head;
-  const float scale = 1.0f / std::sqrt(float(head_dim));
+                    ComputeDType kv_type, float* scratch, long scratch_stride) {
+  const int groups = (B + kQueryTile - 1) / kQueryTile, items = groups * n_head;
 #pragma omp parallel
   {
     float* my_scratch = scratch + omp_get_thread_num() * scratch_stride;
 #pragma omp for schedule(dynamic, 1)
     for (int item = 0; item < items; ++item) {
       const int g = item / n_head, h = item % n_head;
-      attend_rows(out, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), h, C, head_dim, scale, my_scratch);
+      attend_rows(out, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), h, n_head, head_dim, kv_type,
+                  my_scratch);
     }
   }
 }

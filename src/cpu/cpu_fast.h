@@ -10,6 +10,8 @@
 //   rows (prefill, --no-cache, context shift): matmul, a GEMM library call (oneDNN) when the
 //   build found one, else the matrix-vector kernel row by row.
 #pragma once
+#include <cstdint>
+
 #include "cpu/cpu_simd.h"
 #include "engine/kv_ring.h"
 
@@ -68,27 +70,28 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
 // cpu::attention, blocked (a tile of queries against a tile of keys, online softmax; no n x n
 // matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
 // attention_scratch_floats()). Token t's output does not depend on T: the decode step and the
-// rows path compute it alike.
+// rows path compute it alike. The K/V rings hold rows in the format kv_type (engine/kv_format.h;
+// kv_row_bytes(kv_type, C, n_head) bytes a slot), read as stored by kv_simd.h's loops.
 //
 // `history` says where a sequence's earlier positions live when beams share them
 // (Backend::reorder): position p's keys and values are in the ring of sequence owner[p], which
-// starts (owner[p] - self) * seq_stride floats from k_ring / v_ring. Without an owner table every
+// starts (owner[p] - self) * seq_stride bytes from k_ring / v_ring. Without an owner table every
 // position is in k_ring / v_ring (the one-sequence path, unchanged).
 struct KvHistory {
   const int* owner = nullptr;  // (positions) the sequence holding each position, or null
   int self = 0;                // the sequence whose rings k_ring / v_ring are
-  long seq_stride = 0;         // floats from one sequence's ring to the next
+  long seq_stride = 0;         // bytes from one sequence's ring to the next
 };
-void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
-               const KvRing& ring, int n_head, int head_dim, float* scratch, long scratch_stride,
-               const KvHistory& history = {});
+void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
+               const KvRing& ring, int n_head, int head_dim, ComputeDType kv_type, float* scratch,
+               long scratch_stride, const KvHistory& history = {});
 long attention_scratch_floats();
 
 // One row of attention_rows(): a decode step's query at position `pos` of its own sequence,
 // whose rings are k_ring / v_ring and whose earlier positions `history` places (as attention()).
 struct AttentionRow {
-  const float* k_ring = nullptr;
-  const float* v_ring = nullptr;
+  const uint8_t* k_ring = nullptr;
+  const uint8_t* v_ring = nullptr;
   int pos = 0;
   KvRing ring;
   KvHistory history;
@@ -99,7 +102,7 @@ struct AttentionRow {
 // (bitwise), and the rows of a head run together over each key tile, so a tile that several
 // rows share (beams with a common history) is read from memory once for all of them.
 void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
-                    float* scratch, long scratch_stride);
+                    ComputeDType kv_type, float* scratch, long scratch_stride);
 
 // Quantises w (rows, cols) to Q8: per block of simd::kQ8Block inputs of a row, scale =
 // max |w| / 127 and q = round(w / scale). q is (rows, cols), scales (rows, q8_blocks(cols)).

@@ -1,7 +1,11 @@
 #include "cpu/cpu_ops.h"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
+
+#include "base/half.h"
+#include "engine/kv_format.h"
 
 namespace gpt2::cpu {
 namespace {
@@ -103,6 +107,63 @@ void attention(float* out, const float* qkv, const float* k_ring, const float* v
       }
     }
   }
+}
+
+void kv_encode_row(uint8_t* row, const float* x, ComputeDType type, int C, int n_head) {
+  for (int c = 0; c < C; ++c) {
+    if (type == ComputeDType::F32) std::memcpy(row + size_t(c) * 4, &x[c], 4);
+    if (type == ComputeDType::F16 || type == ComputeDType::BF16) {
+      const uint16_t h = type == ComputeDType::F16 ? float_to_fp16(x[c]) : float_to_bf16(x[c]);
+      std::memcpy(row + size_t(c) * 2, &h, 2);
+    }
+  }
+  if (type != ComputeDType::Int8) return;
+  const int HS = C / n_head;
+  for (int h = 0; h < n_head; ++h) {
+    const float scale = kv_q8_scale(x + h * HS, HS);
+    for (int i = 0; i < HS; ++i) row[h * HS + i] = uint8_t(kv_q8_quantize(x[h * HS + i], scale));
+    std::memcpy(row + kv_q8_scale_offset(C, h), &scale, sizeof scale);
+  }
+}
+
+void kv_decode_row(float* x, const uint8_t* row, ComputeDType type, int C, int n_head) {
+  const int HS = C / n_head;
+  for (int c = 0; c < C; ++c) {
+    uint16_t h;
+    float scale;
+    switch (type) {
+      case ComputeDType::F32: std::memcpy(&x[c], row + size_t(c) * 4, 4); break;
+      case ComputeDType::F16: std::memcpy(&h, row + size_t(c) * 2, 2); x[c] = fp16_to_float(h); break;
+      case ComputeDType::BF16: std::memcpy(&h, row + size_t(c) * 2, 2); x[c] = bf16_to_float(h); break;
+      case ComputeDType::Int8:
+        std::memcpy(&scale, row + kv_q8_scale_offset(C, c / HS), sizeof scale);
+        x[c] = float(int8_t(row[c])) * scale;
+        break;
+    }
+  }
+}
+
+void kv_append(uint8_t* k_ring, uint8_t* v_ring, const float* qkv, int T, int pos, const KvRing& ring, int C,
+               int n_head, ComputeDType type) {
+  const size_t row_bytes = kv_row_bytes(type, C, n_head);
+  for (int t = 0; t < T; ++t) {
+    const float* row = qkv + long(t) * 3 * C;
+    const size_t slot = size_t(ring.slot(pos + t));
+    kv_encode_row(k_ring + slot * row_bytes, row + C, type, C, n_head);
+    kv_encode_row(v_ring + slot * row_bytes, row + 2 * C, type, C, n_head);
+  }
+}
+
+void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
+               const KvRing& ring, int n_head, int head_dim, ComputeDType type) {
+  const int C = n_head * head_dim;
+  const size_t row_bytes = kv_row_bytes(type, C, n_head);
+  std::vector<float> k(size_t(ring.capacity) * C), v(k.size());  // (capacity, C) decoded
+  for (int s = 0; s < ring.capacity; ++s) {
+    kv_decode_row(k.data() + size_t(s) * C, k_ring + size_t(s) * row_bytes, type, C, n_head);
+    kv_decode_row(v.data() + size_t(s) * C, v_ring + size_t(s) * row_bytes, type, C, n_head);
+  }
+  attention(out, qkv, k.data(), v.data(), T, pos, ring, n_head, head_dim);
 }
 
 }  // namespace gpt2::cpu

@@ -2,7 +2,10 @@
 // against (tests/gpu), and the building blocks of the CPU backend. Row-major throughout;
 // each comment gives the shapes (T tokens, C channels, NH heads, HS = C / NH).
 #pragma once
+#include <cstdint>
+
 #include "engine/kv_ring.h"
+#include "model/dtype.h"
 
 namespace gpt2::cpu {
 
@@ -32,5 +35,20 @@ void kv_append(float* k_ring, float* v_ring, const float* qkv, int T, int pos, c
 // qkv (T, 3C) supplies the queries (its first C columns); K/V rings (capacity, C); out (T, C).
 void attention(float* out, const float* qkv, const float* k_ring, const float* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim);
+
+// The K/V rings in a --kv-dtype format (engine/kv_format.h), the plainest way: each row encoded
+// value by value through kv_format.h, and decoded back to fp32 for the fp32 attention above.
+// The fast path's reference, and the encoder the CPU backend writes its rings with.
+// x (C) -> row (kv_row_bytes(type, C, n_head) bytes), and back.
+void kv_encode_row(uint8_t* row, const float* x, ComputeDType type, int C, int n_head);
+void kv_decode_row(float* x, const uint8_t* row, ComputeDType type, int C, int n_head);
+
+// kv_append() into rings (capacity, kv_row_bytes) of that format.
+void kv_append(uint8_t* k_ring, uint8_t* v_ring, const float* qkv, int T, int pos, const KvRing& ring, int C,
+               int n_head, ComputeDType type);
+
+// attention() over rings of that format: every slot decoded to fp32 first.
+void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
+               const KvRing& ring, int n_head, int head_dim, ComputeDType type);
 
 }  // namespace gpt2::cpu
