@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "cpu/backend_cpu.h"
+#include "engine/kv_format.h"
 #include "engine/prompt_cache.h"
 #include "model/model.h"
 #include "test_support.h"
@@ -28,9 +29,12 @@
 namespace gpt2 {
 namespace {
 
-std::unique_ptr<Backend> make(const Model& m, std::optional<ComputeDType> dtype = ComputeDType::F32) {
+// fp32 weights and K/V unless asked (the files' byte layouts below are fp32's).
+std::unique_ptr<Backend> make(const Model& m, std::optional<ComputeDType> dtype = ComputeDType::F32,
+                              std::optional<ComputeDType> kv = ComputeDType::F32) {
   BackendOptions o;
   o.dtype = dtype;
+  o.kv_dtype = kv;
 #ifdef GPT2_TEST_CUDA_EMU
   return make_cuda_backend(m, o);
 #else
@@ -82,7 +86,7 @@ class PromptCache : public ::testing::Test {
   // how many tokens came from the file.
   std::vector<float> warm(const std::string& path, const std::vector<int>& prompt, int* reused, std::string* note,
                           const Model& model = tiny()) {
-    auto b = make(model);
+    auto b = make(model, ComputeDType::F32, kv_);
     const KvRing ring{b->kv_capacity(), 0};
     *reused = load_prompt_cache(path, prompt_cache_key(model, *b), prompt, *b, ring, note).reused;
     b->forward(prompt.data() + *reused, int(prompt.size()) - *reused, *reused, ring);
@@ -95,7 +99,7 @@ class PromptCache : public ::testing::Test {
   // are exactly what that prefill wrote). It is not bitwise the one-call prefill of `prompt`:
   // the CPU's GEMM rounds a row differently for another row count (see the first test).
   std::vector<float> cold_continued(const std::vector<int>& saved, const std::vector<int>& prompt, int n) {
-    auto b = make(tiny());
+    auto b = make(tiny(), ComputeDType::F32, kv_);
     const KvRing ring{b->kv_capacity(), 0};
     if (n > 0) b->forward(saved.data(), int(saved.size()), 0, ring);
     b->forward(prompt.data() + n, int(prompt.size()) - n, n, ring);
@@ -106,6 +110,7 @@ class PromptCache : public ::testing::Test {
   }
 
   std::string dir_;
+  ComputeDType kv_ = ComputeDType::F32;  // the K/V format of warm() and cold_continued()
 };
 
 TEST_F(PromptCache, SamePromptReusesAllButItsLastTokenBitwiseAsTheSavingRunComputedIt) {
@@ -152,6 +157,39 @@ TEST_F(PromptCache, APartialHitReusesTheCommonPrefix) {
   EXPECT_EQ(warm(path, shorter, &reused, &note), cold_continued(p, shorter, 8));
   EXPECT_EQ(reused, 8) << note;
 }
+
+#ifndef GPT2_TEST_CUDA_EMU
+// int8 K/V rows (values, then per-head scales) go to the file as raw bytes (a U8 tensor) and
+// come back bitwise: a partial hit equals the cold run that computed the same K/V; a file of
+// int8 rows is ignored by an fp16 run, and a NaN scale makes the file ignored.
+TEST_F(PromptCache, AnInt8RingRoundTripsThroughTheFile) {
+  kv_ = ComputeDType::Int8;
+  const std::vector<int> p = prompt_of(40, 1);
+  std::vector<int> q = p;
+  q[23] = (q[23] + 1) % 50257;
+  auto b = make(tiny(), ComputeDType::F32, kv_);
+  ASSERT_EQ(b->info().kv_dtype, ComputeDType::Int8);
+  const std::string path = save(p, *b);
+  int reused = 0;
+  std::string note;
+  EXPECT_EQ(warm(path, q, &reused, &note), cold_continued(p, q, 23));
+  EXPECT_EQ(reused, 23) << note;
+  kv_ = ComputeDType::F16;
+  warm(path, q, &reused, &note);
+  EXPECT_EQ(reused, 0);
+  EXPECT_NE(note.find("K/V format"), std::string::npos) << note;
+
+  kv_ = ComputeDType::Int8;
+  std::string bytes = test::read_file(path);
+  PromptCacheImage img = prompt_cache_image(prompt_cache_key(tiny(), *b), p);
+  const float nan = NAN;
+  std::memcpy(&bytes[img.k_at + kv_q8_scale_offset(tiny().config.n_embd, 1)], &nan, sizeof nan);  // row 0, head 1
+  test::write_file(path, bytes);
+  warm(path, q, &reused, &note);
+  EXPECT_EQ(reused, 0);
+  EXPECT_NE(note.find("NaN or Inf"), std::string::npos) << note;
+}
+#endif
 
 TEST_F(PromptCache, AMissReusesNothing) {
   auto b = make(tiny());

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "engine/kv_format.h"
 
 namespace gpt2 {
 namespace {
@@ -27,18 +29,35 @@ struct Fnv {
   void add(int64_t v) { add(&v, sizeof v); }
 };
 
-// The K/V format's safetensors dtype; false for a format the file cannot hold.
-bool kv_dtype(const std::string& format, DType* out) {
-  if (format == "fp32") { *out = DType::F32; return true; }
-  if (format == "fp16") { *out = DType::F16; return true; }
-  if (format == "bf16") { *out = DType::BF16; return true; }
-  return false;
+// How a K/V tensor holds one position of one layer in the file: as the rings hold it
+// (engine/kv_format.h), n_embd elements of a float format, or an int8 row as its raw bytes
+// (U8: the values, then the per-head fp32 scales).
+struct KvFileRow {
+  DType dtype;
+  int64_t width;  // the tensor's last dimension
+};
+
+KvFileRow kv_file_row(const PromptCacheKey& key) {
+  if (key.kv_format == "fp32") return {DType::F32, key.n_embd};
+  if (key.kv_format == "fp16") return {DType::F16, key.n_embd};
+  if (key.kv_format == "bf16") return {DType::BF16, key.n_embd};
+  if (key.kv_format == "int8")
+    return {DType::U8, int64_t(kv_row_bytes(ComputeDType::Int8, key.n_embd, key.n_head))};
+  throw Error("internal: the prompt cache cannot hold K/V format " + key.kv_format);
 }
 
-DType kv_dtype_or_throw(const std::string& format) {
-  DType d;
-  if (!kv_dtype(format, &d)) throw Error("internal: the prompt cache cannot hold K/V format " + format);
-  return d;
+// Whether a K/V tensor's values are finite: every float, or every int8 row's scales (finite
+// and not negative; the int8 values are any byte).
+bool kv_finite(const TensorView& t, const PromptCacheKey& key) {
+  if (t.dtype != DType::U8) return first_non_finite(t.data, t.numel, t.dtype) < 0;
+  const size_t row = size_t(t.shape.back()), rows = size_t(t.numel) / row;
+  for (size_t r = 0; r < rows; ++r)
+    for (int h = 0; h < key.n_head; ++h) {
+      float s;
+      std::memcpy(&s, t.data + r * row + kv_q8_scale_offset(key.n_embd, h), sizeof s);
+      if (!std::isfinite(s) || s < 0) return false;
+    }
+  return true;
 }
 
 std::string join_ids(const std::vector<int>& ids) {
@@ -107,20 +126,21 @@ PromptCacheKey prompt_cache_key(const Model& model, const Backend& backend) {
   k.kv_format = compute_dtype_name(info.kv_dtype);
   k.n_layer = model.config.n_layer;
   k.n_embd = model.config.n_embd;
+  k.n_head = model.config.n_head;
   k.vocab_size = model.config.vocab_size;
   k.max_tokens = backend.context_window();
   return k;
 }
 
 PromptCacheImage prompt_cache_image(const PromptCacheKey& key, const std::vector<int>& ids) {
-  const DType d = kv_dtype_or_throw(key.kv_format);
-  const size_t n = ids.size(), bytes = size_t(key.n_layer) * n * size_t(key.n_embd) * dtype_size(d);
+  const KvFileRow row = kv_file_row(key);
+  const size_t n = ids.size(), bytes = size_t(key.n_layer) * n * size_t(row.width) * dtype_size(row.dtype);
   nlohmann::json h;
   h["__metadata__"] = {{"format", kFormat}, {"model", key.model}, {"device", key.device}, {"dtype", key.dtype},
                        {"kv_format", key.kv_format}, {"n_tokens", std::to_string(n)}, {"ids", join_ids(ids)}};
-  const std::vector<int64_t> shape = {key.n_layer, int64_t(n), key.n_embd};
-  h["k"] = {{"dtype", dtype_name(d)}, {"shape", shape}, {"data_offsets", {0, bytes}}};
-  h["v"] = {{"dtype", dtype_name(d)}, {"shape", shape}, {"data_offsets", {bytes, 2 * bytes}}};
+  const std::vector<int64_t> shape = {key.n_layer, int64_t(n), row.width};
+  h["k"] = {{"dtype", dtype_name(row.dtype)}, {"shape", shape}, {"data_offsets", {0, bytes}}};
+  h["v"] = {{"dtype", dtype_name(row.dtype)}, {"shape", shape}, {"data_offsets", {bytes, 2 * bytes}}};
   std::string header = h.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
   PromptCacheImage img;
@@ -145,14 +165,14 @@ CachedPrompt read_prompt_cache(const SafetensorsFile& f, const PromptCacheKey& k
   if (field(f, "n_tokens") != std::to_string(n)) throw Error("its n_tokens does not count its ids");
   if (n < 1 || n > key.max_tokens)
     throw Error("it holds " + std::to_string(n) + " tokens, outside [1, " + std::to_string(key.max_tokens) + "]");
-  const DType d = kv_dtype_or_throw(key.kv_format);
-  const std::vector<int64_t> shape = {key.n_layer, n, key.n_embd};
+  const KvFileRow row = kv_file_row(key);
+  const std::vector<int64_t> shape = {key.n_layer, n, row.width};
   const TensorView* t[2] = {f.find("k"), f.find("v")};
   for (const TensorView* x : t) {
-    if (!x || x->dtype != d || x->shape != shape) throw Error("its K/V tensors are not " + std::string(dtype_name(d)) + " [" +
-                                                              std::to_string(key.n_layer) + ", " + std::to_string(n) + ", " +
-                                                              std::to_string(key.n_embd) + "]");
-    if (first_non_finite(x->data, x->numel, d) >= 0) throw Error("its K/V holds NaN or Inf");
+    if (!x || x->dtype != row.dtype || x->shape != shape)
+      throw Error("its K/V tensors are not " + std::string(dtype_name(row.dtype)) + " [" + std::to_string(key.n_layer) +
+                  ", " + std::to_string(n) + ", " + std::to_string(row.width) + "]");
+    if (!kv_finite(*x, key)) throw Error("its K/V holds NaN or Inf");
   }
   if (f.tensors().size() != 2) throw Error("it holds tensors other than k and v");
   c.k = t[0]->data;

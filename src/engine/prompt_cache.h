@@ -28,7 +28,7 @@ struct PromptCacheKey {
   std::string device;     // BackendInfo::device: K/V computed by another backend differs in its last bits
   std::string dtype;      // compute_dtype_name(BackendInfo::dtype)
   std::string kv_format;  // compute_dtype_name(BackendInfo::kv_dtype)
-  int n_layer = 0, n_embd = 0, vocab_size = 0;
+  int n_layer = 0, n_embd = 0, n_head = 0, vocab_size = 0;
   int max_tokens = 0;     // the context window: a longer file cannot be a prompt of this run
 };
 
@@ -42,7 +42,8 @@ PromptCacheKey prompt_cache_key(const Model& model, const Backend& backend);
 
 // The file for `ids`, with its K and V data left zero for the caller to fill in place: each
 // (n_layer, ids.size(), row_bytes) bytes at bytes.data() + k_at and + v_at. row_bytes must be
-// n_embd elements of key.kv_format.
+// kv_row_bytes() of key.kv_format (engine/kv_format.h): n_embd elements of fp32, fp16 or bf16
+// (tensors of that dtype), or an int8 row's bytes, values then scales (a U8 tensor).
 struct PromptCacheImage {
   std::string bytes;
   size_t k_at = 0, v_at = 0;

@@ -5,7 +5,7 @@
 
 namespace gpt2 {
 
-enum class DType { F32, F16, BF16, I32 };
+enum class DType { F32, F16, BF16, I32, U8 };  // U8: raw bytes (the prompt cache's int8 K/V rows)
 // On CUDA the compute precision; on the CPU, which always computes in fp32, the precision the
 // weight matrices are held in (Int8: the CPU only, one scale per 32 weights).
 enum class ComputeDType { F32, F16, BF16, Int8 };

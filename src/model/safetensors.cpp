@@ -29,6 +29,7 @@ bool parse_dtype(const std::string& s, DType* out) {
   if (s == "F16") { *out = DType::F16; return true; }
   if (s == "BF16") { *out = DType::BF16; return true; }
   if (s == "I32") { *out = DType::I32; return true; }
+  if (s == "U8") { *out = DType::U8; return true; }
   return false;
 }
 
@@ -73,8 +74,8 @@ struct Mapping {
 
 }  // namespace
 
-size_t dtype_size(DType d) { return d == DType::F16 || d == DType::BF16 ? 2 : 4; }
-bool is_float(DType d) { return d != DType::I32; }
+size_t dtype_size(DType d) { return d == DType::U8 ? 1 : d == DType::F16 || d == DType::BF16 ? 2 : 4; }
+bool is_float(DType d) { return d != DType::I32 && d != DType::U8; }
 
 const char* dtype_name(DType d) {
   switch (d) {
@@ -82,6 +83,7 @@ const char* dtype_name(DType d) {
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
+    case DType::U8: return "U8";
   }
   return "?";
 }
@@ -113,6 +115,7 @@ float TensorView::at(int64_t i) const {
     case DType::F16: return fp16_to_float(uint16_t(u));
     case DType::BF16: return bf16_to_float(uint16_t(u));
     case DType::I32: return float(int32_t(u));
+    case DType::U8: return float(uint8_t(u));
   }
   return 0.0f;
 }
@@ -139,6 +142,9 @@ void TensorView::to_float(float* out) const {
         int32_t v; std::memcpy(&v, data + 4 * i, 4);
         out[i] = float(v);
       }
+      return;
+    case DType::U8:
+      for (int64_t i = 0; i < numel; ++i) out[i] = float(data[i]);
       return;
   }
 }
@@ -167,7 +173,7 @@ TensorView parse_entry(const std::string& name, const json& e, const uint8_t* bu
   TensorView t;
   t.name = name;
   if (!parse_dtype(e["dtype"].get<std::string>(), &t.dtype))
-    fail(source, where + "dtype " + e["dtype"].dump() + " is not supported (F32, F16, BF16 or I32)");
+    fail(source, where + "dtype " + e["dtype"].dump() + " is not supported (F32, F16, BF16, I32 or U8)");
   if (!e.contains("shape") || !e["shape"].is_array()) fail(source, where + "missing \"shape\" array");
   uint64_t numel = 1;
   for (const json& d : e["shape"]) {

@@ -13,10 +13,10 @@
 
 namespace gpt2 {
 
-// The dtypes gpt2-gen reads (dtype.h): the three float formats of weights, and I32 (reference
-// data).
+// The dtypes gpt2-gen reads (dtype.h): the three float formats of weights, I32 (reference
+// data) and U8 (bytes: the prompt cache's int8 K/V rows, engine/kv_format.h).
 size_t dtype_size(DType d);
-const char* dtype_name(DType d);  // "F32", "F16", "BF16", "I32" as safetensors spells them
+const char* dtype_name(DType d);  // "F32", "F16", "BF16", "I32", "U8" as safetensors spells them
 bool is_float(DType d);
 
 // Index of the first NaN or Inf among `n` stored elements of float dtype `d` (read with
