@@ -15,7 +15,8 @@ ExplainModel gpt2_124m() {
   m.n_inner = 3072;
   m.vocab_size = 50257;
   m.weight_bytes = 124439808.0 * 4;  // n_params of GPT-2 124M, fp32
-  m.kv_bytes_per_element = 4;
+  m.kv_format = "fp32";
+  m.kv_row_bytes = 768 * 4;
   m.kv_ring_bytes = 2.0 * 12 * 1024 * 768 * 4;
   return m;
 }

@@ -4,7 +4,7 @@
 // with the top-2 margin of every step, as one JSON object on stdout.
 //
 //   gpt2-dump-logits -m DIR --ids 2061,318,509 [--device auto|cpu|cuda] [--dtype fp32|fp16|bf16]
-//                    [--out logits.f32] [--steps N] [--no-cache]
+//                    [--kv-dtype fp32|fp16|bf16|int8] [--out logits.f32] [--steps N] [--no-cache]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,7 +26,7 @@ namespace {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "error: %s\nusage: gpt2-dump-logits -m DIR --ids 1,2,3 [--device auto|cpu|cuda] "
-               "[--dtype fp32|fp16|bf16] [--out FILE] [--steps N] [--no-cache]\n",
+               "[--dtype fp32|fp16|bf16] [--kv-dtype fp32|fp16|bf16|int8] [--out FILE] [--steps N] [--no-cache]\n",
                why.c_str());
   std::exit(2);
 }
@@ -75,6 +75,11 @@ int main(int argc, char** argv) {
       const std::string d = value();
       options.dtype = d == "fp32" ? ComputeDType::F32 : d == "fp16" ? ComputeDType::F16 : d == "bf16" ? ComputeDType::BF16
                                                                                                       : (usage("--dtype " + d), ComputeDType::F32);
+    } else if (a == "--kv-dtype") {
+      const std::string d = value();
+      options.kv_dtype = d == "fp32" ? ComputeDType::F32 : d == "fp16" ? ComputeDType::F16
+                         : d == "bf16" ? ComputeDType::BF16 : d == "int8" ? ComputeDType::Int8
+                                       : (usage("--kv-dtype " + d), ComputeDType::F32);
     } else usage("unknown argument " + a);
   }
   if (model_dir.empty() || ids_arg.empty()) usage("-m and --ids are required");
@@ -140,6 +145,7 @@ int main(int argc, char** argv) {
     j["steps_ms"] = std::chrono::duration<double, std::milli>(t3 - t2).count();
     j["weight_bytes"] = info.weight_bytes;
     j["kv_bytes"] = info.kv_bytes;
+    j["kv_dtype"] = compute_dtype_name(info.kv_dtype);
     j["peak_device_bytes"] = info.peak_device_bytes;
     std::cout << j.dump() << "\n";
   } catch (const Error& e) {

@@ -3,7 +3,7 @@
 Read by tools/plot_explain.py and the tests; tools/README.md documents the same fields.
 
   explain: {schema, model: {n_layer, n_head, n_embd, n_inner, head_dim, vocab_size, weight_bytes,
-                            kv_bytes_per_element, kv_ring_bytes},
+                            kv_format, kv_row_bytes, kv_bytes_per_element, kv_ring_bytes},
             mode ("cache" | "no-cache"), measured (true), per_step: [STEP], totals: TOTALS,
             other_mode: {mode, measured, per_step: [STEP], totals: TOTALS},
             comparison: {flops_ratio, bytes_ratio, time_ratio}}      (ratios: no-cache / cache)
@@ -21,7 +21,8 @@ import math
 SCHEMA = "gpt2-gen-explain/1"
 NUMBER = (int, float)
 MODEL = ["n_layer", "n_head", "n_embd", "n_inner", "head_dim", "vocab_size", "weight_bytes",
-         "kv_bytes_per_element", "kv_ring_bytes"]
+         "kv_row_bytes", "kv_bytes_per_element", "kv_ring_bytes"]
+KV_FORMATS = ["fp32", "fp16", "bf16", "int8"]
 STEP_INTS = ["step", "tokens_computed", "position", "context", "new_tokens"]
 FLOPS = ["linear", "attention", "lm_head", "total"]
 BYTES = ["weights", "kv_read", "kv_write", "total"]
@@ -88,6 +89,8 @@ def validate(explain):
         raise ValueError(f"explain.schema: expected {SCHEMA!r}")
     _numbers(explain.get("model"), MODEL, "explain.model")
     model = explain["model"]
+    if model.get("kv_format") not in KV_FORMATS:
+        raise ValueError(f"explain.model.kv_format: expected one of {KV_FORMATS}")
     if not explain.get("measured"):
         raise ValueError("explain.measured: the run's own mode is always measured")
     _mode(explain, "explain", model)

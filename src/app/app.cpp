@@ -195,7 +195,7 @@ int run_app(const CliOptions& o) {
                 "one-sequence benchmark");
   if (batch_bench) {  // the K/V cache of the largest batch size, refused before loading as --batch does
     const GPT2Config cfg = load_config(model_config_path(o.model_dir));
-    plan_kv_bytes(cfg, o.parallel, context_window(o.ctx_size, cfg.n_positions));
+    plan_kv_bytes(cfg, o.parallel, context_window(o.ctx_size, cfg.n_positions), backend_options(o).kv_dtype);
   }
 
   Session s;

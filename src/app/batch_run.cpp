@@ -15,6 +15,7 @@
 #include "app/report.h"
 #include "app/run_options.h"
 #include "base/error.h"
+#include "engine/kv_format.h"
 #include "engine/batch.h"
 #include "model/model.h"
 #include "text/stop_strings.h"
@@ -106,7 +107,7 @@ class BatchRun {
     const auto t = Clock::now();
     const GPT2Config cfg = load_config(model_config_path(o_.model_dir));
     const int window = context_window(o_.ctx_size, cfg.n_positions);
-    kv_bytes_ = plan_kv_bytes(cfg, o_.parallel, window);
+    plan_kv_bytes(cfg, o_.parallel, window, backend_options(o_).kv_dtype);
     model_ = load_model(o_.model_dir);
     tok_.emplace(Tokenizer::load(o_.model_dir, model_.config.vocab_size));
     if (o_.batch_file != "-") {
@@ -170,11 +171,11 @@ class BatchRun {
     const BackendInfo& info = backend_->info();
     char line[512];
     std::snprintf(line, sizeof line,
-                  "gpt2-gen: batch: %s on %s (%s, %s), --parallel %d, K/V cache %s; load %.1f ms\n"
+                  "gpt2-gen: batch: %s on %s (%s, %s), --parallel %d, K/V cache %s %s; load %.1f ms\n"
                   "gpt2-gen: generated %ld tokens in %.1f ms: %.1f tokens/s; %d decode steps of %.2f "
                   "sequences on average (at most %d)\n",
                   count_of(s.requests, "request").c_str(), info.device.c_str(), info.device_name.c_str(),
-                  compute_dtype_name(info.dtype), o_.parallel, format_bytes(kv_bytes_).c_str(), load_ms_, generated_,
+                  compute_dtype_name(info.dtype), o_.parallel, compute_dtype_name(info.kv_dtype), format_bytes(info.kv_bytes).c_str(), load_ms_, generated_,
                   ms, ms > 0 ? 1000.0 * double(generated_) / ms : 0.0, s.decode_steps,
                   s.decode_steps ? double(s.decode_rows) / s.decode_steps : 0.0, s.max_rows);
     return line;
@@ -194,14 +195,14 @@ class BatchRun {
   std::optional<Error> bad_line_;     // stdin's bad line, raised after the requests in flight
   bool output_open_ = true;
   double load_ms_ = 0;
-  size_t kv_bytes_ = 0;
   long generated_ = 0;
 };
 
 }  // namespace
 
-size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window) {
-  const size_t per_position = size_t(2) * cfg.n_layer * cfg.n_embd * sizeof(float);  // K and V, fp32
+size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window, std::optional<ComputeDType> kv_dtype) {
+  const size_t per_position =  // K and V of every layer
+      size_t(2) * cfg.n_layer * kv_row_bytes(kv_dtype.value_or(ComputeDType::F32), cfg.n_embd, cfg.n_head);
   const size_t bytes = per_position * size_t(window) * size_t(parallel);
   const size_t available = available_host_bytes(), limit = available / 2;
   if (available > 0 && bytes > limit) {

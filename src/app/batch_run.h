@@ -9,9 +9,11 @@
 #pragma once
 #include <atomic>
 #include <cstddef>
+#include <optional>
 
 #include "app/cli.h"
 #include "model/config.h"
+#include "model/dtype.h"
 
 namespace gpt2 {
 
@@ -19,9 +21,10 @@ namespace gpt2 {
 // input (after writing what had finished, for stdin).
 int run_batch(const CliOptions& options, const std::atomic<bool>* interrupted);
 
-// The K/V cache of `parallel` sequences of `window` positions, planned before anything is
+// The K/V cache of `parallel` sequences of `window` positions in the format kv_dtype (unset, as
+// before the backend has chosen its default: fp32, the largest), planned before anything is
 // loaded (--batch and --benchmark --parallel): returns its bytes, or throws gpt2::Error when it
 // would take more than half the memory available, naming a --parallel and a -c that would fit.
-size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window);
+size_t plan_kv_bytes(const GPT2Config& cfg, int parallel, int window, std::optional<ComputeDType> kv_dtype);
 
 }  // namespace gpt2

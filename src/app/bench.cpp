@@ -42,6 +42,7 @@ nlohmann::json mode_json(const Mode& m, const BackendInfo& info) {
   const ModeSummary& s = m.summary;
   return {{"name", m.name},
           {"kv_cache", m.use_cache},
+          {"kv_dtype", compute_dtype_name(info.kv_dtype)},
           {"kv_cache_bytes", info.kv_bytes},
           {"weight_bytes", info.weight_bytes},
           {"activation_bytes", info.activation_bytes},
@@ -57,15 +58,16 @@ nlohmann::json mode_json(const Mode& m, const BackendInfo& info) {
 
 std::string table(const std::vector<Mode>& modes, const BackendInfo& info) {
   std::string out =
-      "| mode     | prefill ms      | decode tokens/s   | p50 ms  | p90 ms  | p99 ms  | first 10% ms | last 10% ms | KV cache   | peak memory |\n"
-      "|----------|-----------------|-------------------|---------|---------|---------|--------------|-------------|------------|-------------|\n";
+      "| mode     | prefill ms      | decode tokens/s   | p50 ms  | p90 ms  | p99 ms  | first 10% ms | last 10% ms | KV cache        | peak memory |\n"
+      "|----------|-----------------|-------------------|---------|---------|---------|--------------|-------------|-----------------|-------------|\n";
   char buf[512];
   for (const Mode& m : modes) {
     const ModeSummary& s = m.summary;
     std::snprintf(buf, sizeof buf,
-                  "| %-8s | %7.2f ± %-5.2f | %8.1f ± %-6.1f | %7.3f | %7.3f | %7.3f | %12.3f | %11.3f | %10s | %11s |\n",
+                  "| %-8s | %7.2f ± %-5.2f | %8.1f ± %-6.1f | %7.3f | %7.3f | %7.3f | %12.3f | %11.3f | %4s %10s | %11s |\n",
                   m.name, s.prefill_ms_mean, s.prefill_ms_std, s.decode_tps_mean, s.decode_tps_std, s.p50_ms,
-                  s.p90_ms, s.p99_ms, s.first_10pct_ms, s.last_10pct_ms, format_bytes(info.kv_bytes).c_str(),
+                  s.p90_ms, s.p99_ms, s.first_10pct_ms, s.last_10pct_ms, compute_dtype_name(info.kv_dtype),
+                  format_bytes(info.kv_bytes).c_str(),
                   format_bytes(info.peak_device_bytes ? info.peak_device_bytes : peak_host_bytes()).c_str());
     out += buf;
   }

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <map>
 
 #include "app/option_ranges.h"
 #include "base/build_info.h"
@@ -30,6 +31,19 @@ CLI::Validator number_in(double lo, double hi, bool open_lo, const std::string& 
         return ok ? "" : "must be " + description + ", got " + s;
       },
       description);
+}
+
+// --kv-dtype's values, with llama.cpp's --cache-type-k/-v names as aliases (its q8_0 has a scale
+// per block of 32; int8 here has one per position and head: engine/kv_format.h).
+CLI::Validator kv_dtype_name() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        const std::map<std::string, std::string> alias = {{"f32", "fp32"}, {"f16", "fp16"}, {"q8_0", "int8"}};
+        if (alias.count(s)) s = alias.at(s);
+        if (s == "fp32" || s == "fp16" || s == "bf16" || s == "int8") return "";
+        return "must be fp32, fp16, bf16 or int8 (or llama.cpp's f32, f16, q8_0), got " + s;
+      },
+      "{fp32,fp16,bf16,int8}");
 }
 
 CLI::Validator number_in(const Range& r) { return number_in(r.lo, r.hi, r.open_lo, r.words); }
@@ -164,6 +178,10 @@ void setup_cli(CLI::App& app, CliOptions& o) {
                  "CUDA: compute precision (default fp16). CPU: weights in memory (default: the file's; "
                  "int8: CPU only), computing in fp32")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16", "int8"}));
+  app.add_option("--kv-dtype", o.kv_dtype,
+                 "K/V cache format (int8: one fp32 scale per position and head). Default: fp16 on the CPU, "
+                 "the compute dtype on CUDA. llama.cpp's f32, f16, q8_0 are accepted as aliases")
+      ->transform(kv_dtype_name());
   app.add_option("-t,--threads", o.threads, "CPU threads; 0 = the physical cores")
       ->check(number_in(0, 1024, false, "in [0, 1024]"))->capture_default_str();
   app.add_option("-c,--ctx-size", o.ctx_size, "K/V ring slots per layer; 0 = the model's n_positions")

@@ -15,6 +15,7 @@ struct CliOptions {
   std::string model_dir = "models/gpt2";
   std::string device = "auto";     // auto | cpu | cuda
   std::string dtype;               // fp32 | fp16 | bf16 | int8; empty = the backend's default
+  std::string kv_dtype;            // fp32 | fp16 | bf16 | int8 (aliases mapped); empty = the backend's default
   int threads = 0;                 // CPU threads; 0 = the physical cores
   int ctx_size = 0;                // K/V ring slots; 0 = the model's n_positions
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "engine/kv_format.h"
 
 namespace gpt2 {
 
@@ -15,11 +16,13 @@ ExplainModel explain_model(const GPT2Config& config, const BackendInfo& info, in
   m.vocab_size = config.vocab_size;
   m.weight_bytes = double(info.weight_bytes);
   m.kv_ring_bytes = double(info.kv_bytes);
-  // The rings are 2 (K, V) x n_layer x capacity x n_embd elements; their size gives the element's.
-  const size_t elements = size_t(2) * size_t(config.n_layer) * size_t(kv_capacity) * size_t(config.n_embd);
-  if (elements == 0 || info.kv_bytes % elements != 0)
-    throw Error("internal: K/V ring of " + std::to_string(info.kv_bytes) + " bytes is not a whole number of elements");
-  m.kv_bytes_per_element = int(info.kv_bytes / elements);
+  m.kv_format = compute_dtype_name(info.kv_dtype);
+  // A row in the rings' format: whole bytes per row, not per element (int8 rows end in scales).
+  const size_t row = kv_row_bytes(info.kv_dtype, config.n_embd, config.n_head);
+  m.kv_row_bytes = double(row);
+  if (info.kv_bytes != size_t(2) * size_t(config.n_layer) * size_t(kv_capacity) * row)
+    throw Error("internal: K/V rings of " + std::to_string(info.kv_bytes) + " bytes are not 2 x n_layer x " +
+                std::to_string(kv_capacity) + " rows of " + std::to_string(row) + " bytes");
   return m;
 }
 
@@ -29,19 +32,19 @@ double scored_pairs(const ForwardCall& f) {
 }
 
 StepCost step_cost(const ExplainModel& m, const ForwardCall& f) {
-  const double C = m.n_embd, H = m.n_inner, layers = m.n_layer, b = m.kv_bytes_per_element;
+  const double C = m.n_embd, H = m.n_inner, layers = m.n_layer, r = m.kv_row_bytes;
   StepCost c;
   c.linear = 2 * double(f.tokens) * (4 * C * C + 2 * C * H) * layers;
   c.attention = 4 * C * scored_pairs(f) * layers;
   c.lm_head = 2 * C * double(m.vocab_size);
   c.weights = m.weight_bytes;
-  c.kv_read = 2 * layers * double(f.context()) * C * b;
-  c.kv_write = 2 * layers * double(f.tokens) * C * b;
+  c.kv_read = 2 * layers * double(f.context()) * r;
+  c.kv_write = 2 * layers * double(f.tokens) * r;
   return c;
 }
 
 double kv_held_bytes(const ExplainModel& m, const ForwardCall& f, bool use_cache) {
-  return use_cache ? 2.0 * m.n_layer * double(f.context()) * m.n_embd * m.kv_bytes_per_element : 0.0;
+  return use_cache ? 2.0 * m.n_layer * double(f.context()) * m.kv_row_bytes : 0.0;
 }
 
 std::vector<ForwardCall> other_mode_forwards(const std::vector<ForwardCall>& forwards, bool use_cache) {
@@ -167,7 +170,8 @@ nlohmann::json explain_json(const ExplainModel& m, const ExplainRun& run, const 
   j["schema"] = "gpt2-gen-explain/1";
   j["model"] = {{"n_layer", m.n_layer}, {"n_head", m.n_head}, {"n_embd", m.n_embd}, {"n_inner", m.n_inner},
                 {"head_dim", m.head_dim()}, {"vocab_size", m.vocab_size}, {"weight_bytes", m.weight_bytes},
-                {"kv_bytes_per_element", m.kv_bytes_per_element}, {"kv_ring_bytes", m.kv_ring_bytes}};
+                {"kv_format", m.kv_format}, {"kv_row_bytes", m.kv_row_bytes},
+                {"kv_bytes_per_element", m.kv_row_bytes / m.n_embd}, {"kv_ring_bytes", m.kv_ring_bytes}};
   j["other_mode"] = mode_json(m, other);
   j["comparison"] = {{"flops_ratio", ratio(no_cache.total().flops(), cache.total().flops())},
                      {"bytes_ratio", ratio(no_cache.total().bytes(), cache.total().bytes())},

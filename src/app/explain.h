@@ -9,7 +9,8 @@
 //             = t pos + t(t+1)/2                (Q K^T and A V: 2 head_dim FLOPs per pair per head)
 //   lm_head   = 2 C V                           (only the last row's logits, in both modes)
 //   weights   = every weight byte once per forward, in the backend's in-memory precision
-//   kv_read   = 2 n_layer L C b,  kv_write = 2 n_layer t C b   (b = bytes per K/V element)
+//   kv_read   = 2 n_layer L r,  kv_write = 2 n_layer t r   (r = kv_row_bytes: one position's K or V
+//                                                         of one layer in the --kv-dtype format)
 // Left out: LayerNorm, GELU, softmax, embeddings, biases, sampling (the measured time has them).
 #pragma once
 #include <cstddef>
@@ -28,7 +29,8 @@ namespace gpt2 {
 struct ExplainModel {
   int n_layer = 0, n_head = 0, n_embd = 0, n_inner = 0, vocab_size = 0;
   double weight_bytes = 0;       // BackendInfo::weight_bytes
-  int kv_bytes_per_element = 0;  // of the backend's K/V rings
+  std::string kv_format;         // the K/V rings' format (--kv-dtype)
+  double kv_row_bytes = 0;       // one position's K (or V) of one layer: engine/kv_format.h
   double kv_ring_bytes = 0;      // the rings as allocated (both modes use them)
   int head_dim() const { return n_embd / n_head; }
 };

@@ -32,9 +32,10 @@ std::string summary_text(const RunReport& r) {
   const GenerationResult& g = r.result;
   char buf[1024];
   std::string s;
-  std::snprintf(buf, sizeof buf, "gpt2-gen: device %s (%s), dtype %s, kv cache %s (%d slots/layer, %s)\n",
+  std::snprintf(buf, sizeof buf, "gpt2-gen: device %s (%s), dtype %s, kv cache %s (%s, %d slots/layer, %s)\n",
                 r.backend.device.c_str(), r.backend.device_name.c_str(), compute_dtype_name(r.backend.dtype),
-                r.kv_cache ? "on" : "off", r.kv_capacity, format_bytes(r.backend.kv_bytes).c_str());
+                r.kv_cache ? "on" : "off", compute_dtype_name(r.backend.kv_dtype), r.kv_capacity,
+                format_bytes(r.backend.kv_bytes).c_str());
   s += buf;
   if (!r.backend.device_paths.empty()) s += "gpt2-gen: device paths: " + r.backend.device_paths + "\n";
   std::snprintf(buf, sizeof buf, "gpt2-gen: load %10.1f ms   weights %s, peak memory %s\n", r.load_ms,
@@ -61,6 +62,7 @@ nlohmann::json report_json(const RunReport& r) {
       {"dtype", compute_dtype_name(r.backend.dtype)},
       {"kv_cache", r.kv_cache},
       {"kv_capacity", r.kv_capacity},
+      {"kv_dtype", compute_dtype_name(r.backend.kv_dtype)},
       {"load_ms", r.load_ms},
       {"prefill_ms", g.prefill_ms},
       {"decode_ms", g.decode_ms},

@@ -3,15 +3,23 @@
 #include <random>
 
 namespace gpt2 {
+namespace {
+
+// A --dtype / --kv-dtype value (the CLI checked it is one of these four).
+ComputeDType dtype_named(const std::string& name) {
+  return name == "fp16"   ? ComputeDType::F16
+         : name == "bf16" ? ComputeDType::BF16
+         : name == "int8" ? ComputeDType::Int8
+                          : ComputeDType::F32;
+}
+
+}  // namespace
 
 BackendOptions backend_options(const CliOptions& o) {
   BackendOptions b;
   b.device = o.device == "cpu" ? Device::Cpu : o.device == "cuda" ? Device::Cuda : Device::Auto;
-  if (!o.dtype.empty())
-    b.dtype = o.dtype == "fp16"   ? ComputeDType::F16
-              : o.dtype == "bf16" ? ComputeDType::BF16
-              : o.dtype == "int8" ? ComputeDType::Int8
-                                  : ComputeDType::F32;
+  if (!o.dtype.empty()) b.dtype = dtype_named(o.dtype);
+  if (!o.kv_dtype.empty()) b.kv_dtype = dtype_named(o.kv_dtype);
   b.threads = o.threads;
   b.kv_capacity = o.ctx_size;
   b.n_seqs = !o.batch_file.empty() ? o.parallel : o.num_beams;  // beams are sequences 0..N-1

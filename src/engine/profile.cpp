@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "engine/kv_format.h"
+
 namespace gpt2 {
 
 const char* decode_op_name(DecodeOp op) {
@@ -21,7 +23,8 @@ const char* decode_op_name(DecodeOp op) {
   return "?";
 }
 
-DecodeShapes decode_shapes(const GPT2Config& c, ComputeDType dtype, bool cuda, int context) {
+DecodeShapes decode_shapes(const GPT2Config& c, ComputeDType dtype, bool cuda, int context,
+                           std::optional<ComputeDType> kv_dtype) {
   DecodeShapes s;
   s.n_embd = c.n_embd;
   s.n_inner = c.n_inner;
@@ -30,7 +33,7 @@ DecodeShapes decode_shapes(const GPT2Config& c, ComputeDType dtype, bool cuda, i
   s.matrix_bytes = bytes;
   s.scale_block = dtype == ComputeDType::Int8 ? kQ8Block : 0;
   s.wpe_bytes = cuda ? bytes : 4;
-  s.kv_bytes = cuda ? bytes : 4;
+  s.kv_row_bytes = double(kv_row_bytes(kv_dtype.value_or(cuda ? dtype : ComputeDType::F32), c.n_embd, c.n_head));
   s.context = context;
   return s;
 }
@@ -43,7 +46,7 @@ double decode_op_bytes(const DecodeShapes& s, DecodeOp op) {
   };
   const double ln_params = 2 * C * f;                   // LayerNorm weight and bias
   const double residual = 2 * C * f;                    // x read and written back
-  const double kv_slot = 2 * C * s.kv_bytes;            // one key and one value
+  const double kv_slot = 2 * s.kv_row_bytes;            // one key and one value
   switch (op) {
     case DecodeOp::Embedding: return C * s.matrix_bytes + C * s.wpe_bytes + C * f;
     case DecodeOp::LnQkvKvAppend: return C * f + ln_params + matrix(3 * C, C) + 3 * C * f + C * f + kv_slot;

@@ -8,6 +8,7 @@
 #pragma once
 #include <array>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,12 +44,14 @@ struct DecodeShapes {
   double matrix_bytes = 4;  // per element of a weight matrix (wte included) as held
   int scale_block = 0;      // int8: one fp32 scale per this many elements of a row; 0: none
   int wpe_bytes = 4;        // per element of the position embedding
-  int kv_bytes = 4;         // per K/V ring element
+  double kv_row_bytes = 0;  // one position's K (or V) of one layer in the rings: engine/kv_format.h
   int context = 0;          // keys the step attends over
 };
 // The CPU holds matrices in `dtype` (int8 with scales) and the rest in fp32; CUDA holds
-// matrices, wpe and the K/V rings in `dtype`.
-DecodeShapes decode_shapes(const GPT2Config& config, ComputeDType dtype, bool cuda, int context);
+// matrices and wpe in `dtype`. The K/V rings hold `kv_dtype` (BackendInfo::kv_dtype); unset:
+// the compute dtype on CUDA.
+DecodeShapes decode_shapes(const GPT2Config& config, ComputeDType dtype, bool cuda, int context,
+                           std::optional<ComputeDType> kv_dtype = std::nullopt);
 
 // The bytes one call of `op` must read and write: its weights once, its inputs and outputs
 // (the residual stream read and written where it accumulates), nothing it keeps on chip.
