@@ -2,8 +2,8 @@
 // (x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))), a final LayerNorm and logits against the
 // tied token embedding. The weight matrices stay in the backend's weight type (--dtype;
 // default: the file's, so an fp16 file keeps 2 bytes per weight) and are widened to fp32 in
-// registers by the kernels of cpu_fast.h; LayerNorm parameters, biases, the position embedding,
-// activations are fp32; the K/V rings hold --kv-dtype's format (engine/kv_format.h; default
+// registers by the kernels of cpu_fast.h; LayerNorm parameters, biases, the position embedding
+// and the activations are fp32; the K/V rings hold --kv-dtype's format (engine/kv_format.h; default
 // fp16, see kDefaultKvType), read as stored by the attention. Everything is allocated once, here.
 //
 // Two paths share the weights, as on CUDA: one token (decode) streams each matrix once through
@@ -36,9 +36,9 @@ namespace {
 
 using simd::WType;
 
-// The K/V rings' format without --kv-dtype: fp16, chosen by measurement (README.md, "K/V cache
-// formats and reuse"): half of fp32's bytes, so the per-token time grows less over a long
-// context, at no cost early in the run, and its greedy tokens match fp32's on the goldens.
+// The K/V rings' format without --kv-dtype: fp16 (README.md, "K/V cache formats and reuse"):
+// half of fp32's bytes for every late token to read, with the greedy tokens of fp32 K/V and of
+// the goldens (measured); int8 is smaller but changed greedy golden tokens, so it is opt-in.
 constexpr ComputeDType kDefaultKvType = ComputeDType::F16;
 
 // Widens a tensor to fp32 (the loader has refused NaN and Inf).
