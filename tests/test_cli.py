@@ -71,9 +71,9 @@ class Goldens(CliTest):
             self.assertIn(key, out["stats"])
         self.assertEqual(out["stats"]["device"], "cpu")
         self.assertEqual(out["stats"]["dtype"], "fp32")
-        # K and V, 2 layers, 128 slots, 128 channels, fp16 (the CPU's default K/V format)
-        self.assertEqual(out["stats"]["kv_dtype"], "fp16")
-        self.assertEqual(out["stats"]["kv_cache_bytes"], 2 * 2 * 128 * 128 * 2)
+        # K and V, 2 layers, 128 slots, 128 channels, fp32 (the CPU's default K/V format)
+        self.assertEqual(out["stats"]["kv_dtype"], "fp32")
+        self.assertEqual(out["stats"]["kv_cache_bytes"], 2 * 2 * 128 * 128 * 4)
 
     def test_cpu_weight_types_and_threads(self):
         # --dtype on the CPU is how the weight matrices are held: fp16 halves their bytes, int8

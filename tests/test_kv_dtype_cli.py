@@ -33,7 +33,7 @@ class KvDtypeCli(unittest.TestCase):
 
     def test_each_format_and_alias_is_reported_with_its_bytes(self):
         for value, fmt in (("fp32", "fp32"), ("fp16", "fp16"), ("bf16", "bf16"), ("int8", "int8"),
-                           ("f32", "fp32"), ("f16", "fp16"), ("q8_0", "int8"), (None, "fp16")):
+                           ("f32", "fp32"), ("f16", "fp16"), ("q8_0", "int8"), (None, "fp32")):
             with self.subTest(value=value):
                 out, err = self.generate(*(["--kv-dtype", value] if value else []))
                 self.assertEqual(out["stats"]["kv_dtype"], fmt)

@@ -179,7 +179,7 @@ void setup_cli(CLI::App& app, CliOptions& o) {
                  "int8: CPU only), computing in fp32")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16", "int8"}));
   app.add_option("--kv-dtype", o.kv_dtype,
-                 "K/V cache format (int8: one fp32 scale per position and head). Default: fp16 on the CPU, "
+                 "K/V cache format (int8: one fp32 scale per position and head). Default: fp32 on the CPU, "
                  "the compute dtype on CUDA. llama.cpp's f32, f16, q8_0 are accepted as aliases")
       ->transform(kv_dtype_name());
   app.add_option("-t,--threads", o.threads, "CPU threads; 0 = the physical cores")
