@@ -314,7 +314,7 @@ class CudaBackend final : public Backend {
       profiled_step(&per_op);
       per_op.collect(totals);
     }
-    DecodeProfile p = make_profile(totals, steps, whole_us, decode_shapes(cfg_, info_.dtype, true, s.pos + 1));
+    DecodeProfile p = make_profile(totals, steps, whole_us, decode_shapes(cfg_, info_.dtype, true, s.pos + 1, info_.kv_dtype));
     p.device = info_.device;
     p.bandwidth_gb_per_s = measure_copy_bandwidth(stream_);
     p.bandwidth_source = "device-copy";
