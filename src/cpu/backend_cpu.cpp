@@ -256,6 +256,21 @@ class CpuBackend final : public Backend {
     record_context(seqs_[size_t(seq)], seq, ids, n, pos0, ring);  // its own positions (pos0 = 0: its own history)
   }
 
+  // Shared prefixes in a batch: src's rows of positions [0, n) copied ring to ring, no host trip.
+  void copy_kv_impl(int src, int dst, const int* ids, int n, const KvRing& ring) override {
+    const size_t row = kv_row_bytes();
+    for (Block& b : blocks_) {
+      const float *k_src = ring_of(b.k_ring, src), *v_src = ring_of(b.v_ring, src);
+      float *k_dst = ring_of(b.k_ring, dst), *v_dst = ring_of(b.v_ring, dst);
+      for (int p = 0; p < n; ++p) {
+        const long slot = ring.slot(p) * long(config().n_embd);
+        std::memcpy(k_dst + slot, k_src + slot, row);
+        std::memcpy(v_dst + slot, v_src + slot, row);
+      }
+    }
+    record_context(seqs_[size_t(dst)], dst, ids, n, 0, ring);  // position 0: a history of its own
+  }
+
   // B sequences' tokens as one (B, C) block of rows through the matrix products, each row's
   // attention against its own sequence's rings: every kernel computes a row as the one-row
   // decode step does (fast::gemv_batch), so the logits are forward()'s, bitwise.

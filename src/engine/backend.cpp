@@ -94,6 +94,20 @@ void Backend::write_kv(int seq, const int* ids, int pos0, int n, const KvRing& r
   forwarded_ = false;  // sequence 0's last forward() step is no longer its history
 }
 
+void Backend::copy_kv(int src_seq, int dst_seq, const int* ids, int n, const KvRing& ring) {
+  if (src_seq == dst_seq) throw Error("internal: copy_kv() of sequence " + std::to_string(src_seq) + " onto itself");
+  check_call(src_seq, nullptr, n, 0, ring);
+  check_call(dst_seq, ids, n, 0, ring);
+  copy_kv_impl(src_seq, dst_seq, ids, n, ring);
+  forwarded_ = false;  // sequence 0's last forward() step may no longer be its history
+}
+
+void Backend::copy_kv_impl(int src_seq, int dst_seq, const int* ids, int n, const KvRing& ring) {
+  std::vector<uint8_t> k(size_t(config_.n_layer) * size_t(n) * kv_row_bytes()), v(k.size());  // (n_layer, n, row)
+  read_kv_impl(src_seq, 0, n, ring, k.data(), v.data(), size_t(n) * kv_row_bytes());
+  write_kv_impl(dst_seq, ids, 0, n, ring, k.data(), v.data(), size_t(n) * kv_row_bytes());
+}
+
 int Backend::sample(int seq, const SamplingParams& params, double u) {
   if (seq < 0 || seq >= n_seqs_) throw Error("internal: sample() of sequence " + std::to_string(seq));
   return sample_impl(seq, params, u, std::nullopt);

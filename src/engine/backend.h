@@ -104,6 +104,16 @@ class Backend {
   void read_kv(int seq, int pos0, int n, const KvRing& ring, uint8_t* k, uint8_t* v, int layer_stride);
   void write_kv(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k, const uint8_t* v,
                 int layer_stride);
+  // Shared prefixes in a batch (engine/batch.h): positions [0, n) of sequence src_seq's rings
+  // copied into dst_seq's, in the rings' own format (whatever kv_dtype is). `ids` are the tokens
+  // at those positions; dst_seq is left as forward() of `ids` at position 0 would leave it, except
+  // for the logits: its own rows (a history table of its own, as after a forward() at position
+  // 0) and `ids` as its context; the next call on it must be a forward() at position n. src_seq's
+  // own rows are copied (as read_kv() reads them), so it must not be one that reorder() pointed at
+  // another's history. Requires src_seq != dst_seq, both in [0, n_seqs()), 1 <= n <=
+  // context_window(), a ring of this backend's capacity and ids in the vocabulary; throws
+  // gpt2::Error otherwise.
+  void copy_kv(int src_seq, int dst_seq, const int* ids, int n, const KvRing& ring);
   // Bytes of one position's K (or V) of one layer in the rings: n_embd elements of kv_dtype.
   size_t kv_row_bytes() const;
 
@@ -163,6 +173,9 @@ class Backend {
                             size_t layer_bytes) = 0;
   virtual void write_kv_impl(int seq, const int* ids, int pos0, int n, const KvRing& ring, const uint8_t* k,
                              const uint8_t* v, size_t layer_bytes) = 0;
+  // copy_kv() once the call is known to be valid. This default goes through the host: read_kv()
+  // of src_seq, write_kv() into dst_seq (correct on every backend; a backend may copy in place).
+  virtual void copy_kv_impl(int src_seq, int dst_seq, const int* ids, int n, const KvRing& ring);
   virtual int sample_impl(int seq, const SamplingParams& params, double u, std::optional<double> next_u) = 0;
   virtual void read_logits_impl(int seq, float* out) = 0;
   void check_call(int seq, const int* ids, int n, int pos, const KvRing& ring) const;
