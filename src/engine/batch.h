@@ -9,6 +9,14 @@
 // as in generate(), and a decode row's logits are forward()'s (decode_batch's contract); each
 // slot has its own Sequence (ring state, stop rules, draws from the request's own seed) and its
 // own K/V rings and processor context in the backend.
+//
+// Shared prefixes (vLLM's automatic prefix caching, llama.cpp's server prompt reuse): the
+// scheduler records which tokens each slot's rings hold at positions [0, n) (held_prefixes.h).
+// A new request takes the K/V of the longest prefix its prompt shares with any slot, requests
+// admitted before it in the same step included (Backend::copy_kv(); nothing to copy when that
+// slot is its own), and its prefill computes only the rest. The reused K/V were computed in a
+// prefill of another length (or in decode steps), so its logits are bitwise those of a solo run
+// that prefilled the source's tokens first and then the rest, not always of one whole prefill.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -41,11 +49,23 @@ struct BatchStats {
   int decode_steps = 0;   // decode_batch() calls
   long decode_rows = 0;   // tokens those steps computed
   int max_rows = 0;       // the most sequences in one step
+  long prompt_tokens_computed = 0;  // by the prefills
+  long prompt_tokens_reused = 0;    // copied from (or still in) a slot's rings instead
 };
+
+struct BatchOptions {
+  // Shared prefixes reuse K/V (false: --no-prefix-reuse, every prompt prefilled whole).
+  bool prefix_reuse = true;
+};
+
+// The shortest shared prefix worth reusing: vLLM's cache block (16 tokens). A shorter one saves
+// little compute, and on CUDA the default copy_kv() is a round trip through the host.
+constexpr int kMinReusedPrefix = 16;
 
 // Runs requests until next() has no more and every started one has finished, on
 // backend.n_seqs() slots. `stop` (Ctrl-C): the requests in flight end after the current step
 // with finish reason Interrupted, and no new request starts.
-BatchStats generate_batch(Backend& backend, const BatchEvents& events, const std::atomic<bool>* stop = nullptr);
+BatchStats generate_batch(Backend& backend, const BatchEvents& events, const std::atomic<bool>* stop = nullptr,
+                          const BatchOptions& options = {});
 
 }  // namespace gpt2

@@ -50,6 +50,7 @@ class Sequence {
   bool finished() const { return finished_; }
   const GenerationOptions& options() const { return options_; }
   GenerationResult& result() { return result_; }
+  const GenerationResult& result() const { return result_; }
 
  private:
   void set_pending(const int* ids, int n, int pos, const KvRing& ring);
