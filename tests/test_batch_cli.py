@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """gpt2-gen --batch end to end on the tiny golden model (CPU): a batch of the goldens' prompts
 gives transformers' continuations at any --parallel (greedy, and with the logits processors),
-sampled requests give what the same request gives alone (--seed), slots are refilled (more
+sampled requests give what the same request gives alone (--seed), shared prefixes reused and
+counted (and not with --no-prefix-reuse), slots are refilled (more
 requests than --parallel), --json's input order and atomic file, and every bad input: one
 `error:` line naming the line, exit 1, nothing generated (a file), or what ran written (stdin);
 Ctrl-C (exit 130, the unfinished request reported `interrupted`) and a closed stdout."""
@@ -110,6 +111,26 @@ class Results(BatchTest):
         self.assertEqual(by_id[1]["stop_string"], stop)
         self.assertEqual(by_id[1]["text"], base["text"][:base["text"].index(stop)])
         self.assertEqual(by_id[2]["generated_ids"], base["generated_ids"])
+
+    def test_shared_prefixes_are_reused_and_counted(self):
+        """Three prompts sharing 20 ids (the third is those 20 alone: 19 reusable, its last is computed):
+        each generates its solo run's ids; reused 0, 20 and 19 of 23 + 24 + 20 = 67 prompt tokens, so
+        28 computed; --no-prefix-reuse computes all 67 and generates the same."""
+        prefix = [(i * 7919 + 13) % 50257 for i in range(20)]
+        prompts = [prefix + [11, 12, 13], prefix + [21, 22, 23, 24], prefix]
+        reqs = [{"prompt_ids": p, "id": f"r{i}"} for i, p in enumerate(prompts)]
+        common = ["--temperature", "0", "--ignore-eos", "-n", "4"]
+        for flags, reused, totals in (([], [0, 20, 19], "28 computed, 39 reused"),
+                                      (["--no-prefix-reuse"], [0, 0, 0], "67 computed, 0 reused")):
+            proc = run("--batch", self.batch_file(reqs), "--parallel", "3", *common, *flags)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertIn(f"prompt tokens: {totals} from shared prefixes", proc.stderr)
+            got = {o["id"]: o for o in map(json.loads, proc.stdout.splitlines())}
+            for i, p in enumerate(prompts):
+                solo = run("--prompt-ids", ",".join(map(str, p)), "--json", *common)
+                self.assertEqual(got[f"r{i}"]["generated_ids"], json.loads(solo.stdout)["generated_ids"], flags)
+                self.assertEqual(got[f"r{i}"]["stats"]["prompt_tokens_reused"], reused[i], flags)
+        self.assert_error(run("--no-prefix-reuse", "-p", "x"), "--no-prefix-reuse requires --batch")
 
     def test_json_writes_input_order_atomically(self):
         lines = [{"prompt": "a", "max_new_tokens": 6}, {"prompt": "b", "max_new_tokens": 1},

@@ -70,7 +70,10 @@ json result_json(InFlight& f, const GenerationResult& r, const std::string& text
             {"finish_reason", finish_reason_name(r.finish)}};
   if (f.stops.matched()) j["stop_string"] = f.stops.match();
   const std::vector<double> decode(r.token_ms.begin() + (r.token_ms.empty() ? 0 : 1), r.token_ms.end());
-  json stats = {{"prompt_tokens", f.line.prompt.size()}, {"generated_tokens", r.generated.size()},
+  // forwards[0] is the prefill, at the position after the prefix it reused.
+  const int reused = r.forwards.empty() ? 0 : r.forwards.front().pos;
+  json stats = {{"prompt_tokens", f.line.prompt.size()}, {"prompt_tokens_reused", reused},
+                {"generated_tokens", r.generated.size()},
                 {"time_to_first_token_ms", r.prefill_ms}, {"decode_ms", r.decode_ms},
                 {"decode_tokens_per_s", r.decode_tokens_per_s()}, {"token_ms_p50", percentile(decode, 0.5)},
                 {"token_ms_p99", percentile(decode, 0.99)}, {"context_shifts", r.context_shifts}};
@@ -90,7 +93,9 @@ class BatchRun {
     ev.on_token = [this](int id, int token) { return on_token(id, token); };
     ev.on_finish = [this](int id, GenerationResult& r) { on_finish(id, r); };
     const auto t = Clock::now();
-    const BatchStats stats = generate_batch(*backend_, ev, interrupted_);
+    BatchOptions options;
+    options.prefix_reuse = !o_.no_prefix_reuse;
+    const BatchStats stats = generate_batch(*backend_, ev, interrupted_, options);
     const double ms = ms_since(t);
     if (o_.json) write_in_input_order();
     if (!o_.quiet) std::cerr << summary(stats, ms);
@@ -169,15 +174,17 @@ class BatchRun {
 
   std::string summary(const BatchStats& s, double ms) const {
     const BackendInfo& info = backend_->info();
-    char line[512];
+    char line[768];
     std::snprintf(line, sizeof line,
                   "gpt2-gen: batch: %s on %s (%s, %s), --parallel %d, K/V cache %s %s; load %.1f ms\n"
                   "gpt2-gen: generated %ld tokens in %.1f ms: %.1f tokens/s; %d decode steps of %.2f "
-                  "sequences on average (at most %d)\n",
+                  "sequences on average (at most %d)\n"
+                  "gpt2-gen: prompt tokens: %ld computed, %ld reused from shared prefixes%s\n",
                   count_of(s.requests, "request").c_str(), info.device.c_str(), info.device_name.c_str(),
                   compute_dtype_name(info.dtype), o_.parallel, compute_dtype_name(info.kv_dtype), format_bytes(info.kv_bytes).c_str(), load_ms_, generated_,
                   ms, ms > 0 ? 1000.0 * double(generated_) / ms : 0.0, s.decode_steps,
-                  s.decode_steps ? double(s.decode_rows) / s.decode_steps : 0.0, s.max_rows);
+                  s.decode_steps ? double(s.decode_rows) / s.decode_steps : 0.0, s.max_rows,
+                  s.prompt_tokens_computed, s.prompt_tokens_reused, o_.no_prefix_reuse ? " (--no-prefix-reuse)" : "");
     return line;
   }
 

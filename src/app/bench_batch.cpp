@@ -75,7 +75,9 @@ BatchRecord run_batch_once(Backend& backend, const std::vector<int>& prompt, con
     return true;
   };
   ev.on_finish = [&](int id, GenerationResult& r) { results[size_t(id)] = std::move(r); };
-  generate_batch(backend, ev);
+  BatchOptions options;
+  options.prefix_reuse = false;  // B prefills of the prompt, as llama-batched-bench's "prompt not shared"
+  generate_batch(backend, ev, nullptr, options);
   rec.wall_ms = ms_since(t0);
   rec.decode_ms = rec.wall_ms - *std::max_element(rec.ttft_ms.begin(), rec.ttft_ms.end());
   rec.generated = results[0].generated;

@@ -102,6 +102,11 @@ CLI::Option* add_batch_options(CLI::App& app, CliOptions& o, const std::vector<C
                  "the long flags' names with _ (prompt, prompt_ids, id, max_new_tokens, temperature, seed, "
                  "stop, ...); JSON Lines out, one per request as it finishes");
   for (CLI::Option* x : excluded) batch->excludes(x);
+  app.add_flag("--no-prefix-reuse", o.no_prefix_reuse,
+               "With --batch: prefill every prompt whole. By default a prompt takes the K/V of the longest "
+               "prefix (16 tokens or more) it shares with a sequence in the batch (vLLM's automatic prefix "
+               "caching; its --no-enable-prefix-caching)")
+      ->needs(batch);
   return app.add_option("--parallel,--np", o.parallel_text,
                         "With --batch: sequences decoded together (continuous batching; llama.cpp's -np). "
                         "With --benchmark: the batch sizes to measure, e.g. 1,2,4,8,16")

@@ -69,6 +69,7 @@ struct CliOptions {
   // classic one-sequence benchmark
   std::vector<int> parallel_sizes;
   std::string parallel_text = "1";  // --parallel as given
+  bool no_prefix_reuse = false;     // --batch: prefill every prompt whole (engine/batch.h)
 
   // Benchmark (--benchmark): cache vs --no-cache, `runs` times each after a warm-up
   bool benchmark = false;
