@@ -219,8 +219,8 @@ TEST(PrefixReuse, CopyKvResetsTheDestinationsHistoryAndChecksItsCall) {
   const KvRing ring{backend->kv_capacity(), 0};
   for (int s : {0, 1}) backend->forward(s, a.data(), int(a.size()), 0, ring);
   backend->forward(2, b.data(), int(b.size()), 0, ring);
-  const int parent[3] = {0, 0, 2};
-  backend->reorder(parent, 3, int(a.size()));  // sequence 1 now reads sequence 0's rows
+  const int parent[2] = {0, 0};
+  backend->reorder(parent, 2, int(a.size()));  // sequence 1 now reads sequence 0's rows
   backend->copy_kv(2, 1, b.data(), 20, ring);
   backend->forward(1, b.data() + 20, 4, 20, ring);
   auto alone = make(1);
