@@ -8,8 +8,9 @@
 //
 // Two paths share the weights, as on CUDA: one token (decode) streams each matrix once through
 // the matrix-vector kernel with its epilogue fused; more tokens (prefill, --no-cache, the re-run
-// after a context shift) go through the GEMM library. The two sum in different orders, so a
-// token's logits differ between them in the last bits (about 1e-6 relative).
+// after a context shift) go through the GEMM library (up to 16 rows: the batched matrix-vector
+// kernel). The two sum in different orders, so a token's logits differ between them in the last
+// bits (about 1e-6 relative).
 #include "cpu/backend_cpu.h"
 
 #include <omp.h>
@@ -338,10 +339,15 @@ class CpuBackend final : public Backend {
   }
 
   // out (T, OC) = in (T, IC) W^T + bias, then the epilogue (Store, Gelu, or AddTo: out +=).
-  // One row: the matrix-vector kernel, epilogue fused. More: the GEMM, then the epilogue.
+  // One row: the matrix-vector kernel, epilogue fused. Up to kGemvRows rows (the suffix after a
+  // reused prefix, a short prompt): the batched matrix-vector kernel, which streams W once in
+  // its own type, where the GEMM would first widen all of W to fp32 and is memory-bound anyway.
+  // More: the GEMM, then the epilogue.
+  static constexpr int kGemvRows = 16;
   void linear(float* out, const float* in, const Matrix& w, const std::vector<float>& bias, int T,
               fast::Epilogue e) {
     if (T == 1) return fast::gemv(out, in, w.view, bias.data(), e);
+    if (T <= kGemvRows) return fast::gemv_batch(out, in, T, w.view, bias.data(), e);
     fast::matmul(out, in, w.view, bias.data(), T, e, gemm_scratch_.data());
   }
 
