@@ -261,10 +261,10 @@ class CpuBackend final : public Backend {
   void copy_kv_impl(int src, int dst, const int* ids, int n, const KvRing& ring) override {
     const size_t row = kv_row_bytes();
     for (Block& b : blocks_) {
-      const float *k_src = ring_of(b.k_ring, src), *v_src = ring_of(b.v_ring, src);
-      float *k_dst = ring_of(b.k_ring, dst), *v_dst = ring_of(b.v_ring, dst);
+      const uint8_t *k_src = ring_of(b.k_ring, src), *v_src = ring_of(b.v_ring, src);
+      uint8_t *k_dst = ring_of(b.k_ring, dst), *v_dst = ring_of(b.v_ring, dst);
       for (int p = 0; p < n; ++p) {
-        const long slot = ring.slot(p) * long(config().n_embd);
+        const size_t slot = size_t(ring.slot(p)) * row;  // rows in the ring's own format
         std::memcpy(k_dst + slot, k_src + slot, row);
         std::memcpy(v_dst + slot, v_src + slot, row);
       }
