@@ -2,10 +2,12 @@
 // the tiny golden GPT-2: cache and --no-cache give the same greedy tokens across a context
 // shift in every format; the logits of each format stay within its tolerance of fp32 K/V (fp32
 // compute), and the CPU backend's (fp32 K/V) within it too; info() reports the format and its
-// bytes; bf16 K/V is refused where bf16 is. Label `gpu`: skips where no device is usable.
+// bytes; bf16 K/V is refused where bf16 is; with several sequences (--parallel) int8 K/V gives
+// each batched row its one-sequence logits. Label `gpu`: skips where no device is usable.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "cpu/backend_cpu.h"
 #include "cuda/backend_cuda.h"
@@ -120,6 +122,70 @@ TEST_P(CudaKvFormat, InfoReportsTheFormatAndItsBytes) {
 INSTANTIATE_TEST_SUITE_P(AllFormats, CudaKvFormat,
                          ::testing::Values(ComputeDType::F32, ComputeDType::F16, ComputeDType::BF16, ComputeDType::Int8),
                          [](const ::testing::TestParamInfo<ComputeDType>& i) { return compute_dtype_name(i.param); });
+
+// --parallel with int8 K/V (fp16 compute): 3 sequences of different lengths, one wrapping its
+// ring, decoded in batched steps of 3, 2 and 1 rows in changing orders (the int8 write: the Qkv
+// epilogue's staging and kv_store_staged by rows): every row's logits are bitwise those of a
+// one-sequence backend with int8 K/V fed the same tokens (the batched kernels run the one-row
+// kernels' per-row sums and the same quantisation), and within int8's tolerance of the CPU
+// backend (fp32 K/V). The 2063-token model: the emulator's decode steps are the cost.
+TEST(CudaKvBatch, Int8RowsGetTheirOneSequenceLogits) {
+  GPT2_SKIP_WITHOUT_GPU();
+  const Model m = load_model(test::small_vocab_model());
+  const int S = 3, V = m.config.vocab_size;
+  BackendOptions o;
+  o.device = Device::Cuda;
+  o.dtype = ComputeDType::F16;
+  o.kv_dtype = ComputeDType::Int8;
+  o.n_seqs = S;
+  auto batch = make_cuda_backend(m, o);
+  o.n_seqs = 1;
+  auto cpu = make_cpu_backend(m, BackendOptions{});
+  const std::vector<int> prompt = {2061, 318, 509, 53, 1918, 30}, fed = {262, 1266, 286, 13};
+  std::vector<std::unique_ptr<Backend>> alone;
+  std::vector<SeqToken> rows;
+  const int cap = batch->kv_capacity();
+  for (int s = 0; s < S; ++s) {
+    alone.push_back(make_cuda_backend(m, o));
+    const KvRing ring{cap, s == 1 ? cap - 4 : 0};  // sequence 1 wraps around its ring's end
+    const int n = 2 + 2 * s;
+    batch->forward(s, prompt.data(), n, 0, ring);
+    alone.back()->forward(prompt.data(), n, 0, ring);
+    rows.push_back(SeqToken{s, 0, n, ring});
+  }
+  std::vector<float> got(size_t(V)), want(size_t(V)), on_cpu(size_t(V));
+  const std::vector<std::vector<int>> steps = {{2, 0, 1}, {1, 2}, {0}, {0, 2, 1}};  // rows, in order
+  for (size_t step = 0; step < steps.size(); ++step) {
+    std::vector<SeqToken> batch_rows;
+    for (int s : steps[step]) {
+      rows[size_t(s)].id = fed[(step + size_t(s)) % fed.size()];
+      batch_rows.push_back(rows[size_t(s)]);
+    }
+    batch->decode_batch(batch_rows.data(), int(batch_rows.size()));
+    for (int s : steps[step]) {
+      SeqToken& t = rows[size_t(s)];
+      alone[size_t(s)]->forward(&t.id, 1, t.pos, t.ring);
+      batch->read_logits(got.data(), s);
+      alone[size_t(s)]->read_logits(want.data());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << "sequence " << s << " at step " << step << ": max rel error "
+          << test::max_rel_error(got.data(), want.data(), got.size());
+      ++t.pos;
+    }
+  }
+  // The last row's history on the CPU (fp32 K/V, unwrapped ring): int8's tolerance.
+  const SeqToken& last = rows[1];
+  std::vector<int> history(prompt.begin(), prompt.begin() + 4);
+  for (size_t step = 0; step < steps.size(); ++step)
+    for (int s : steps[step])
+      if (s == 1) history.push_back(fed[(step + 1) % fed.size()]);
+  ASSERT_EQ(int(history.size()), last.pos);
+  cpu->forward(history.data(), int(history.size()), 0, KvRing{cpu->kv_capacity(), 0});
+  cpu->read_logits(on_cpu.data());
+  batch->read_logits(got.data(), 1);
+  EXPECT_LE(test::max_rel_error(got.data(), on_cpu.data(), got.size()), logits_tolerance(ComputeDType::Int8) + 7e-3)
+      << "int8's tolerance + fp16 compute's own (test_gpu_backend.cpp's 7e-3)";
+}
 
 // Unset kv_dtype: the rings hold the compute dtype, as before.
 TEST(CudaKvDefault, UnsetKvDtypeIsTheComputeDtype) {

@@ -4,8 +4,10 @@
 // and the attention kernels' outputs match cpu::attention over the host-decoded (dequantised)
 // ring by NMSE, at odd sizes and over wrapping rings. The compute dtype is fp16 (the default;
 // test_gpu_kernels.cpp covers each compute dtype with rings of its own dtype) and fp32 for the
-// append. Also each format's own error against the fp32 values it stores (the tolerances are
-// about 4x the errors measured on the emulator; kernels/README.md "K/V formats").
+// append. The batched decode step's write (gemv_batch, then kv_store_staged by rows) touches
+// exactly its rows' slots of the (sequences x capacity) cache. Also each format's own error
+// against the fp32 values it stores (the tolerances are about 4x the errors measured on the
+// emulator; kernels/README.md "K/V formats").
 // Label `gpu`: every test skips where no CUDA device is usable.
 #include <gtest/gtest.h>
 
@@ -225,6 +227,71 @@ TEST_P(KvFormats, GemvQkvEpilogueWritesTheStepsSlot) {
     for (float x : got) written += !std::isnan(x);
     EXPECT_EQ(written, size_t(C)) << "only the step's slot is written";
   }
+}
+
+// The batched decode step's write path (--parallel): gemv_batch's Qkv epilogue (fp16 weights)
+// for B = 10 rows (two tiles of kBatchTile), each a different sequence of 11 (one left out), in
+// an order other than the sequences', rings starting anywhere (some wrap), then, for int8,
+// kv_store_staged for the rows. The cache (11 x 16 rows) must hold exactly the host's encoding
+// of each row's key and value at rows[b].seq * capacity + ring.slot(pos), and nothing else. The
+// values encoded are the same gemv_batch's Store outputs (its sums are the Qkv ones: one
+// epilogue function), themselves checked against cpu::matmul; so the bytes compare exactly.
+TEST_P(KvFormats, GemvBatchQkvAndStoreStagedWriteEachRowsSlotOnly) {
+  const ComputeDType d = GetParam();
+  const int NH = 2, C = NH * 64, cap = 16, n_seqs = 11, B = 10;
+  const std::vector<int> seq_of_row = {7, 0, 10, 3, 9, 1, 4, 8, 2, 6};  // sequence 5: untouched
+  std::vector<k::BatchRow> rows;
+  for (int b = 0; b < B; ++b) {
+    const int seq = seq_of_row[size_t(b)];
+    rows.push_back(k::BatchRow{seq, 0, (seq * 5) % 23, KvRing{cap, (seq * 7) % cap}});  // pos up to 22: wraps
+  }
+  const auto w = rounded<__half>(random_vector(size_t(3) * C * C, rng, 0.1f));
+  const auto in = random_vector(size_t(B) * C, rng), bias = random_vector(size_t(3) * C, rng, 0.2f);
+  DeviceBuffer<__half> d_w(w.size());
+  DeviceBuffer<float> d_in(in.size()), d_bias(bias.size()), d_y(size_t(B) * 3 * C), d_q(size_t(B) * C),
+      d_staged(size_t(B) * 2 * C);
+  d_w.upload(w);
+  d_in.upload(in);
+  d_bias.upload(bias);
+  d_staged.poison();
+  DeviceBuffer<k::BatchRow> d_rows(rows.size());
+  CUDA_CHECK(cudaMemcpy(d_rows.get(), rows.data(), rows.size() * sizeof(k::BatchRow), cudaMemcpyHostToDevice));
+  DeviceRings dev(d, n_seqs * cap, C, NH);
+  k::GemvBatchParams<__half> p;
+  p.w = d_w.get();
+  p.IC = C;
+  p.OC = 3 * C;
+  p.B = B;
+  p.in = d_in.get();
+  p.bias = d_bias.get();
+  p.rows = d_rows.get();
+  p.out = d_y.get();  // Store: y (B, 3C), the values the rings must encode
+  k::gemv_batch<__half>(p, nullptr);
+  p.out = d_q.get();
+  p.epilogue = k::GemvEpilogue::Qkv;
+  p.kv = dev.kv;
+  p.kv_staged = d_staged.get();
+  p.capacity = cap;
+  p.C = C;
+  k::gemv_batch<__half>(p, nullptr);
+  if (d == ComputeDType::Int8) k::kv_store_staged(dev.kv, d_staged.get(), B, nullptr, d_rows.get(), cap, nullptr);
+  const std::vector<float> y = d_y.download();
+  std::vector<float> want_y(y.size());
+  for (int b = 0; b < B; ++b)
+    cpu::matmul(want_y.data() + size_t(b) * 3 * C, in.data() + size_t(b) * C, w.data(), bias.data(), 1, C, 3 * C);
+  EXPECT_LE(nmse(y, want_y), 1e-10) << "gemv_batch's Store against cpu::matmul";
+  std::vector<float> kr(size_t(n_seqs) * cap * C, NAN), vr(kr.size(), NAN);  // the cache's rows, NaN: unwritten
+  for (int b = 0; b < B; ++b) {
+    const size_t row = size_t(rows[size_t(b)].seq) * cap + size_t(rows[size_t(b)].ring.slot(rows[size_t(b)].pos));
+    const float* yb = y.data() + size_t(b) * 3 * C;
+    std::copy(yb + C, yb + 2 * C, kr.begin() + row * C);
+    std::copy(yb + 2 * C, yb + 3 * C, vr.begin() + row * C);
+  }
+  EXPECT_TRUE(DeviceRings::bytes(dev.k) == encode_ring(kr, d, C, NH).bytes) << "K cache bytes";
+  EXPECT_TRUE(DeviceRings::bytes(dev.v) == encode_ring(vr, d, C, NH).bytes) << "V cache bytes";
+  const std::vector<float> q = d_q.download();  // the queries: y's first C of each row, bit for bit
+  for (int b = 0; b < B; ++b)
+    EXPECT_EQ(std::memcmp(q.data() + size_t(b) * C, y.data() + size_t(b) * 3 * C, size_t(C) * 4), 0) << "row " << b;
 }
 
 // The prefill attention (fp16 compute) reads the ring in its format: cpu::attention over the
