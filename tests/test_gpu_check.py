@@ -10,7 +10,7 @@ The stand-ins (written here): gpt2-gen prints its variants (`fast`, and `sched`,
 writes a --json report of 7s (8s for the variant STANDIN_WRONG_VARIANT names; the processors'
 reference continuation for their prompt), a --profile and a --benchmark report; the GoogleTest binaries report skipped tests; numpy cannot
 be imported (a module that raises ImportError on PYTHONPATH).
-Also tools/random_model.py, the check's benchmark model: the same seed gives the same bytes, the
+Also tools/narrow_model.py (convert_weights.py's bytes), and tools/random_model.py, the check's benchmark model: the same seed gives the same bytes, the
 header describes the data exactly, and gpt2-gen (this build's, when there is one) generates
 from it.
 """
@@ -38,7 +38,7 @@ n=4 ids=1 json=- bench=0 profile=""
 while [ $# -gt 0 ]; do
   case $1 in
     --version) printf 'gpt2-gen stand-in\nCUDA decode variants:\n  fast: a variant\n  sched: only the schedule [exact]\n'; exit 0 ;;
-    --help) echo "  --profile [K]"; exit 0 ;;
+    --help) echo "  --profile [K]"; [ -z "${STANDIN_NO_KV_DTYPE:-}" ] && echo "  --kv-dtype"; exit 0 ;;
     -n) n=$2; shift ;;
     --prompt-ids) ids=$2; shift ;;
     --json) json=$2; shift ;;
@@ -72,7 +72,7 @@ def make_bundle(root):
     b = os.path.join(root, "bundle")
     write(f"{b}/bin/gpt2-gen", STANDIN_GEN, True)
     write(f"{b}/bin/gpt2-dump-logits", "#!/bin/sh\nexit 1\n", True)
-    for t in ("test_gpu_kernels", "test_gpu_backend"):
+    for t in ("test_gpu_kernels", "test_gpu_kv_formats", "test_gpu_kv_backend", "test_gpu_backend", "test_gpu_batch"):
         write(f"{b}/bin/{t}", GTEST, True)
     case = {"settings": {"repetition_penalty": 1.3}, "prompt": [1, 2], "new_tokens": [5, 6, 7], "min_top2_margin": 1}
     write(f"{b}/shared/golden/tiny-gpt2/reference_processors.json", json.dumps({"cases": [case, case]}))
@@ -131,10 +131,11 @@ class GpuCheck(unittest.TestCase):
         """Every step of the plan (up to `last`, excluded) is in results.json, summary.txt and
         logs.tgz came back too."""
         got = [s["step"] for s in results["steps"]]
-        plan = ["unpack", "libraries", "nvidia-smi", "test_gpu_kernels", "test_gpu_backend", "processors",
-                "hf_imports", "hf_compare", "racecheck", "memcheck_none", "memcheck_all", "memcheck_all_sampled",
-                "initcheck", "bench_model", "cache_none", "nocache_none", "cache_all", "cache_fast", "cache_sched",
-                "exact_sched", "profile_none", "profile_all", "penalties", "benchmark"]
+        plan = ["unpack", "libraries", "nvidia-smi", "test_gpu_kernels", "test_gpu_kv_formats", "test_gpu_kv_backend",
+                "test_gpu_backend", "test_gpu_batch", "processors", "hf_imports", "hf_compare", "racecheck",
+                "memcheck_none", "memcheck_all", "memcheck_all_sampled", "initcheck", "bench_model", "cache_none",
+                "nocache_none", "cache_all", "cache_fast", "cache_sched", "exact_sched", "profile_none", "profile_all",
+                "kv_fp32", "kv_fp16", "kv_bf16", "kv_int8", "penalties", "benchmark"]
         plan = plan[:plan.index(last)] if last else plan
         self.assertEqual(got, plan)
         with open(os.path.join(out, "summary.txt"), encoding="utf-8") as f:
@@ -148,7 +149,7 @@ class GpuCheck(unittest.TestCase):
 
     def test_a_crashing_reference_and_step_leave_every_other_result(self):
         # ... and the call is cut short when the last step starts: what ended came back already.
-        rc, log, results, out = self.run_check("crash", kill_at="benchmark",
+        rc, log, results, out = self.run_check("crash", kill_at="benchmark", STANDIN_NO_KV_DTYPE="1",
                                                GPU_CHECK_PLANT="crash-variant:none,crash:racecheck,hang:benchmark")
         self.assertEqual(rc, -signal.SIGKILL, log)
         self.assertEqual(results["status"], "RUNNING")
@@ -162,6 +163,8 @@ class GpuCheck(unittest.TestCase):
             self.assertEqual(s[step][0], "ok", step)
         self.assertEqual(s["exact_sched"][0], "SKIP")
         self.assertIn("reference run cache_none failed", s["exact_sched"][1])
+        for f in ("fp32", "fp16", "bf16", "int8"):  # a gpt2-gen without --kv-dtype
+            self.assertEqual(s[f"kv_{f}"], ("SKIP", "this gpt2-gen has no --kv-dtype (issue 24's CLI flag not in this build)"))
         with open(os.path.join(out, "summary.txt"), encoding="utf-8") as f:
             self.assertIn("RUNNING, rewritten as each step ends", f.read())
         self.assertIn("PLANTED FAILURES: crash-variant:none,crash:racecheck,hang:benchmark", log)
@@ -179,6 +182,7 @@ class GpuCheck(unittest.TestCase):
         others = {k: v for k, v in s.items() if k not in ("exact_sched", "hf_imports", "hf_compare", "nvidia-smi")}
         self.assertEqual({k: "ok" for k in others}, {k: v[0] for k, v in others.items()}, log)
         self.assertIn("processors: 2 of 2 runs", log)
+        self.assertIn("first 20 of 20 tokens = cache_none's", s["kv_fp16"][1])
         for f in ("summary.txt", "results.json", "logs.tgz", "gpu_check.log", "variants.txt", "benchmark.json"):
             self.assertTrue(os.path.exists(os.path.join(out, f)), f)
 
@@ -225,6 +229,39 @@ class RandomModel(unittest.TestCase):
                                 "cpu", "--temperature", "0", "--ignore-eos", "--json", "-q"], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(len(json.loads(r.stdout)["generated_ids"]), 3)
+
+
+class NarrowModel(unittest.TestCase):
+    """tools/narrow_model.py (gpu_check.sh makes tiny-fp16 and tiny-bf16 with it) writes the bytes
+    that convert_weights.py (numpy) wrote for the same model: the CTest fixture's tiny models."""
+    MODELS = os.environ.get("GPT2_TEST_MODELS", os.path.join(SOURCE, "build", "test-models"))
+
+    def test_fp16_and_bf16_are_convert_weights_bytes(self):
+        if not os.path.exists(os.path.join(self.MODELS, "tiny-bf16", "model.safetensors")):
+            self.skipTest(f"no tiny models in {self.MODELS} (the convert_tiny_models fixture)")
+        with tempfile.TemporaryDirectory() as tmp:
+            for d in ("fp16", "bf16"):
+                out = os.path.join(tmp, d)
+                r = subprocess.run([sys.executable, os.path.join(SOURCE, "tools", "narrow_model.py"),
+                                    os.path.join(self.MODELS, "tiny-fp32"), out, d], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                for f in ("model.safetensors", "config.json"):
+                    with open(os.path.join(out, f), "rb") as a, open(os.path.join(self.MODELS, f"tiny-{d}", f), "rb") as b:
+                        self.assertTrue(a.read() == b.read(), f"{d} {f}")
+
+    def test_a_value_beyond_fp16_is_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            body = struct.pack("<2f", 1.0, 70000.0)
+            header = json.dumps({"__metadata__": {"dtype": "fp32"}, "w": {"dtype": "F32", "shape": [2],
+                                                                          "data_offsets": [0, 8]}}).encode()
+            write(os.path.join(tmp, "in", "config.json"), "{}")
+            with open(os.path.join(tmp, "in", "model.safetensors"), "wb") as f:
+                f.write(struct.pack("<Q", len(header)) + header + body)
+            r = subprocess.run([sys.executable, os.path.join(SOURCE, "tools", "narrow_model.py"),
+                                os.path.join(tmp, "in"), os.path.join(tmp, "out"), "fp16"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("beyond fp16's range", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "out", "model.safetensors")))
 
 
 if __name__ == "__main__":

@@ -4,18 +4,23 @@
 # ../shared, our Debian packages nor any Python package can be assumed:
 #   .gpu/bundle.tgz  one archive (the device call carries at most 64 MiB; packed, the binaries
 #                    shrink 4x), unpacked there by gpu_check.sh:
-#     bin/           gpt2-gen, gpt2-dump-logits, test_gpu_kernels, test_gpu_backend (stripped;
-#                    GoogleTest, CLI11, nlohmann/json and the CUDA runtime are linked statically)
+#     bin/           gpt2-gen, gpt2-dump-logits and the `gpu` tests: test_gpu_kernels,
+#                    test_gpu_kv_formats, test_gpu_kv_backend, test_gpu_backend, test_gpu_batch
+#                    (stripped; GoogleTest, CLI11, nlohmann/json and the CUDA runtime are linked
+#                    statically; ~2.8 MB each packed)
 #     lib/           non-system shared libraries the binaries need (libgomp.so.1), from ldd
 #     lib-fallback/  this machine's libstdc++ / libgcc_s, used there only if the system's are too old
 #     shared/        golden/tiny-gpt2 (the references, not its checkpoint) and gpt2-tokenizer:
 #                    GPT2_SHARED_DIR there
-#     models/        tiny-{fp32,fp16,bf16}, converted here (tests/convert_tiny_models.sh) without
-#                    their tokenizer copies (gpu_check.sh puts shared/gpt2-tokenizer's back)
+#     models/        tiny-fp32 and tiny-v2063-fp32, converted here (tests/convert_tiny_models.sh)
+#                    without their tokenizer copies (gpu_check.sh puts shared/gpt2-tokenizer's
+#                    back); not tiny-fp16 and tiny-bf16 (23 MB packed: the archive would pass 60
+#                    MiB): gpu_check.sh makes them there from tiny-fp32 (tools/narrow_model.py,
+#                    the same bytes)
 #   .gpu/MANIFEST    what was built, from which commit, every file's size, the archive's size
 # libcublas/libcublasLt.so.13 and the driver come from the GPU machine's CUDA 13.
 # Usage: tools/gpu_bundle.sh [--no-build]     then, with the device tool:
-#   run(command="bash tools/gpu_check.sh", carry=[".gpu"], timeout_s=420)
+#   run(command="bash tools/gpu_check.sh", carry=[".gpu"], timeout_s=450)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -30,13 +35,17 @@ if [ "${1:-}" != "--no-build" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGPT2_ONEDNN=OFF >/dev/null
   echo "gpu_bundle: building (a few minutes on 2 cores)"
-  cmake --build "$build" -j"$(nproc)" --target gpt2-gen gpt2-dump-logits test_gpu_kernels test_gpu_backend
+  cmake --build "$build" -j"$(nproc)" --target gpt2-gen gpt2-dump-logits test_gpu_kernels test_gpu_kv_formats \
+    test_gpu_kv_backend test_gpu_backend test_gpu_batch
 fi
 
 stage=$build/bundle
 rm -rf .gpu "$stage"
 mkdir -p .gpu "$stage"/bin "$stage"/lib "$stage"/lib-fallback "$stage"/shared/golden
-bins=("$build/gpt2-gen" "$build/gpt2-dump-logits" "$build/tests/test_gpu_kernels" "$build/tests/test_gpu_backend")
+bins=("$build/gpt2-gen" "$build/gpt2-dump-logits")
+for t in test_gpu_kernels test_gpu_kv_formats test_gpu_kv_backend test_gpu_backend test_gpu_batch; do
+  bins+=("$build/tests/$t")
+done
 for b in "${bins[@]}"; do
   [ -x "$b" ] || { echo "gpu_bundle: missing $b (build failed?)" >&2; exit 1; }
   cp "$b" "$stage/bin/"
@@ -67,6 +76,7 @@ find "$shared/golden/tiny-gpt2" -maxdepth 1 -type f ! -name model.safetensors -e
 cp -r "$shared/gpt2-tokenizer" "$stage/shared/"
 GPT2_SHARED_DIR=$shared GPT2_TEST_MODELS=$stage/models bash tests/convert_tiny_models.sh
 rm -f "$stage"/models/tiny-*/vocab.json "$stage"/models/tiny-*/merges.txt
+rm -rf "$stage"/models/tiny-fp16 "$stage"/models/tiny-bf16  # made there from tiny-fp32
 chmod -R u+w "$stage/shared"
 tar -C "$stage" -czf .gpu/bundle.tgz .
 
@@ -89,4 +99,4 @@ if [ "$size_mib" -gt "$limit_mib" ]; then
   echo "gpu_bundle: .gpu is larger than ${limit_mib} MiB: the device call carries at most 64 MiB in all" >&2
   exit 1
 fi
-echo "gpu_bundle: ready. On the GPU machine: bash tools/gpu_check.sh   (device tool: carry [\".gpu\"], timeout_s 420)"
+echo "gpu_bundle: ready. On the GPU machine: bash tools/gpu_check.sh   (device tool: carry [\".gpu\"], timeout_s 450)"

@@ -3,12 +3,15 @@
 # python3; no Debian packages, no network), in one call, on the build that tools/gpu_bundle.sh
 # made here and packed into .gpu/bundle.tgz. GPU time is rare, so the order puts what must not be
 # lost first, and one step going wrong (a crash, a hang, a missing package) costs only that step:
-#   1. setup: unpack the bundle; the libraries the binaries need; nvidia-smi. The benchmark's
+#   1. setup: unpack the bundle (and make tiny-fp16 / tiny-bf16 from tiny-fp32 there:
+#      tools/narrow_model.py, standard library only; the bundle has no room for them); the
+#      libraries the binaries need; nvidia-smi. The benchmark's
 #      model (a random GPT-2 124M fp16, tools/random_model.py, standard library only) is written
 #      in the background meanwhile.
-#   2. correctness: the `gpu` tests (kernels against the CPU reference; the whole model against
-#      the goldens, the logits processors' 12 cases with and without the cache, the decode
-#      variants against the CPU backend); 4 of those processor cases through the CLI
+#   2. correctness: the `gpu` tests (kernels against the CPU reference; the K/V ring formats'
+#      kernels byte for byte and the backend in each format; the whole model against the
+#      goldens, the logits processors' 12 cases with and without the cache, the decode variants
+#      against the CPU backend; several sequences at once, batched rows = solo runs); 4 of those processor cases through the CLI
 #      (tools/check_processors.py); gpt2-gen against Hugging Face on a seeded random GPT-2 124M,
 #      fp32 and fp16 (tools/hf_compare.py: SKIP where torch or transformers cannot be imported).
 #   3. sanitizers: racecheck on the decode kernels' tests (attention decode, every gemv and its
@@ -20,9 +23,13 @@
 #      `gpt2-gen --version` lists alone (cache only: the variants do not change --no-cache), an
 #      [exact] variant's tokens against none's (SKIP when either run failed); then --profile for
 #      none and all in runs of their own (500 tokens: a profile problem cannot lose the timings),
-#      the penalties in the decode graph, and gpt2-gen --benchmark (3 runs per mode).
-# Budget: GPU_CHECK_BUDGET_S (default 340 s; the device call's timeout_s 420 leaves a rerun room
-# in 15 minutes). Every step has an estimate and a time box that a slow run still fits (25 s for
+#      then the K/V ring formats (--kv-dtype fp32, fp16, bf16, int8; each a 1000-token run, its
+#      tokens against cache_none's: fp16 must give them all, as fp16 compute's default rings are
+#      fp16; SKIP while gpt2-gen has no --kv-dtype), the penalties in the decode graph, and
+#      gpt2-gen --benchmark (3 runs per mode).
+# Budget: GPU_CHECK_BUDGET_S (default 390 s: the estimates, 321 s, plus the largest overrun, 60
+# s; the device call's timeout_s 450 and the machine's start fit a 10-minute window, and a rerun
+# of the steps that failed fits 15 minutes). Every step has an estimate and a time box that a slow run still fits (25 s for
 # a benchmark run of ~3 s); the plan printed first shows both, and whether the estimates plus the
 # largest overrun fit the budget. A step does not start if less than its estimate is left
 # (INCOMPLETE), and until the benchmark starts KEEP_S seconds stay kept for its first runs (none,
@@ -50,7 +57,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUDGET=${GPU_CHECK_BUDGET_S:-340}
+BUDGET=${GPU_CHECK_BUDGET_S:-390}
 DRY=${GPU_CHECK_DRY:-0}
 PLANT=${GPU_CHECK_PLANT:-}
 START=$(date +%s)
@@ -81,8 +88,9 @@ declare -A EST BOX
 step() { ORDER+=("$1"); PHASE_OF+=("$PHASE"); EST[$1]=$2; BOX[$1]=$3; }  # STEP ESTIMATE_S BOX_S
 KEEP_S=30  # kept for cache_none, nocache_none and cache_all until the benchmark starts
 plan_fixed() {
-  PHASE=setup; step unpack 2 60; step libraries 1 20; step nvidia-smi 1 20
-  PHASE=correctness; step test_gpu_kernels 40 90; step test_gpu_backend 40 90
+  PHASE=setup; step unpack 8 60; step libraries 1 20; step nvidia-smi 1 20
+  PHASE=correctness; step test_gpu_kernels 40 90; step test_gpu_kv_formats 8 30; step test_gpu_kv_backend 10 40
+  step test_gpu_backend 40 90; step test_gpu_batch 15 45
   step processors 12 40; step hf_imports 5 60; step hf_compare 30 90
   PHASE=sanitizers; step racecheck 30 60; step memcheck_none 15 45; step memcheck_all 15 45
   step memcheck_all_sampled 12 40; step initcheck 12 40
@@ -91,7 +99,9 @@ plan_bench() {  # after the variants are known
   PHASE=benchmark; step bench_model 5 60; step cache_none 3 25; step nocache_none 4 25; step cache_all 3 25
   local v; for v in $VARIANTS; do step "cache_$v" 3 25; done
   for v in $EXACT; do step "exact_$v" 0 0; done  # no run: cache_none's tokens against cache_$v's
-  step profile_none 3 25; step profile_all 3 25; step penalties 3 25; step benchmark 10 45
+  step profile_none 3 25; step profile_all 3 25
+  for v in $KV_FORMATS; do step "kv_$v" 3 25; done
+  step penalties 3 25; step benchmark 10 45
 }
 
 # ---- recording and publishing ----------------------------------------------------------------
@@ -254,16 +264,18 @@ trap 'record interrupted FAIL "the check got a signal"; exit' INT TERM
 
 # ---- 1. setup ----------------------------------------------------------------------------------
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-BENCH_DEV=none BENCH_N=0 VARIANTS="" EXACT=""
+BENCH_DEV=none BENCH_N=0 VARIANTS="" EXACT="" KV_FORMATS="fp32 fp16 bf16 int8"
 plan_fixed
 say "gpu_check: $COMMIT budget ${BUDGET}s, dry=${DRY}${PLANT:+, PLANTED FAILURES: $PLANT}"
 [ -f .gpu/MANIFEST ] && sed -n '1,2p' .gpu/MANIFEST | sed 's/^/  bundle /'
 
-# The bundle into $G by tar, or by Python's tarfile where tar or gzip is missing; the tiny models
-# get the tokenizer files back (packed once, in shared/), all but tiny-v2063-fp32, whose
-# vocabulary is smaller than GPT-2's (tests/make_small_vocab_model.py).
+# The bundle into $G by tar, or by Python's tarfile where tar or gzip is missing; tiny-fp16 and
+# tiny-bf16 made from tiny-fp32 (tools/narrow_model.py: convert_weights.py's bytes, without
+# numpy); the tiny models get the tokenizer files back (packed once, in shared/), all but
+# tiny-v2063-fp32, whose vocabulary is smaller than GPT-2's (tests/make_small_vocab_model.py).
 UNPACK='rm -rf "$1" && mkdir -p "$1" || exit 1
 tar -C "$1" -xzf .gpu/bundle.tgz || python3 -m tarfile -e .gpu/bundle.tgz "$1" || exit 1
+for d in fp16 bf16; do python3 tools/narrow_model.py "$1/models/tiny-fp32" "$1/models/tiny-$d" $d || exit 1; done
 for m in "$1"/models/tiny-fp* "$1"/models/tiny-bf*; do cp "$1"/shared/gpt2-tokenizer/vocab.json "$1"/shared/gpt2-tokenizer/merges.txt "$m/" || exit 1; done'
 if [ -n "${GPU_CHECK_BUNDLE:-}" ]; then
   record unpack ok "using $G (GPU_CHECK_BUNDLE)"
@@ -405,7 +417,10 @@ if [ $LIBS_OK = 0 ]; then
   skip_phase correctness "no usable binaries"
 else
   gtest_step test_gpu_kernels
+  gtest_step test_gpu_kv_formats
+  gtest_step test_gpu_kv_backend
   gtest_step test_gpu_backend
+  gtest_step test_gpu_batch
   processors_step
   if hf_imports_step; then hf_step; else record hf_compare SKIP "see hf_imports"; fi
 fi
@@ -530,8 +545,29 @@ benchmarks() {
   else
     record profile_none SKIP "this gpt2-gen has no --profile"; record profile_all SKIP "this gpt2-gen has no --profile"
   fi
+  kv_formats
   GPT2_CUDA_VARIANTS=none bench_step penalties --repeat-penalty 1.3 --frequency-penalty 0.1 --no-repeat-ngram-size 3
   GPT2_CUDA_VARIANTS=none benchmark_step
+}
+
+# The K/V ring formats: one run each (fp16 compute), its tokens against cache_none's; fp16's must
+# all agree (fp16 compute's rings are fp16 by default: the flag changes nothing there).
+kv_formats() {
+  local f same
+  if ! "$G/bin/gpt2-gen" --help 2>/dev/null | grep -q -- '--kv-dtype'; then
+    for f in $KV_FORMATS; do record "kv_$f" SKIP "this gpt2-gen has no --kv-dtype (issue 24's CLI flag not in this build)"; done
+    return
+  fi
+  for f in $KV_FORMATS; do
+    GPT2_CUDA_VARIANTS=none bench "kv_$f" --kv-dtype "$f"
+    if [ $BENCH_RC = 0 ] && [ -f "$LOGDIR/cache_none.json" ]; then
+      same=$(same_prefix "$LOGDIR/cache_none.json" "$LOGDIR/kv_$f.json")
+      BENCH_INFO="$BENCH_INFO; first ${same:-?} of $BENCH_N tokens = cache_none's"
+      [ "$f" = fp16 ] && [ "${same:-x}" != "$BENCH_N" ] && BENCH_RC=97 &&
+        BENCH_INFO="$BENCH_INFO (fp16 K/V is cache_none's format: they must all be)"
+    fi
+    outcome "kv_$f" $BENCH_RC "$BENCH_INFO"
+  done
 }
 
 # The table to choose the defaults from: per configuration, decode us/token (mean and median)
