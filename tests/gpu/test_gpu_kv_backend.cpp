@@ -153,7 +153,7 @@ TEST(CudaKvBatch, Int8RowsGetTheirOneSequenceLogits) {
     alone.back()->forward(prompt.data(), n, 0, ring);
     rows.push_back(SeqToken{s, 0, n, ring});
   }
-  std::vector<float> got(size_t(V)), want(size_t(V)), on_cpu(size_t(V));
+  std::vector<float> got(static_cast<size_t>(V)), want(got.size()), on_cpu(got.size());
   const std::vector<std::vector<int>> steps = {{2, 0, 1}, {1, 2}, {0}, {0, 2, 1}};  // rows, in order
   for (size_t step = 0; step < steps.size(); ++step) {
     std::vector<SeqToken> batch_rows;
