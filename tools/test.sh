@@ -43,8 +43,6 @@ echo "== ASan + UBSan build and test (build-asan/, CPU only)"
 # sanitizers' documentation suggests for reasonable speed, and half the compile time of -O2 under
 # ASan + UBSan (src/model/config.cpp: 54 -> 26 s of CPU); line tables (-g1) are all their reports
 # need to name file and line, a third less compile time than -g (bench.cpp: 38 -> 25 s).
-cmake -S . -B build-asan -DGPT2_CUDA=OFF -DGPT2_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" >/dev/null
 # In CI, the C++ suites of the CPU code (the library, the engine, the CPU backend, the file
 # parsers, which also get the fuzzers below). Not the Python CLI suites, nor the CUDA emulator's
 # (the kernels and the CUDA backend under ASan, a stand-in for compute-sanitizer): measured from a
@@ -52,12 +50,18 @@ cmake -S . -B build-asan -DGPT2_CUDA=OFF -DGPT2_SANITIZE=ON -DCMAKE_BUILD_TYPE=R
 # the sanitizers, 1020 of its 1444 test-seconds on the emulator, which stage 1 runs unsanitized.
 # GPT2_ASAN_FULL=1 runs every suite under them (before a release, or after touching kernels/).
 sanitizers=(env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+asan_configure() {
+  cmake -S . -B build-asan -DGPT2_CUDA=OFF -DGPT2_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" "$@" >/dev/null
+}
 if [ "${GPT2_ASAN_FULL:-0}" = 1 ]; then
+  asan_configure -DGPT2_EMU_TESTS=ON
   cmake --build build-asan -j"$jobs"
   "${sanitizers[@]}" ctest --test-dir build-asan --output-on-failure -j"$jobs"
 else
-  cmake --build build-asan -j"$jobs" --target cpu_gtests
-  "${sanitizers[@]}" ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE "python|emu"
+  asan_configure -DGPT2_EMU_TESTS=OFF
+  cmake --build build-asan -j"$jobs" --target gtests
+  "${sanitizers[@]}" ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE python
 fi
 
 if [ -x tools/fuzz.sh ]; then
