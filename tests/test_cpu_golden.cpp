@@ -80,20 +80,6 @@ TEST(CpuWeights, Fp16HeldAsFp16OrFp32GivesIdenticalLogits) {
   }
 }
 
-// Sums of a logits error: max |d|, and NMSE = sum d^2 / sum ref^2.
-struct LogitsError {
-  double max_abs = 0, err2 = 0, ref2 = 0;
-  void add(const std::vector<float>& got, const std::vector<float>& ref) {
-    for (size_t i = 0; i < ref.size(); ++i) {
-      const double d = double(got[i]) - ref[i];
-      max_abs = std::fmax(max_abs, std::fabs(d));
-      err2 += d * d;
-      ref2 += double(ref[i]) * ref[i];
-    }
-  }
-  double nmse() const { return err2 / ref2; }
-};
-
 // int8 weights' error on the goldens' last logits (all 50,257 of every sequence), against the
 // float64 goldens and against the same file held in fp32: src/cpu/README.md's accuracy text quotes these.
 // Measured (2026-12-01): against the goldens max |d| 8.5e-2, NMSE 2.2e-4 (fp32 weights: 3.0e-6
@@ -104,7 +90,7 @@ TEST(CpuWeights, Int8LogitsErrorOnTheGoldens) {
   int8.dtype = ComputeDType::Int8;
   fp32.dtype = ComputeDType::F32;
   auto q = make_cpu_backend(model, int8), f = make_cpu_backend(model, fp32);
-  LogitsError int8_vs_golden, int8_vs_fp32, fp32_vs_golden;
+  test::LogitsError int8_vs_golden, int8_vs_fp32, fp32_vs_golden;
   for (const auto& seq : tiny_golden().sequences) {
     std::vector<float> lq(seq.logits_last.size()), lf(lq.size());
     q->forward(seq.ids.data(), int(seq.ids.size()), 0, KvRing{q->kv_capacity(), 0});

@@ -48,20 +48,6 @@ TEST(KvFormats, BytesOfEachFormat) {
   EXPECT_LE(double(backend_with(ComputeDType::Int8)->info().kv_bytes), 0.28 * double(fp32));
 }
 
-// Sums of a logits error: max |d|, and NMSE = sum d^2 / sum ref^2.
-struct LogitsError {
-  double max_abs = 0, err2 = 0, ref2 = 0;
-  void add(const std::vector<float>& got, const std::vector<float>& ref) {
-    for (size_t i = 0; i < ref.size(); ++i) {
-      const double d = double(got[i]) - ref[i];
-      max_abs = std::fmax(max_abs, std::fabs(d));
-      err2 += d * d;
-      ref2 += double(ref[i]) * ref[i];
-    }
-  }
-  double nmse() const { return err2 / ref2; }
-};
-
 // The logits after each golden sequence decoded token by token (the cached path: every token
 // attends over K/V read back from the rings).
 std::vector<std::vector<float>> decoded_logits(Backend& b) {
@@ -87,7 +73,7 @@ TEST(KvFormats, LogitsErrorAgainstFp32KvOnTheGoldens) {
                              Bound{ComputeDType::Int8, 1.7e-1, 8.5e-4}}) {
     auto b = backend_with(bound.kv);
     const auto got = decoded_logits(*b);
-    LogitsError e;
+    test::LogitsError e;
     for (size_t i = 0; i < got.size(); ++i) e.add(got[i], want[i]);
     std::printf("[%s K/V vs fp32 K/V] last logits of %zu sequences: max|d| %.3g NMSE %.3g\n",
                 compute_dtype_name(bound.kv), got.size(), e.max_abs, e.nmse());

@@ -1,5 +1,6 @@
 // Helpers shared by the GoogleTest binaries: where the reference data and test models are.
 #pragma once
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -24,6 +25,20 @@ std::string temp_dir();          // a fresh directory, removed at exit
 // not returned after 10 s, a writer opens and closes the FIFO so that it returns, and the
 // message starts with "blocked", so the caller's check fails instead of hanging.
 std::string error_loading_fifo(const std::string& path, const std::function<void()>& load);
+
+// Logits against a reference, accumulated over calls: the largest absolute error and the NMSE.
+struct LogitsError {
+  double max_abs = 0, err2 = 0, ref2 = 0;
+  void add(const std::vector<float>& got, const std::vector<float>& ref) {
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double d = double(got[i]) - ref[i];
+      max_abs = std::fmax(max_abs, std::fabs(d));
+      err2 += d * d;
+      ref2 += double(ref[i]) * ref[i];
+    }
+  }
+  double nmse() const { return err2 / ref2; }
+};
 
 // GPT2_GPU_TEST_QUICK=1 (used under compute-sanitizer and on cuda-emu, the CPU emulation)
 // keeps the sizes small.
