@@ -3,7 +3,7 @@
 // Face): the last position's logits as raw little-endian float32, and the greedy continuation
 // with the top-2 margin of every step, as one JSON object on stdout.
 //
-//   gpt2-dump-logits -m DIR --ids 2061,318,509 [--device auto|cpu|cuda] [--dtype fp32|fp16|bf16]
+//   gpt2-dump-logits -m DIR --ids 2061,318,509 [--device auto|cpu|cuda] [--dtype fp32|fp16|bf16|int8]
 //                    [--kv-dtype fp32|fp16|bf16|int8] [--out logits.f32] [--steps N] [--no-cache]
 #include <algorithm>
 #include <chrono>
@@ -26,9 +26,18 @@ namespace {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "error: %s\nusage: gpt2-dump-logits -m DIR --ids 1,2,3 [--device auto|cpu|cuda] "
-               "[--dtype fp32|fp16|bf16] [--kv-dtype fp32|fp16|bf16|int8] [--out FILE] [--steps N] [--no-cache]\n",
+               "[--dtype fp32|fp16|bf16|int8] [--kv-dtype fp32|fp16|bf16|int8] [--out FILE] [--steps N] [--no-cache]\n",
                why.c_str());
   std::exit(2);
+}
+
+gpt2::ComputeDType parse_dtype(const std::string& flag, const std::string& d) {
+  using gpt2::ComputeDType;
+  if (d == "fp32") return ComputeDType::F32;
+  if (d == "fp16") return ComputeDType::F16;
+  if (d == "bf16") return ComputeDType::BF16;
+  if (d == "int8") return ComputeDType::Int8;
+  usage(flag + " " + d);
 }
 
 std::vector<int> parse_ids(const std::string& s) {
@@ -72,14 +81,9 @@ int main(int argc, char** argv) {
       options.device = d == "cpu" ? Device::Cpu : d == "cuda" ? Device::Cuda : d == "auto" ? Device::Auto
                                                                                             : (usage("--device " + d), Device::Auto);
     } else if (a == "--dtype") {
-      const std::string d = value();
-      options.dtype = d == "fp32" ? ComputeDType::F32 : d == "fp16" ? ComputeDType::F16 : d == "bf16" ? ComputeDType::BF16
-                                                                                                      : (usage("--dtype " + d), ComputeDType::F32);
+      options.dtype = parse_dtype(a, value());
     } else if (a == "--kv-dtype") {
-      const std::string d = value();
-      options.kv_dtype = d == "fp32" ? ComputeDType::F32 : d == "fp16" ? ComputeDType::F16
-                         : d == "bf16" ? ComputeDType::BF16 : d == "int8" ? ComputeDType::Int8
-                                       : (usage("--kv-dtype " + d), ComputeDType::F32);
+      options.kv_dtype = parse_dtype(a, value());
     } else usage("unknown argument " + a);
   }
   if (model_dir.empty() || ids_arg.empty()) usage("-m and --ids are required");
