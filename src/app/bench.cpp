@@ -223,6 +223,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
                 o.max_new_tokens, beams_label(o).c_str(), count_of(o.runs, "run").c_str(), setup.load_ms,
                 setup.tokenize_ms);
   out += buf;
+  if (!info.device_paths.empty()) out += "device paths: " + info.device_paths + "\n\n";
   for (const Mode& m : modes) {
     std::snprintf(buf, sizeof buf, "%s: %.3f +- %.3f seconds\n", m.label, m.summary.total_s_mean, m.summary.total_s_std);
     out += buf;
@@ -243,6 +244,7 @@ int run_benchmark(Backend& backend, const BenchSetup& setup, const CliOptions& o
                       {"runs", o.runs},
                       {"load_ms", setup.load_ms},
                       {"tokenize_ms", setup.tokenize_ms},
+                      {"device_paths", info.device_paths},
                       {"speedup", speedup},
                       {"tokens_identical", identical},
                       {"modes", {mode_json(modes[0], info), mode_json(modes[1], info)}}};

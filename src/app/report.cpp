@@ -78,6 +78,10 @@ nlohmann::json report_json(const RunReport& r) {
       {"token_ms", g.token_ms},
   };
   if (!r.backend.device_paths.empty()) stats["device_paths"] = r.backend.device_paths;
+  if (r.backend.prefetch_bytes) {
+    stats["cpu_prefetch_bytes"] = r.backend.prefetch_bytes;
+    stats["cpu_prefetch_probe_ms"] = r.backend.prefetch_probe_ms;
+  }
   if (r.sampled) stats["seed"] = r.seed;
   if (!r.profile.is_null()) stats["profile"] = r.profile;
   nlohmann::json j = {{"prompt_ids", r.prompt_ids},

@@ -13,10 +13,13 @@
 // bits (about 1e-6 relative).
 #include "cpu/backend_cpu.h"
 
+
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -28,6 +31,7 @@
 #include "base/half.h"
 #include "cpu/cpu_fast.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/huge_pages.h"
 #include "cpu/membw.h"
 #include "engine/processors.h"
 #include "model/model.h"
@@ -52,7 +56,7 @@ std::vector<float> widen(const TensorView& t) {
 
 // A weight matrix held in one WType; view points into the vectors.
 struct Matrix {
-  std::vector<uint8_t> data;
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> data;  // huge_pages.h: decode streams it
   std::vector<float> scales;  // Q8 only
   simd::WeightView view;
 
@@ -75,6 +79,9 @@ Matrix load_matrix(const TensorView& t, WType type) {
     m.data.resize(n * 4);
     std::memcpy(m.data.data(), f.data(), n * 4);
   } else if (type == WType::Q8) {
+    if (m.view.cols > simd::kQ8MaxCols)
+      throw Error("--dtype int8 supports matrices of at most " + std::to_string(simd::kQ8MaxCols) + " inputs per row; " +
+                  t.name + " has " + std::to_string(m.view.cols) + ": use --dtype fp16");
     m.data.resize(n);
     m.scales.resize(size_t(m.view.rows) * simd::q8_blocks(m.view.cols));
     fast::quantize_q8(f.data(), m.view.rows, m.view.cols, reinterpret_cast<int8_t*>(m.data.data()), m.scales.data());
@@ -185,7 +192,8 @@ class CpuBackend final : public Backend {
       b.v_ring.assign(size_t(n_seqs()) * kv_capacity() * kv_row_bytes(), 0);
       blocks_.push_back(std::move(b));
     }
-    allocate_activations(type);
+    allocate_activations();
+    tune_prefetch_distance();
     describe(type);
   }
 
@@ -453,7 +461,7 @@ class CpuBackend final : public Backend {
     fast::gemv_batch(x_.data(), fc_.data(), B, b.fc_proj_w.view, b.fc_proj_b.data(), Epilogue::AddTo);
   }
 
-  void allocate_activations(WType type) {
+  void allocate_activations() {
     const GPT2Config& cfg = config();
     // rows per forward(), or per decode_batch()
     const int C = cfg.n_embd, H = cfg.n_inner, max_T = std::max(context_window(), n_seqs());
@@ -481,12 +489,38 @@ class CpuBackend final : public Backend {
     att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats());
     // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
     size_t largest = 0;
-    auto measure = [&largest](const char*, const ShapeRule&, const auto& t) {
+    auto measure = [&largest, max_T](const char*, const ShapeRule&, const auto& t) {
       if constexpr (std::is_same_v<std::decay_t<decltype(t)>, Matrix>)
-        largest = std::max(largest, size_t(t.view.rows) * t.view.cols);
+        largest = std::max(largest, fast::matmul_scratch_floats(t.view, max_T));
     };
     for (const Block& b : blocks_) for_each_layer_tensor(measure, b);
-    gemm_scratch_.resize(type == WType::F32 ? 0 : largest);
+    gemm_scratch_.resize(largest);
+  }
+
+  // The weight stream's prefetch distance on this machine (fast::tune_prefetch), or the bytes
+  // GPT2_CPU_PREFETCH names (no probe: for timings that must not vary with it).
+  void tune_prefetch_distance() {
+    if (const char* env = std::getenv("GPT2_CPU_PREFETCH")) {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);
+      if (!*env || *end || v < 0 || v > (1L << 20))
+        throw Error(std::string("GPT2_CPU_PREFETCH=\"") + env + "\" is not a byte count from 0 to 1048576: use e.g. 8192, or unset it");
+      simd::set_prefetch_distance(size_t(v));
+      prefetch_ = {size_t(v), 0, false};
+      prefetch_note_ = "set by GPT2_CPU_PREFETCH";
+      return;
+    }
+    std::vector<simd::WeightView> matrices;  // in decode's order: the layers, then the LM head
+    for (const Block& b : blocks_)
+      for_each_layer_tensor([&matrices](const char*, const ShapeRule&, const auto& t) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(t)>, Matrix>) matrices.push_back(t.view);
+      }, b);
+    matrices.push_back(w_.wte.view);
+    prefetch_ = fast::tune_prefetch(matrices, last_level_cache_bytes());
+    char buf[96];
+    std::snprintf(buf, sizeof buf, prefetch_.probed ? "probed in %.0f ms" : "default: the weights nearly fit in the cache",
+                  prefetch_.probe_ms);
+    prefetch_note_ = buf;
   }
 
   void describe(WType type) {
@@ -495,6 +529,10 @@ class CpuBackend final : public Backend {
     info_.device_name = cpu_model_name();
     info_.dtype = compute_dtype(type);
     info_.threads = threads_;
+    info_.prefetch_bytes = prefetch_.bytes;
+    info_.prefetch_probe_ms = prefetch_.probe_ms;
+    info_.device_paths = simd::target_name() + std::string(", weights prefetched ") +
+                         std::to_string(prefetch_.bytes / 1024) + " KB ahead (" + prefetch_note_ + ")";
     size_t bytes = 0;
     for_each_tensor([&bytes](const char*, const ShapeRule&, const auto& t) {
       if constexpr (std::is_same_v<std::decay_t<decltype(t)>, Matrix>) bytes += t.bytes();
@@ -513,6 +551,8 @@ class CpuBackend final : public Backend {
   int threads_ = 1;
   ComputeDType kv_type_ = kDefaultKvType;  // the K/V rings' format (--kv-dtype)
   ProfileSink* sink_ = nullptr;  // while --profile times a step op by op
+  fast::PrefetchTuning prefetch_;  // the weight stream's software prefetch distance
+  std::string prefetch_note_;      // how it was chosen
   Weights w_;
   std::vector<Block> blocks_;
   std::vector<float> x_, ln_, qkv_, att_, fc_;  // activations, max(context_window(), n_seqs()) rows

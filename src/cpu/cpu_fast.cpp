@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <iterator>
 #include <cmath>
 #include <string>
 
@@ -29,25 +31,48 @@ void thread_range(int n, int* r0, int* r1) {
 // Inputs per dot_rows_batch call: their results for kChunk rows fit on the stack.
 constexpr int kBatchTile = 16;
 
+// Row o's columns [c0, c1) from y[r - c0] = (W x)[r]: + bias, then the epilogue e.
+void apply_epilogue(float* o, const float* y, const float* bias, Epilogue e, int c0, int c1) {
+  for (int r = c0; r < c1; ++r) {
+    const float v = y[r - c0] + (bias ? bias[r] : 0.0f);
+    if (e == Epilogue::AddTo) o[r] += v;
+    else o[r] = v;
+  }
+  if (e == Epilogue::Gelu) simd::gelu(o + c0, c1 - c0);
+}
+
+// gemv_range for Q8 weights: each tile of inputs is quantised once, by this thread for its own
+// use (a row of IC values against the thread's (r1 - r0) x IC weights), then meets every chunk.
+void gemv_range_q8(float* out, const float* x, int B, const WeightView& w, const float* bias, Epilogue e, int r0,
+                   int r1) {
+  int8_t xq[kBatchTile][simd::kQ8MaxCols];
+  float xs[kBatchTile][simd::kQ8MaxCols / simd::kQ8Block];
+  float y[kChunk];
+  for (int b0 = 0; b0 < B; b0 += kBatchTile) {
+    const int nb = std::min(B - b0, kBatchTile);
+    for (int b = 0; b < nb; ++b) simd::quantize_q8_row(x + long(b0 + b) * w.cols, w.cols, xq[b], xs[b]);
+    for (int c0 = r0; c0 < r1; c0 += kChunk) {
+      const int c1 = std::min(r1, c0 + kChunk);
+      for (int b = 0; b < nb; ++b) {
+        simd::dot_rows_q8(w, xq[b], xs[b], c0, c1, y);
+        apply_epilogue(out + long(b0 + b) * w.rows, y, bias, e, c0, c1);
+      }
+    }
+  }
+}
+
 // Rows [r0, r1) of the matrix-vector products of B inputs x (B, IC) with their epilogue (see
 // Epilogue), out (B, OC). Each input's results are those of B = 1 (dot_rows_batch).
 void gemv_range(float* out, const float* x, int B, const WeightView& w, const float* bias, Epilogue e, int r0,
                 int r1) {
+  if (w.type == simd::WType::Q8) return gemv_range_q8(out, x, B, w, bias, e, r0, r1);
   float y[kBatchTile * kChunk];
   for (int c0 = r0; c0 < r1; c0 += kChunk) {
     const int c1 = std::min(r1, c0 + kChunk);
     for (int b0 = 0; b0 < B; b0 += kBatchTile) {
       const int nb = std::min(B - b0, kBatchTile);
       simd::dot_rows_batch(w, x + long(b0) * w.cols, w.cols, nb, c0, c1, y, kChunk);
-      for (int b = 0; b < nb; ++b) {
-        float* o = out + long(b0 + b) * w.rows;
-        for (int r = c0; r < c1; ++r) {
-          const float v = y[b * kChunk + r - c0] + (bias ? bias[r] : 0.0f);
-          if (e == Epilogue::AddTo) o[r] += v;
-          else o[r] = v;
-        }
-        if (e == Epilogue::Gelu) simd::gelu(o + c0, c1 - c0);
-      }
+      for (int b = 0; b < nb; ++b) apply_epilogue(out + long(b0 + b) * w.rows, y + b * kChunk, bias, e, c0, c1);
     }
   }
 }
@@ -206,6 +231,18 @@ int gemv_argmax_region(float* logits, const float* x, float* ln, const LayerNorm
   return best_id;
 }
 
+// out (T, IC) = x (T, IC) with each row quantised by the Q8 rule and widened back: the GEMM
+// then multiplies what a Q8 matrix-vector product multiplies, so prefill and decode agree.
+void dequantise_q8_inputs(const float* x, int T, int IC, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    int8_t q[simd::kQ8MaxCols];
+    float s[simd::kQ8MaxCols / simd::kQ8Block];
+    simd::quantize_q8_row(x + long(t) * IC, IC, q, s);
+    for (int i = 0; i < IC; ++i) out[long(t) * IC + i] = float(q[i]) * s[i / simd::kQ8Block];
+  }
+}
+
 // Rows [t0, t1) of out (T, OC) after the GEMM: + bias, then GELU for that epilogue.
 void rows_epilogue(float* out, const float* bias, Epilogue e, int OC, int t0, int t1) {
   for (int t = t0; t < t1; ++t) {
@@ -273,6 +310,7 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
   const int IC = w.cols, OC = w.rows;
 #ifdef GPT2_HAVE_DNNL
   const float* wf = static_cast<const float*>(w.data);
+  const float* in = x;
   if (w.type != simd::WType::F32) {
 #pragma omp parallel
     {
@@ -282,8 +320,13 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
     }
     wf = scratch;
   }
-  // Row-major: out (T, OC) = x (T, IC) * wf^T, wf being (OC, IC).
-  if (dnnl_sgemm('N', 'T', T, OC, IC, 1.0f, x, IC, wf, IC, e == Epilogue::AddTo ? 1.0f : 0.0f, out, OC) != dnnl_success)
+  if (w.type == simd::WType::Q8) {  // the input as the decode step's product sees it
+    float* dequantised = scratch + size_t(OC) * IC;
+    dequantise_q8_inputs(x, T, IC, dequantised);
+    in = dequantised;
+  }
+  // Row-major: out (T, OC) = in (T, IC) * wf^T, wf being (OC, IC).
+  if (dnnl_sgemm('N', 'T', T, OC, IC, 1.0f, in, IC, wf, IC, e == Epilogue::AddTo ? 1.0f : 0.0f, out, OC) != dnnl_success)
     throw Error("internal: oneDNN sgemm failed for a (" + std::to_string(T) + ", " + std::to_string(IC) +
                 ") x (" + std::to_string(IC) + ", " + std::to_string(OC) + ") product");
   if (bias || e == Epilogue::Gelu) {
@@ -305,6 +348,11 @@ void matmul(float* out, const float* x, const WeightView& w, const float* bias, 
       gemv_range(out + long(t) * OC, x + long(t) * IC, 1, w, bias, e, r0, r1);
   }
 #endif
+}
+
+size_t matmul_scratch_floats(const WeightView& w, int T) {
+  const size_t widened = w.type == simd::WType::F32 ? 0 : size_t(w.rows) * w.cols;
+  return widened + (w.type == simd::WType::Q8 ? size_t(T) * w.cols : 0);
 }
 
 long attention_scratch_floats() { return kKeyTile + 2 * kQueryTile; }
@@ -346,14 +394,60 @@ void quantize_q8(const float* w, int rows, int cols, int8_t* q, float* scales) {
   const int nb = simd::q8_blocks(cols);
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r)
-    for (int b = 0; b < nb; ++b) {
-      const long i0 = long(r) * cols + b * simd::kQ8Block, i1 = long(r) * cols + std::min(cols, (b + 1) * simd::kQ8Block);
-      float amax = 0.0f;
-      for (long i = i0; i < i1; ++i) amax = std::max(amax, std::fabs(w[i]));
-      const float s = amax / 127.0f;
-      scales[long(r) * nb + b] = s;
-      for (long i = i0; i < i1; ++i) q[i] = int8_t(s > 0.0f ? std::lrint(w[i] / s) : 0);
+    simd::quantize_q8_row(w + long(r) * cols, cols, q + long(r) * cols, scales + long(r) * nb);
+}
+
+namespace {
+size_t view_bytes(const WeightView& w) {
+  const size_t n = size_t(w.rows) * w.cols;
+  switch (w.type) {
+    case simd::WType::F32: return 4 * n;
+    case simd::WType::F16:
+    case simd::WType::BF16: return 2 * n;
+    case simd::WType::Q8: return n + sizeof(float) * size_t(w.rows) * simd::q8_blocks(w.cols);
+  }
+  return n;
+}
+}  // namespace
+
+PrefetchTuning tune_prefetch(const std::vector<WeightView>& matrices, size_t cache_bytes) {
+  constexpr size_t kCandidates[] = {2048, 4096, 8192, 16384};
+  PrefetchTuning t;
+  // Trials of 16 MB (under 1 ms at 20 GB/s), three rounds: 12 trials, ~10 ms at 20 GB/s. Each
+  // starts where the last stopped, so a weight comes back only after the whole model has been
+  // read: from memory if the model is twice the cache.
+  constexpr size_t trial = size_t(16) << 20;
+  constexpr int kRounds = 3;
+  size_t total = 0, rows = 0, cols = 0;
+  for (const WeightView& w : matrices) {
+    total += view_bytes(w);
+    rows = std::max(rows, size_t(w.rows));
+    cols = std::max(cols, size_t(w.cols));
+  }
+  if (total < 2 * std::max(cache_bytes, trial)) return t;
+  std::vector<float> x(cols, 1.0f), y(rows);
+  double best[std::size(kCandidates)];
+  std::fill(std::begin(best), std::end(best), INFINITY);
+  const auto start = std::chrono::steady_clock::now();
+  size_t next = 0;  // the matrix the next trial starts at: each trial reads weights the last did not
+  for (int round = 0; round < kRounds; ++round)
+    for (size_t c = 0; c < std::size(kCandidates); ++c) {
+      simd::set_prefetch_distance(kCandidates[c]);
+      const auto t0 = std::chrono::steady_clock::now();
+      size_t read = 0;
+      while (read < trial) {
+        const WeightView& w = matrices[next++ % matrices.size()];
+        gemv(y.data(), x.data(), w, nullptr, Epilogue::Store);
+        read += view_bytes(w);
+      }
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best[c] = std::min(best[c], s / double(read));
     }
+  t.bytes = kCandidates[std::min_element(std::begin(best), std::end(best)) - std::begin(best)];
+  t.probe_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  t.probed = true;
+  simd::set_prefetch_distance(t.bytes);
+  return t;
 }
 
 const char* gemm_library() {

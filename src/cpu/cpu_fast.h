@@ -11,6 +11,7 @@
 //   build found one, else the matrix-vector kernel row by row.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "cpu/cpu_simd.h"
 #include "engine/kv_ring.h"
@@ -63,9 +64,10 @@ void layernorm_gemv_argmax_batch(float* logits, float* ln, const float* x, int B
 void layernorm(float* out, const float* x, const LayerNormParams& norm, int T, int C);
 
 // out (T, OC) per `e` from y = x (T, IC) W^T + bias: AddTo goes into the GEMM (beta = 1); bias
-// and GELU follow in one pass over out. `scratch` holds w.rows * w.cols floats (the weights
-// widened for the GEMM library; unused for fp32 weights).
+// and GELU follow in one pass over out. `scratch` holds matmul_scratch_floats(w, T) floats (the
+// weights widened for the GEMM library, and for Q8 the inputs as the Q8 rule rounds them).
 void matmul(float* out, const float* x, const WeightView& w, const float* bias, int T, Epilogue e, float* scratch);
+size_t matmul_scratch_floats(const WeightView& w, int T);
 
 // cpu::attention, blocked (a tile of queries against a tile of keys, online softmax; no n x n
 // matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
@@ -104,9 +106,23 @@ struct AttentionRow {
 void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
                     ComputeDType kv_type, float* scratch, long scratch_stride);
 
-// Quantises w (rows, cols) to Q8: per block of simd::kQ8Block inputs of a row, scale =
-// max |w| / 127 and q = round(w / scale). q is (rows, cols), scales (rows, q8_blocks(cols)).
+// Quantises w (rows, cols) to Q8 row by row by the rule of q8_rule.h: per block of
+// simd::kQ8Block inputs of a row, scale = max |w| / 127 and q = round(w / scale). q is
+// (rows, cols), scales (rows, q8_blocks(cols)).
 void quantize_q8(const float* w, int rows, int cols, int8_t* q, float* scales);
+
+// The software prefetch distance (simd::set_prefetch_distance) this machine streams weights
+// fastest with, chosen at start-up rather than tuned for one CPU: trial passes of decode's
+// matrix-vector products over the model's own matrices, each candidate distance (2, 4, 8, 16 KB)
+// timed three times, interleaved, each trial on weights the previous ones did not touch (so they
+// come from memory), the best time of each compared. Where the weights nearly fit in the last-level cache (`cache_bytes`) there is
+// nothing to stream and the default stays. Sets the distance and says what it chose.
+struct PrefetchTuning {
+  size_t bytes = simd::kDefaultPrefetchBytes;  // the distance in use
+  double probe_ms = 0;                         // the probe's time; 0 when it did not run
+  bool probed = false;
+};
+PrefetchTuning tune_prefetch(const std::vector<WeightView>& matrices, size_t cache_bytes);
 
 // "oneDNN 2.6" or "none (plain loops)": what matmul() runs on.
 const char* gemm_library();

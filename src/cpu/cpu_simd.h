@@ -4,6 +4,7 @@
 // plain loops (same results up to summation order). Tested against cpu_ops in
 // tests/test_cpu_fast.cpp.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -38,6 +39,16 @@ void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out);
 void dot_rows_batch(const WeightView& w, const float* x, long x_stride, int B, int r0, int r1, float* out,
                     long out_stride);
 
+// Q8 weights multiply an input quantised by their own rule (q8_rule.h, llama.cpp's q8_0
+// activations: per block of kQ8Block values, scale = max |x| / 127, q = round(x / scale)), and
+// each block's int8 x int8 products are summed in integers, exactly: with vpmaddubsw/vpmaddwd on
+// AVX2 and better, in scalar code below that. dot_rows and dot_rows_batch quantise a float input
+// themselves; a caller that reuses one input for many calls quantises it once (quantize_q8_row)
+// and calls dot_rows_q8. Rows of at most kQ8MaxCols inputs (the quantised input is on the stack).
+constexpr int kQ8MaxCols = 8192;
+void quantize_q8_row(const float* x, int n, int8_t* q, float* scales);  // q (n), scales (q8_blocks(n))
+void dot_rows_q8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out);
+
 // Rows [r0, r1) of w widened (and Q8 dequantised) to fp32: out is (r1 - r0, cols).
 void widen_rows(const WeightView& w, int r0, int r1, float* out);
 
@@ -50,6 +61,17 @@ float exp_shifted(float* x, int n);
 
 // x = gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 void gelu(float* x, long n);
+
+// How far ahead of its reads a decode kernel asks for the weights it will read: each thread's
+// rows of a matrix are one byte stream, and every cache line of it is prefetched this many bytes
+// before it is read (0 asks for each line as it is read: no prefetch in effect). The CPU backend sets it once at start-up, from a
+// probe of the machine (fast::tune_prefetch); until then kDefaultPrefetchBytes.
+constexpr size_t kDefaultPrefetchBytes = 8192;
+namespace detail {
+inline std::atomic<size_t> prefetch_bytes{kDefaultPrefetchBytes};
+}
+inline void set_prefetch_distance(size_t bytes) { detail::prefetch_bytes.store(bytes, std::memory_order_relaxed); }
+inline size_t prefetch_distance() { return detail::prefetch_bytes.load(std::memory_order_relaxed); }
 
 // The instruction set the dispatcher chose ("AVX3", "AVX2", ...; "plain loops" without Highway).
 const char* target_name();

@@ -14,6 +14,7 @@
 
 #include "base/half.h"
 #include "cpu/cpu_simd.h"
+#include "cpu/q8_rule.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gpt2::simd {
@@ -41,16 +42,26 @@ inline VF load_widen(DF df, const int8_t* p) {
   return hn::ConvertTo(df, hn::PromoteTo(d32, hn::LoadU(d8, p)));
 }
 
-// Asks for the cache line kAhead bytes past p, in the weight stream being read: decode is bound by
-// how fast weights stream in, and the hardware prefetchers alone left it at ~75% of the measured
-// read bandwidth. Back to back on the 2-core Xeon VM (GPT-2 124M, decode tokens/s, two runs each):
-// no prefetch 56/67 fp16, 73/99 int8; 512 B 74/80, 105/118; 2 KB 85/85, 179/176; 8 KB 97/90,
-// 190/175. A prefetch never faults, so running past a matrix's end is harmless; the address is
-// formed as an integer so no out-of-range pointer is formed in C++.
-constexpr uintptr_t kAhead = 8192;
-inline void prefetch_ahead(const void* p) {
-  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + kAhead));
+// Software prefetch of the weight stream. A thread's rows of a matrix are contiguous in memory,
+// so its share is one byte stream, read K rows at a time; the kernels ask for each cache line of
+// that stream once, prefetch_distance() bytes ahead of the rows being read (pf starts at the
+// first row + the distance and advances with the reads). The hardware prefetchers alone left
+// decode at ~75% of the read bandwidth (the Intel VM); a prefetch per row and vector, as before,
+// asked for each line 2-4 times, and its distance in a row's stream meant a different distance
+// in the matrix for fp16 and fp32 rows. Measured on the 2-core AMD EPYC (Zen 3), 124M, medians
+// of 5 interleaved runs, decode tokens/s: fp16 58.9 (per row, 8 KB) -> 66.3 (per line, 8 KB).
+// A prefetch never faults, so running past a matrix's end is harmless; the address is formed as
+// an integer so no out-of-range pointer is formed in C++.
+template <int kBytes>
+inline void prefetch_stream(uintptr_t& pf) {
+  for (int b = 0; b < kBytes; b += 64) __builtin_prefetch(reinterpret_cast<const void*>(pf + b));
+  pf += kBytes;
 }
+inline uintptr_t stream_start(const void* rows) { return reinterpret_cast<uintptr_t>(rows) + prefetch_distance(); }
+
+// The bytes of weights one vector step of the four-row loops reads (four rows, a vector each).
+template <class T>
+constexpr int kPassBytes = 4 * int(sizeof(T)) * int(HWY_LANES(float));
 
 // Four rows at a time: x is loaded once per vector for four independent FMA chains, and four
 // weight streams keep the prefetchers busy (decode is bound by how fast weights stream in).
@@ -64,12 +75,10 @@ void dot_rows_t(const T* w, int n, const float* x, int r0, int r1, float* out) {
     const T *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
     VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
     int i = 0;
+    uintptr_t pf = stream_start(w0);
     for (; i + N <= n; i += N) {
+      prefetch_stream<kPassBytes<T>>(pf);
       const VF xv = hn::LoadU(df, x + i);
-      prefetch_ahead(w0 + i);
-      prefetch_ahead(w1 + i);
-      prefetch_ahead(w2 + i);
-      prefetch_ahead(w3 + i);
       a0 = hn::MulAdd(load_widen(df, w0 + i), xv, a0);
       a1 = hn::MulAdd(load_widen(df, w1 + i), xv, a1);
       a2 = hn::MulAdd(load_widen(df, w2 + i), xv, a2);
@@ -111,12 +120,11 @@ void dot_rows_group(const T* w, int n, const float* x, long x_stride, int r0, in
     for (int k = 0; k < 4; ++k)
       for (int j = 0; j < JB; ++j) a[k][j] = hn::Zero(df);
     int i = 0;
+    uintptr_t pf = stream_start(wr[0]);
     for (; i + N <= n; i += N) {
+      prefetch_stream<kPassBytes<T>>(pf);
       VF wv[4];
-      for (int k = 0; k < 4; ++k) {
-        prefetch_ahead(wr[k] + i);
-        wv[k] = load_widen(df, wr[k] + i);
-      }
+      for (int k = 0; k < 4; ++k) wv[k] = load_widen(df, wr[k] + i);
       for (int j = 0; j < JB; ++j) {
         const VF xv = hn::LoadU(df, x + j * x_stride + i);
         for (int k = 0; k < 4; ++k) a[k][j] = hn::MulAdd(wv[k], xv, a[k][j]);
@@ -147,29 +155,93 @@ void dot_rows_batch_t(const T* w, int n, const float* x, long x_stride, int B, i
   }
 }
 
-// Q8: per block of 32 inputs, the int8 dot product in fp32, then times the block's scale.
-// Whole blocks in vectors (when a vector fits in a block), the last partial block in scalar.
-float dot_q8_row(const int8_t* q, const float* scales, int n, const float* x) {
+// quantize_q8_row: q8_rule.h's rule, whole blocks in vectors (x / scale divides exactly as the
+// scalar code does, and NearestInt rounds to nearest even as lrint does: the same q bit for bit).
+void QuantizeQ8Row(const float* x, int n, int8_t* q, float* scales) {
   const DF df;
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<int8_t, DF> d8;
   const int N = int(hn::Lanes(df));
-  const int whole = N <= kQ8Block ? n / kQ8Block : 0;
-  VF acc = hn::Zero(df);
-  for (int b = 0; b < whole; ++b) {
-    VF v = hn::Zero(df);
-    prefetch_ahead(q + b * kQ8Block);
-    for (int j = 0; j < kQ8Block; j += N) {
-      const int i = b * kQ8Block + j;
-      v = hn::MulAdd(load_widen(df, q + i), hn::LoadU(df, x + i), v);
+  for (int b = 0; b * kQ8Block < n; ++b) {
+    const int i0 = b * kQ8Block, len = std::min(kQ8Block, n - i0);
+    if (len < kQ8Block || N > kQ8Block) {
+      q8::quantize_block(x + i0, len, q + i0, scales + b);
+      continue;
     }
-    acc = hn::MulAdd(hn::Set(df, scales[b]), v, acc);
+    VF m = hn::Zero(df);
+    for (int i = i0; i < i0 + kQ8Block; i += N) m = hn::Max(m, hn::Abs(hn::LoadU(df, x + i)));
+    const float s = hn::GetLane(hn::MaxOfLanes(df, m)) / 127.0f;
+    scales[b] = s;
+    const VF sv = hn::Set(df, s);
+    for (int i = i0; i < i0 + kQ8Block; i += N) {
+      const auto qi = s > 0.0f ? hn::NearestInt(hn::Div(hn::LoadU(df, x + i), sv)) : hn::Zero(di);
+      hn::StoreU(hn::DemoteTo(d8, qi), d8, q + i);
+    }
   }
-  float s = hn::GetLane(hn::SumOfLanes(df, acc));
-  for (int b = whole; b * kQ8Block < n; ++b) {
-    float v = 0.0f;
-    for (int i = b * kQ8Block; i < n && i < (b + 1) * kQ8Block; ++i) v += float(q[i]) * x[i];
-    s += scales[b] * v;
+}
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+// 32 int8 weights times 32 int8 inputs, summed into 8 int32 lanes. vpmaddubsw multiplies
+// unsigned by signed bytes, so |w| meets x carrying w's sign (llama.cpp's trick); |q| <= 127 by
+// the rule, so a pair never saturates the int16 (2 * 127 * 127 < 32767) and the sum is exact.
+inline __m256i dot32_i8(__m256i w, __m256i x) {
+  const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+inline float sum_lanes(__m256 v) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+// K consecutive rows from w (row stride n bytes): each whole block's integer sum, widened to
+// fp32 and times its two scales, accumulates lane by lane; the lanes, then the last partial
+// block (scalar) are added at the end. The input block is loaded once for the K rows, and one
+// prefetch per cache line runs ahead of the K-row stream (prefetch_stream).
+template <int K>
+void dot_rows_q8_k(const int8_t* w, const float* ws, int n, int nb, const int8_t* xq, const float* xs,
+                   float* out) {
+  __m256 acc[K];
+  for (int k = 0; k < K; ++k) acc[k] = _mm256_setzero_ps();
+  const int whole = n / kQ8Block;
+  uintptr_t pf = stream_start(w);
+  for (int b = 0; b < whole; ++b) {
+    prefetch_stream<K * kQ8Block>(pf);
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
+    for (int k = 0; k < K; ++k) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + size_t(k) * n + b * kQ8Block));
+      const __m256 d = _mm256_set1_ps(ws[size_t(k) * nb + b] * xs[b]);
+      acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_i8(wv, xv)), d, acc[k]);
+    }
   }
-  return s;
+  for (int k = 0; k < K; ++k)
+    out[k] = sum_lanes(acc[k]) + q8::row_dot(w + size_t(k) * n, ws + size_t(k) * nb, xq, xs, n, whole);
+}
+
+void DotRowsQ8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out) {
+  const int n = w.cols, nb = q8_blocks(n);
+  const int8_t* q = static_cast<const int8_t*>(w.data);
+  int r = r0;
+  for (; r + 4 <= r1; r += 4)
+    dot_rows_q8_k<4>(q + size_t(r) * n, w.scales + size_t(r) * nb, n, nb, xq, xs, out + (r - r0));
+  for (; r < r1; ++r) dot_rows_q8_k<1>(q + size_t(r) * n, w.scales + size_t(r) * nb, n, nb, xq, xs, out + (r - r0));
+}
+#else
+// Below AVX2: the rule's scalar row product.
+void DotRowsQ8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out) {
+  const int n = w.cols, nb = q8_blocks(n);
+  const int8_t* q = static_cast<const int8_t*>(w.data);
+  for (int r = r0; r < r1; ++r) out[r - r0] = q8::row_dot(q + size_t(r) * n, w.scales + size_t(r) * nb, xq, xs, n);
+}
+#endif
+
+// A float input's Q8 product: the input quantised on the stack, then DotRowsQ8.
+void dot_rows_q8_float(const WeightView& w, const float* x, int r0, int r1, float* out) {
+  int8_t xq[kQ8MaxCols];
+  float xs[kQ8MaxCols / kQ8Block];
+  QuantizeQ8Row(x, w.cols, xq, xs);
+  DotRowsQ8(w, xq, xs, r0, r1, out);
 }
 
 void DotRows(const WeightView& w, const float* x, int r0, int r1, float* out) {
@@ -178,12 +250,7 @@ void DotRows(const WeightView& w, const float* x, int r0, int r1, float* out) {
     case WType::F32: return dot_rows_t(static_cast<const float*>(w.data), n, x, r0, r1, out);
     case WType::F16: return dot_rows_t(static_cast<const hwy::float16_t*>(w.data), n, x, r0, r1, out);
     case WType::BF16: return dot_rows_t(static_cast<const hwy::bfloat16_t*>(w.data), n, x, r0, r1, out);
-    case WType::Q8: {
-      const int8_t* q = static_cast<const int8_t*>(w.data);
-      const int nb = q8_blocks(n);
-      for (int r = r0; r < r1; ++r) out[r - r0] = dot_q8_row(q + size_t(r) * n, w.scales + size_t(r) * nb, n, x);
-      return;
-    }
+    case WType::Q8: return dot_rows_q8_float(w, x, r0, r1, out);
   }
 }
 
@@ -198,8 +265,8 @@ void DotRowsBatch(const WeightView& w, const float* x, long x_stride, int B, int
     case WType::BF16:
       return dot_rows_batch_t(static_cast<const hwy::bfloat16_t*>(w.data), n, x, x_stride, B, r0, r1, out,
                               out_stride);
-    case WType::Q8:  // row by row, each row's 32-blocks from cache for every input after the first
-      for (int b = 0; b < B; ++b) DotRows(w, x + b * x_stride, r0, r1, out + b * out_stride);
+    case WType::Q8:  // input by input, the rows from cache for every input after the first
+      for (int b = 0; b < B; ++b) dot_rows_q8_float(w, x + b * x_stride, r0, r1, out + b * out_stride);
       return;
   }
 }
@@ -303,6 +370,8 @@ HWY_AFTER_NAMESPACE();
 namespace gpt2::simd {
 HWY_EXPORT(DotRows);
 HWY_EXPORT(DotRowsBatch);
+HWY_EXPORT(QuantizeQ8Row);
+HWY_EXPORT(DotRowsQ8);
 HWY_EXPORT(WidenRows);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Axpy);
@@ -317,6 +386,12 @@ void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {
 void dot_rows_batch(const WeightView& w, const float* x, long x_stride, int B, int r0, int r1, float* out,
                     long out_stride) {
   HWY_DYNAMIC_DISPATCH(DotRowsBatch)(w, x, x_stride, B, r0, r1, out, out_stride);
+}
+void quantize_q8_row(const float* x, int n, int8_t* q, float* scales) {
+  HWY_DYNAMIC_DISPATCH(QuantizeQ8Row)(x, n, q, scales);
+}
+void dot_rows_q8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowsQ8)(w, xq, xs, r0, r1, out);
 }
 void widen_rows(const WeightView& w, int r0, int r1, float* out) { HWY_DYNAMIC_DISPATCH(WidenRows)(w, r0, r1, out); }
 float dot(const float* a, const float* b, int n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }

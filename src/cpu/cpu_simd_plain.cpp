@@ -6,6 +6,7 @@
 
 #include "base/half.h"
 #include "cpu/cpu_simd.h"
+#include "cpu/q8_rule.h"
 
 namespace gpt2::simd {
 namespace {
@@ -30,7 +31,21 @@ void widen_row(const WeightView& w, int r, float* out) {
 
 }  // namespace
 
+void quantize_q8_row(const float* x, int n, int8_t* q, float* scales) { q8::quantize_row(x, n, q, scales); }
+
+void dot_rows_q8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out) {
+  const int n = w.cols, nb = q8_blocks(n);
+  const int8_t* q = static_cast<const int8_t*>(w.data);
+  for (int r = r0; r < r1; ++r) out[r - r0] = q8::row_dot(q + size_t(r) * n, w.scales + size_t(r) * nb, xq, xs, n);
+}
+
 void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {
+  if (w.type == WType::Q8) {
+    int8_t xq[kQ8MaxCols];
+    float xs[kQ8MaxCols / kQ8Block];
+    quantize_q8_row(x, w.cols, xq, xs);
+    return dot_rows_q8(w, xq, xs, r0, r1, out);
+  }
   float row[4096];  // a row in chunks, widened
   for (int r = r0; r < r1; ++r) {
     if (w.type == WType::F32) {
@@ -38,13 +53,9 @@ void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {
       continue;
     }
     float s = 0.0f;
-    const int nb = q8_blocks(w.cols);
     for (int i0 = 0; i0 < w.cols; i0 += 4096) {
       const int n = std::min(4096, w.cols - i0);
-      for (int i = 0; i < n; ++i) {
-        row[i] = widen1(w.type, w.data, size_t(r) * w.cols + i0 + i);
-        if (w.type == WType::Q8) row[i] *= w.scales[size_t(r) * nb + (i0 + i) / kQ8Block];
-      }
+      for (int i = 0; i < n; ++i) row[i] = widen1(w.type, w.data, size_t(r) * w.cols + i0 + i);
       s += dot(row, x + i0, n);
     }
     out[r - r0] = s;

@@ -6,24 +6,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <string>
 
 namespace gpt2 {
 namespace {
 
-// The last-level cache's size as the OS reports it (0 if unknown).
-size_t llc_bytes() {
-  long s = 0;
-#ifdef _SC_LEVEL3_CACHE_SIZE
-  s = sysconf(_SC_LEVEL3_CACHE_SIZE);
-  if (s <= 0) s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-  return s > 0 ? size_t(s) : 0;
-}
-
 // Sum of n floats with 16 independent partial sums, so the adds never wait on each other and
 // the loop runs at the speed memory delivers. Each cache line is also requested 8 KB ahead, as
-// the decode kernels do (src/cpu/cpu_simd_hwy.cpp): without it this loop read less than those
+// the decode kernels do by default (src/cpu/cpu_simd_hwy.cpp): without it this loop read less than those
 // kernels stream, and the floor it gives would be too low.
 float sum(const float* p, size_t n) {
   float acc[16] = {};
@@ -40,9 +33,33 @@ float sum(const float* p, size_t n) {
 
 }  // namespace
 
+// Linux's sysfs first: in a VM, glibc's sysconf can report the host's whole L3 (256 MB where
+// sysfs and lscpu say 32 MB on this project's AMD EPYC VM).
+size_t last_level_cache_bytes() {
+  size_t best = 0;
+  int best_level = 0;
+  for (int i = 0; i < 8; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_in(dir + "level"), size_in(dir + "size");
+    int level = 0;
+    std::string size;
+    if (!(level_in >> level) || !(size_in >> size) || size.empty()) continue;
+    const size_t unit = size.back() == 'K' ? 1024 : size.back() == 'M' ? 1024 * 1024 : 1;
+    const size_t bytes = size_t(std::strtoull(size.c_str(), nullptr, 10)) * unit;
+    if (level > best_level && bytes > 0) best_level = level, best = bytes;
+  }
+  if (best > 0) return best;
+  long s = 0;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  s = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (s <= 0) s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+  return s > 0 ? size_t(s) : 0;
+}
+
 ReadBandwidth measure_read_bandwidth() {
   ReadBandwidth r;
-  r.buffer_bytes = std::clamp<size_t>(4 * llc_bytes(), size_t(256) << 20, size_t(1) << 30);
+  r.buffer_bytes = std::clamp<size_t>(4 * last_level_cache_bytes(), size_t(256) << 20, size_t(1) << 30);
   const size_t n = r.buffer_bytes / sizeof(float);
   std::unique_ptr<float[]> buf(new float[n]);
   volatile float sink = 0;

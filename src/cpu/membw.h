@@ -12,6 +12,9 @@ struct ReadBandwidth {
   int threads = 0;
 };
 
+// The last-level cache's size as the OS reports it (0 if unknown).
+size_t last_level_cache_bytes();
+
 // Takes a fraction of a second and allocates the buffer for that time (freed on return).
 ReadBandwidth measure_read_bandwidth();
 

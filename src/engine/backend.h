@@ -50,7 +50,9 @@ struct BackendInfo {
   size_t peak_device_bytes = 0;  // CUDA: peak device memory in use by the process; CPU: 0
   size_t decode_weight_bytes = 0;  // CPU: weight bytes one decode step reads; CUDA: 0
   int threads = 0;                 // CPU threads; CUDA: 0
-  std::string device_paths;        // CUDA: the paths chosen from the device's limits (src/cuda/device_paths.h); CPU: ""
+  std::string device_paths;        // the paths chosen from the device: CUDA's from its limits (src/cuda/device_paths.h); the CPU's SIMD target and prefetch distance
+  size_t prefetch_bytes = 0;       // CPU: the weight stream's software prefetch distance; CUDA: 0
+  double prefetch_probe_ms = 0;    // CPU: the start-up probe that chose it (0: not run); CUDA: 0
   std::string note;                // a line for the user about the backend's setup (an optional path skipped), or ""
 };
 
