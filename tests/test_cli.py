@@ -91,6 +91,28 @@ class Goldens(CliTest):
         self.assertEqual(fp32_bytes - stats["--dtype int8"]["weight_bytes"], 4 * matrices - matrices * 9 // 8)
         self.assertEqual(stats["-t 1"]["weight_bytes"], fp32_bytes)
 
+    def test_cpu_prefetch_distance_is_reported_and_can_be_set(self):
+        # The start-up probe skips a model under twice the last-level cache (the tiny one): the
+        # default distance stays, and the summary and --json say so; GPT2_CPU_PREFETCH sets it.
+        out = self.generate_json("--prompt-ids", "464", "-n", "2")
+        self.assertEqual(out["stats"]["cpu_prefetch_bytes"], 8192)
+        self.assertEqual(out["stats"]["cpu_prefetch_probe_ms"], 0)
+        self.assertIn("weights prefetched 8 KB ahead (default: the weights nearly fit in the cache)",
+                      out["stats"]["device_paths"])
+        env = dict(os.environ, GPT2_CPU_PREFETCH="4096")
+        proc = subprocess.run([BIN, "-m", TINY, "--prompt-ids", "464", "-n", "2", "--json"], env=env,
+                              capture_output=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        self.assertEqual(json.loads(proc.stdout)["stats"]["cpu_prefetch_bytes"], 4096)
+        proc = subprocess.run([BIN, "-m", TINY, "--prompt-ids", "464", "-n", "2"], env=env, capture_output=True,
+                              timeout=120)
+        self.assertIn("device paths: ", proc.stderr.decode())
+        self.assertIn("weights prefetched 4 KB ahead (set by GPT2_CPU_PREFETCH)", proc.stderr.decode())
+        for bad in ("abc", "-1", "99999999", ""):
+            proc = subprocess.run([BIN, "-m", TINY, "--prompt-ids", "464", "-n", "2"],
+                                  env=dict(os.environ, GPT2_CPU_PREFETCH=bad), capture_output=True, timeout=120)
+            self.assert_error(proc, "GPT2_CPU_PREFETCH")
+
     def test_tokenize(self):
         proc = run("-m", TINY, "--tokenize", "-p", "What is KV caching?")
         self.assertEqual(proc.returncode, 0, proc.stderr)

@@ -374,6 +374,25 @@ TEST(FastQuantize, Int8ProductsBelowAvx2MatchTheReference) {
 }
 #endif
 
+// The start-up probe: over matrices at least twice the given cache it times every candidate
+// distance and keeps one of them in force; below that it leaves the default alone. (Which one it
+// picks depends on the machine and is not tested.)
+TEST(FastPrefetch, TheProbeChoosesACandidateOnlyWhenTheWeightsMustStream) {
+  std::vector<uint16_t> halves(size_t(2048) * 2048, 0);  // 8 MB of fp16 zeros, five times
+  const simd::WeightView m{WType::F16, halves.data(), nullptr, 2048, 2048};
+  const std::vector<simd::WeightView> model(5, m);
+  const fast::PrefetchTuning small = fast::tune_prefetch(model, size_t(64) << 20);  // 40 MB < 2 x 64 MB
+  EXPECT_FALSE(small.probed);
+  EXPECT_EQ(small.bytes, simd::kDefaultPrefetchBytes);
+  EXPECT_EQ(small.probe_ms, 0.0);
+  const fast::PrefetchTuning big = fast::tune_prefetch(model, size_t(1) << 20);
+  EXPECT_TRUE(big.probed);
+  EXPECT_GT(big.probe_ms, 0.0);
+  EXPECT_TRUE(big.bytes == 2048 || big.bytes == 4096 || big.bytes == 8192 || big.bytes == 16384) << big.bytes;
+  EXPECT_EQ(simd::prefetch_distance(), big.bytes);
+  simd::set_prefetch_distance(simd::kDefaultPrefetchBytes);
+}
+
 TEST(FastOps, LayerNormRowsMatchTheReference) {
   std::mt19937 rng(6);
   for (auto [T, C] : std::vector<std::pair<int, int>>{{1, 7}, {5, 33}, {33, 768}}) {
