@@ -11,6 +11,7 @@
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
+#include "cpu/hwy_widen-inl.h"  // widen1, load_widen; per target
 
 #include "base/half.h"
 #include "cpu/cpu_simd.h"
@@ -19,28 +20,6 @@
 HWY_BEFORE_NAMESPACE();
 namespace gpt2::simd {
 namespace HWY_NAMESPACE {
-namespace hn = hwy::HWY_NAMESPACE;
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-
-// One weight, widened to fp32 (the scalar remainders).
-inline float widen1(float w) { return w; }
-inline float widen1(hwy::float16_t w) { uint16_t b; std::memcpy(&b, &w, 2); return fp16_to_float(b); }
-inline float widen1(hwy::bfloat16_t w) { uint16_t b; std::memcpy(&b, &w, 2); return bf16_to_float(b); }
-inline float widen1(int8_t w) { return float(w); }
-
-// Lanes(df) consecutive weights, widened to fp32 in a register.
-inline VF load_widen(DF df, const float* p) { return hn::LoadU(df, p); }
-template <class T>
-inline VF load_widen(DF df, const T* p) {
-  const hn::Rebind<T, DF> dn;
-  return hn::PromoteTo(df, hn::LoadU(dn, p));
-}
-inline VF load_widen(DF df, const int8_t* p) {
-  const hn::Rebind<int8_t, DF> d8;
-  const hn::Rebind<int32_t, DF> d32;
-  return hn::ConvertTo(df, hn::PromoteTo(d32, hn::LoadU(d8, p)));
-}
 
 // Software prefetch of the weight stream. A thread's rows of a matrix are contiguous in memory,
 // so its share is one byte stream, read K rows at a time; the kernels ask for each cache line of

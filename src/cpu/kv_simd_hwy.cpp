@@ -8,6 +8,7 @@
 #define HWY_TARGET_INCLUDE "cpu/kv_simd_hwy.cpp"
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
+#include "cpu/hwy_widen-inl.h"  // widen1, load_widen; per target
 
 #include "base/half.h"
 #include "cpu/kv_simd.h"
@@ -17,27 +18,6 @@ HWY_BEFORE_NAMESPACE();
 namespace gpt2::simd {
 namespace HWY_NAMESPACE {
 namespace {
-namespace hn = hwy::HWY_NAMESPACE;
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-
-inline float widen1(float x) { return x; }
-inline float widen1(hwy::float16_t x) { uint16_t b; std::memcpy(&b, &x, 2); return fp16_to_float(b); }
-inline float widen1(hwy::bfloat16_t x) { uint16_t b; std::memcpy(&b, &x, 2); return bf16_to_float(b); }
-inline float widen1(int8_t x) { return float(x); }
-
-// Lanes(df) consecutive values widened to fp32 in a register.
-inline VF load_widen(DF df, const float* p) { return hn::LoadU(df, p); }
-template <class T>
-inline VF load_widen(DF df, const T* p) {
-  const hn::Rebind<T, DF> dn;
-  return hn::PromoteTo(df, hn::LoadU(dn, p));
-}
-inline VF load_widen(DF df, const int8_t* p) {
-  const hn::Rebind<int8_t, DF> d8;
-  const hn::Rebind<int32_t, DF> d32;
-  return hn::ConvertTo(df, hn::PromoteTo(d32, hn::LoadU(d8, p)));
-}
 
 // The row's scale for head kh.head (int8; 1 for the other formats). memcpy: an odd n_embd
 // leaves the scales unaligned.
