@@ -44,23 +44,12 @@ std::unique_ptr<Backend> make(int n_seqs) {
 #endif
 }
 
-// n tokens of a seeded xorshift sequence over the vocabulary.
-std::vector<int> tokens_of(int n, int seed) {
-  std::vector<int> ids;
-  uint32_t x = 2463534242u + uint32_t(seed);
-  for (int i = 0; i < n; ++i) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    ids.push_back(int(x % 50257));
-  }
-  return ids;
-}
-
 std::vector<int> concat(std::vector<int> a, const std::vector<int>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
 
-const std::vector<int> kPrefix = tokens_of(20, 1);  // the shared prefix: 20 tokens
+const std::vector<int> kPrefix = test::seeded_tokens(20, 1);  // the shared prefix: 20 tokens
 
 GenerationOptions greedy(int n) {
   GenerationOptions o;
@@ -124,15 +113,16 @@ void expect_outcome(const BatchOutcome& got, const std::vector<BatchRequest>& re
 // capped at its length - 1; a prompt that is the shared prefix itself; a 15-token overlap (below
 // kMinReusedPrefix = 16) and an unrelated prompt reuse nothing; a sampled request too.
 TEST(PrefixReuse, SharedPrefixRequestsGenerateTheirSoloTokens) {
-  const std::vector<int> a = concat(kPrefix, tokens_of(3, 2)), b = concat(kPrefix, tokens_of(4, 3));
+  const std::vector<int> a = concat(kPrefix, test::seeded_tokens(3, 2)), b = concat(kPrefix, test::seeded_tokens(4, 3));
   std::vector<BatchRequest> r(6);
   r[0] = {a, greedy(6)};                   // first: nothing held, 0
   r[1] = {b, greedy(4)};                   // shares kPrefix (20) with r[0]
   r[1].options.sampling = SamplingParams{0.9f, 40, 0.9f}, r[1].options.seed = 5;
   r[2] = {kPrefix, greedy(5)};             // all of kPrefix: 20 in common, capped at 19
   r[3] = {a, greedy(3)};                   // r[0]'s whole prompt: 23 in common, capped at 22
-  r[4] = {tokens_of(20, 9), greedy(3)};    // unrelated: 0
-  r[5] = {concat(std::vector<int>(kPrefix.begin(), kPrefix.begin() + 15), tokens_of(5, 4)), greedy(3)};  // 15: 0
+  r[4] = {test::seeded_tokens(20, 9), greedy(3)};    // unrelated: 0
+  r[5] = {concat(std::vector<int>(kPrefix.begin(), kPrefix.begin() + 15), test::seeded_tokens(5, 4)),
+          greedy(3)};  // 15: 0
   // --parallel 4: r[0..3] are admitted in one fill, in order, while r[0]'s prompt is held.
   expect_outcome(batched(r, 4), r, {0, 20, 19, 22, 0, 0}, "--parallel 4");
   // --parallel 1: r[3] follows r[2] (kPrefix and its generated tokens), so shares 20 only,
@@ -143,8 +133,8 @@ TEST(PrefixReuse, SharedPrefixRequestsGenerateTheirSoloTokens) {
 
 // The smallest case (the one the emulated CUDA device runs): two requests, one shared prefix.
 TEST(PrefixReuse, TwoRequestsWithASharedPrefixGenerateTheirSoloTokens) {
-  const std::vector<BatchRequest> r = {{concat(kPrefix, tokens_of(3, 2)), greedy(3)},
-                                       {concat(kPrefix, tokens_of(4, 3)), greedy(3)}};
+  const std::vector<BatchRequest> r = {{concat(kPrefix, test::seeded_tokens(3, 2)), greedy(3)},
+                                       {concat(kPrefix, test::seeded_tokens(4, 3)), greedy(3)}};
   expect_outcome(batched(r, 2), r, {0, 20}, "--parallel 2");
 }
 
@@ -152,7 +142,7 @@ TEST(PrefixReuse, TwoRequestsWithASharedPrefixGenerateTheirSoloTokens) {
 // bitwise those of one sequence prefilling request 0's prompt and then request 1's last 4 tokens
 // at position 20.
 TEST(PrefixReuse, ReusedLogitsAreBitwiseASoloRunSplitAtTheSamePoint) {
-  const std::vector<int> a = concat(kPrefix, tokens_of(3, 2)), b = concat(kPrefix, tokens_of(4, 3));
+  const std::vector<int> a = concat(kPrefix, test::seeded_tokens(3, 2)), b = concat(kPrefix, test::seeded_tokens(4, 3));
   const int V = tiny().config.vocab_size;
   std::vector<float> got(size_t(V), 0.0f), want(size_t(V), 1.0f);
   bool read = false;
@@ -171,7 +161,7 @@ TEST(PrefixReuse, ReusedLogitsAreBitwiseASoloRunSplitAtTheSamePoint) {
 // A slot's generated tokens are held too: after request 0 (23 + 5 generated, the last never
 // forwarded), a prompt of its 23 + its first 4 generated + one more reuses 27 positions.
 TEST(PrefixReuse, GeneratedTokensAreReusedToo) {
-  const std::vector<int> a = concat(kPrefix, tokens_of(3, 2));
+  const std::vector<int> a = concat(kPrefix, test::seeded_tokens(3, 2));
   const std::vector<BatchRequest> first = {{a, greedy(5)}};
   const std::vector<int> generated = solo(first[0]).generated;
   std::vector<int> longer = concat(a, std::vector<int>(generated.begin(), generated.begin() + 4));
@@ -183,7 +173,7 @@ TEST(PrefixReuse, GeneratedTokensAreReusedToo) {
 // A context shift recomputes the kept tokens at other positions: the slot's record ends, so the
 // next request in it computes its whole prompt. Without the shift it reuses the prefix.
 TEST(PrefixReuse, NothingIsReusedAcrossAContextShift) {
-  const std::vector<int> a = concat(kPrefix, tokens_of(3, 2)), b = concat(kPrefix, tokens_of(4, 3));
+  const std::vector<int> a = concat(kPrefix, test::seeded_tokens(3, 2)), b = concat(kPrefix, test::seeded_tokens(4, 3));
   std::vector<BatchRequest> r = {{a, greedy(110)}, {b, greedy(3)}};  // 23 + 110 > 128 positions
   r[0].options.context_shift = true;
   const BatchOutcome shifted = batched(r, 1);
@@ -195,7 +185,7 @@ TEST(PrefixReuse, NothingIsReusedAcrossAContextShift) {
 
 // --no-cache rebuilds its ring every step: such a request neither lends its prefix nor takes one.
 TEST(PrefixReuse, NoCacheRequestsNeitherLendNorTakeAPrefix) {
-  const std::vector<int> a = concat(kPrefix, tokens_of(3, 2)), b = concat(kPrefix, tokens_of(4, 3));
+  const std::vector<int> a = concat(kPrefix, test::seeded_tokens(3, 2)), b = concat(kPrefix, test::seeded_tokens(4, 3));
   std::vector<BatchRequest> r = {{a, greedy(3)}, {b, greedy(3)}, {a, greedy(3)}};
   r[0].options.use_cache = false;
   r[2].options.use_cache = false;
@@ -203,7 +193,7 @@ TEST(PrefixReuse, NoCacheRequestsNeitherLendNorTakeAPrefix) {
 }
 
 TEST(PrefixReuse, ReuseOffPrefillsEveryPromptWhole) {
-  const std::vector<int> a = concat(kPrefix, tokens_of(3, 2)), b = concat(kPrefix, tokens_of(4, 3));
+  const std::vector<int> a = concat(kPrefix, test::seeded_tokens(3, 2)), b = concat(kPrefix, test::seeded_tokens(4, 3));
   const std::vector<BatchRequest> r = {{a, greedy(3)}, {b, greedy(3)}, {a, greedy(3)}};
   BatchOptions off;
   off.prefix_reuse = false;
@@ -214,7 +204,7 @@ TEST(PrefixReuse, ReuseOffPrefillsEveryPromptWhole) {
 // history, once copied into, attends over the copied rows (its next forward is bitwise a solo
 // run's split at the same point), and the contract's bad calls throw.
 TEST(PrefixReuse, CopyKvResetsTheDestinationsHistoryAndChecksItsCall) {
-  const std::vector<int> a = tokens_of(12, 7), b = concat(kPrefix, tokens_of(4, 3));
+  const std::vector<int> a = test::seeded_tokens(12, 7), b = concat(kPrefix, test::seeded_tokens(4, 3));
   auto backend = make(3);
   const KvRing ring{backend->kv_capacity(), 0};
   for (int s : {0, 1}) backend->forward(s, a.data(), int(a.size()), 0, ring);

@@ -49,17 +49,6 @@ const Model& tiny(const std::string& dtype = "fp32") {
   return it->second;
 }
 
-// 40 tokens of a seeded sequence over the vocabulary (distinct enough to make every prefix count).
-std::vector<int> prompt_of(int n, int seed) {
-  std::vector<int> ids;
-  uint32_t x = 2463534242u + uint32_t(seed);
-  for (int i = 0; i < n; ++i) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    ids.push_back(int(x % 50257));
-  }
-  return ids;
-}
-
 std::vector<float> logits_of(Backend& b) {
   std::vector<float> l(size_t(tiny().config.vocab_size));
   b.read_logits(l.data());
@@ -114,7 +103,7 @@ class PromptCache : public ::testing::Test {
 };
 
 TEST_F(PromptCache, SamePromptReusesAllButItsLastTokenBitwiseAsTheSavingRunComputedIt) {
-  const std::vector<int> p = prompt_of(40, 1);
+  const std::vector<int> p = test::seeded_tokens(40, 1);
   auto b = make(tiny());
   const std::string path = save(p, *b);
   const std::vector<float> cold_whole = logits_of(*b);
@@ -133,7 +122,7 @@ TEST_F(PromptCache, SamePromptReusesAllButItsLastTokenBitwiseAsTheSavingRunCompu
 }
 
 TEST_F(PromptCache, ALongerPromptReusesTheWholeFile) {
-  const std::vector<int> p = prompt_of(40, 1);
+  const std::vector<int> p = test::seeded_tokens(40, 1);
   auto b = make(tiny());
   const std::string path = save(std::vector<int>(p.begin(), p.begin() + 25), *b);
   int reused = 0;
@@ -143,7 +132,7 @@ TEST_F(PromptCache, ALongerPromptReusesTheWholeFile) {
 }
 
 TEST_F(PromptCache, APartialHitReusesTheCommonPrefix) {
-  const std::vector<int> p = prompt_of(40, 1);
+  const std::vector<int> p = test::seeded_tokens(40, 1);
   std::vector<int> q = p;
   q[17] = (q[17] + 1) % 50257;  // the prompts part at token 17
   auto b = make(tiny());
@@ -164,7 +153,7 @@ TEST_F(PromptCache, APartialHitReusesTheCommonPrefix) {
 // int8 rows is ignored by an fp16 run, and a NaN scale makes the file ignored.
 TEST_F(PromptCache, AnInt8RingRoundTripsThroughTheFile) {
   kv_ = ComputeDType::Int8;
-  const std::vector<int> p = prompt_of(40, 1);
+  const std::vector<int> p = test::seeded_tokens(40, 1);
   std::vector<int> q = p;
   q[23] = (q[23] + 1) % 50257;
   auto b = make(tiny(), ComputeDType::F32, kv_);
@@ -193,8 +182,8 @@ TEST_F(PromptCache, AnInt8RingRoundTripsThroughTheFile) {
 
 TEST_F(PromptCache, AMissReusesNothing) {
   auto b = make(tiny());
-  const std::string path = save(prompt_of(40, 1), *b);
-  const std::vector<int> other = prompt_of(30, 2);
+  const std::string path = save(test::seeded_tokens(40, 1), *b);
+  const std::vector<int> other = test::seeded_tokens(30, 2);
   int reused = -1;
   std::string note;
   EXPECT_EQ(warm(path, other, &reused, &note), cold_split(other, 0));
@@ -205,7 +194,7 @@ TEST_F(PromptCache, AMissReusesNothing) {
 }
 
 TEST_F(PromptCache, AFileForAnotherModelDeviceOrFormatIsIgnored) {
-  const std::vector<int> p = prompt_of(40, 1);
+  const std::vector<int> p = test::seeded_tokens(40, 1);
   auto b = make(tiny());
   const std::string path = save(p, *b);
   // Another weight file (the same model stored fp16) has another fingerprint.
@@ -227,7 +216,7 @@ TEST_F(PromptCache, AFileForAnotherModelDeviceOrFormatIsIgnored) {
 }
 
 TEST_F(PromptCache, ATruncatedFileIsIgnored) {
-  const std::vector<int> p = prompt_of(40, 1);
+  const std::vector<int> p = test::seeded_tokens(40, 1);
   auto b = make(tiny());
   const std::string bytes = test::read_file(save(p, *b));
   for (size_t cut : {size_t(0), size_t(5), size_t(8), size_t(100), size_t(300), bytes.size() / 2, bytes.size() - 1}) {
@@ -242,7 +231,7 @@ TEST_F(PromptCache, ATruncatedFileIsIgnored) {
 
 // A valid file's header with one thing changed, and its data; each must be ignored.
 TEST_F(PromptCache, HostileHeadersAreIgnored) {
-  const std::vector<int> p = prompt_of(6, 1);
+  const std::vector<int> p = test::seeded_tokens(6, 1);
   auto b = make(tiny());
   const std::string bytes = test::read_file(save(p, *b));
   uint64_t hlen = 0;
@@ -288,7 +277,7 @@ TEST_F(PromptCache, HostileHeadersAreIgnored) {
 
 // read_kv() through a wrapping ring gives the positions a forward() wrote, wherever their slots.
 TEST_F(PromptCache, ReadAndWriteFollowTheRingsWrap) {
-  const std::vector<int> p = prompt_of(20, 3);
+  const std::vector<int> p = test::seeded_tokens(20, 3);
   auto flat = make(tiny()), wrapped = make(tiny());
   const int cap = flat->kv_capacity();
   const KvRing ring0{cap, 0}, ring_w{cap, cap - 7};

@@ -1,6 +1,7 @@
 // Helpers shared by the GoogleTest binaries: where the reference data and test models are.
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -39,6 +40,18 @@ struct LogitsError {
   }
   double nmse() const { return err2 / ref2; }
 };
+
+// n token ids of a seeded xorshift sequence over GPT-2's vocabulary: prompts distinct enough
+// that every prefix of them counts (the prompt cache's and the prefix reuse's tests).
+inline std::vector<int> seeded_tokens(int n, int seed) {
+  std::vector<int> ids;
+  uint32_t x = 2463534242u + uint32_t(seed);
+  for (int i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    ids.push_back(int(x % 50257));
+  }
+  return ids;
+}
 
 // GPT2_GPU_TEST_QUICK=1 (used under compute-sanitizer and on cuda-emu, the CPU emulation)
 // keeps the sizes small.
