@@ -417,16 +417,18 @@ TEST(FastOps, SimdGeluMatchesTheReference) {
 // Attention's inputs: qkv (T, 3C) of the new tokens, whose K/V kv_append() writes into rings of
 // `capacity` slots in the K/V format `kv` that already hold random keys and values for the
 // earlier positions. The reference (cpu_ops) decodes the same stored rows to fp32, so only the
-// summation order differs from the fast path, in every format.
-struct AttentionCase {
-  static constexpr int n_head = 3, head_dim = 20, C = n_head * head_dim;  // head_dim: no whole SIMD vector
+// summation order differs from the fast path, in every format. The default head size has no
+// whole SIMD vector of AVX2 or AVX-512 (the loops' remainders); GPT-2's 64 has its own loops.
+template <int NH = 3, int HD = 20>
+struct AttentionCaseOf {
+  static constexpr int n_head = NH, head_dim = HD, C = n_head * head_dim;
   int T, pos, capacity, start;
   ComputeDType kv;
   size_t row_bytes;
   std::vector<float> qkv;
   std::vector<uint8_t> k, v;
 
-  AttentionCase(int T_, int pos_, int capacity_, int start_, ComputeDType kv_, std::mt19937& rng)
+  AttentionCaseOf(int T_, int pos_, int capacity_, int start_, ComputeDType kv_, std::mt19937& rng)
       : T(T_), pos(pos_), capacity(capacity_), start(start_), kv(kv_), row_bytes(kv_row_bytes(kv_, C, n_head)) {
     qkv = random_vector(size_t(T) * 3 * C, rng);
     k = random_ring(rng);
@@ -447,7 +449,7 @@ struct AttentionCase {
   }
   // fast::attention of queries [t0, T) alone, as a call at position pos + t0 would see them.
   std::vector<float> fast(int t0 = 0) const {
-    const long stride = fast::attention_scratch_floats();
+    const long stride = fast::attention_scratch_floats(head_dim);
     std::vector<float> scratch(size_t(omp_get_max_threads()) * stride);
     auto out = poisoned(size_t(T - t0) * C);
     fast::attention(out.data(), qkv.data() + size_t(t0) * 3 * C, k.data(), v.data(), T - t0, pos + t0, ring(), n_head,
@@ -455,6 +457,8 @@ struct AttentionCase {
     return out;
   }
 };
+
+using AttentionCase = AttentionCaseOf<>;
 
 class FastAttention : public ::testing::TestWithParam<ComputeDType> {};
 
@@ -471,20 +475,37 @@ TEST_P(FastAttention, MatchesTheReferenceThroughAWrappingRing) {
   }
 }
 
+// GPT-2's head size (64, its own unrolled loops) with five heads, which the decode step splits
+// among the threads: decode steps and prompts, through a wrapping ring.
+TEST_P(FastAttention, HeadsOfSixtyFourMatchTheReference) {
+  std::mt19937 rng(12);
+  for (auto [T, pos] : std::vector<std::pair<int, int>>{{1, 0}, {1, 99}, {1, 70}, {3, 61}, {37, 40}, {100, 0}}) {
+    const AttentionCaseOf<5, 64> c(T, pos, 100, 77, GetParam(), rng);
+    EXPECT_LE(nmse(c.fast(), c.reference()), kTol) << "T=" << T << " pos=" << pos;
+  }
+}
+
 // A token's attention output is the same, bit for bit, whether it is computed among T rows
-// (prefill, --no-cache) or alone (a decode step), whatever tiles the rows fall in.
-TEST_P(FastAttention, OutputOfATokenDoesNotDependOnTheRowsAroundIt) {
-  std::mt19937 rng(10);
-  const AttentionCase c(100, 30, 150, 121, GetParam(), rng);
+// (prefill, --no-cache) or alone (a decode step, which reads several heads at once), whatever
+// tiles the rows fall in.
+template <class Case>
+void expect_tokens_independent_of_their_rows(ComputeDType kv, std::mt19937& rng) {
+  const Case c(100, 30, 150, 121, kv, rng);
   const std::vector<float> all = c.fast();
   for (int t : {0, 15, 16, 17, 63, 64, 99}) {
     const std::vector<float> alone = c.fast(t);  // queries t.. at position pos + t
     const auto row = [&](const std::vector<float>& v, int r) {
       return std::vector<float>(v.begin() + long(r) * c.C, v.begin() + long(r + 1) * c.C);
     };
-    EXPECT_EQ(row(alone, 0), row(all, t)) << "token " << t;
-    EXPECT_EQ(row(alone, 99 - t), row(all, 99)) << "last token, from " << t;
+    EXPECT_EQ(row(alone, 0), row(all, t)) << "token " << t << ", head size " << c.head_dim;
+    EXPECT_EQ(row(alone, 99 - t), row(all, 99)) << "last token, from " << t << ", head size " << c.head_dim;
   }
+}
+
+TEST_P(FastAttention, OutputOfATokenDoesNotDependOnTheRowsAroundIt) {
+  std::mt19937 rng(10);
+  expect_tokens_independent_of_their_rows<AttentionCase>(GetParam(), rng);
+  expect_tokens_independent_of_their_rows<AttentionCaseOf<5, 64>>(GetParam(), rng);
 }
 
 // attention_rows (decode_batch, beams): row b is sequence b's decode step; sequence 1's first
@@ -513,7 +534,7 @@ TEST_P(FastAttention, RowsOfSeveralSequencesMatchTheReference) {
     if (b == 1) h = {owner.data(), 1, long(ring_bytes)};
     rows.push_back({k.data() + b * ring_bytes, v.data() + b * ring_bytes, seq[b].pos, ring, h});
   }
-  const long stride = fast::attention_scratch_floats();
+  const long stride = fast::attention_scratch_floats(AttentionCase::head_dim);
   std::vector<float> scratch(size_t(omp_get_max_threads()) * stride), got = poisoned(size_t(n_seqs) * C);
   fast::attention_rows(got.data(), qkv.data(), n_seqs, rows.data(), nh, hd, kv, scratch.data(), stride);
 

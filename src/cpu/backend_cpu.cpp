@@ -425,7 +425,7 @@ class CpuBackend final : public Backend {
     cpu::kv_append(k_ring, v_ring, qkv_.data(), T, pos, ring, C, cfg.n_head, kv_type_);
     ops.next(DecodeOp::Attention);
     fast::attention(att_.data(), qkv_.data(), k_ring, v_ring, T, pos, ring, cfg.n_head, cfg.head_dim(), kv_type_,
-                    att_scratch_.data(), fast::attention_scratch_floats(), history_of(seq));  // (T, C)
+                    att_scratch_.data(), fast::attention_scratch_floats(cfg.head_dim()), history_of(seq));  // (T, C)
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
@@ -454,7 +454,7 @@ class CpuBackend final : public Backend {
       attention_rows_.push_back(fast::AttentionRow{k_ring, v_ring, t.pos, t.ring, history_of(t.seq)});
     }
     fast::attention_rows(att_.data(), qkv_.data(), B, attention_rows_.data(), cfg.n_head, cfg.head_dim(), kv_type_,
-                         att_scratch_.data(), fast::attention_scratch_floats());  // (B, C)
+                         att_scratch_.data(), fast::attention_scratch_floats(cfg.head_dim()));  // (B, C)
     fast::gemv_batch(x_.data(), att_.data(), B, b.attn_proj_w.view, b.attn_proj_b.data(), Epilogue::AddTo);
     fast::layernorm_gemv_batch(fc_.data(), ln_.data(), x_.data(), B, ln_2, b.fc_w.view, b.fc_b.data(),
                                Epilogue::Gelu);  // (B, H)
@@ -486,7 +486,7 @@ class CpuBackend final : public Backend {
     scores_.resize(size_t(cfg.vocab_size));
     context_in_order_.assign(size_t(kv_capacity()), 0);
     process_scratch_.reserve(kv_capacity());
-    att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats());
+    att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats(cfg.head_dim()));
     // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
     size_t largest = 0;
     auto measure = [&largest, max_T](const char*, const ShapeRule&, const auto& t) {

@@ -80,10 +80,25 @@ void gemv_range(float* out, const float* x, int B, const WeightView& w, const fl
 // Attention is blocked: a tile of kQueryTile queries of one head runs over the keys kKeyTile at
 // a time, so each K/V tile (2 x 64 x head_dim floats) is read once per query tile and reused
 // from L1/L2 by its queries, with an online (running-max) softmax: no score matrix, only one
-// row of kKeyTile scores per thread. Key tiles start at multiples of kKeyTile from position 0
-// and every query is processed alone against them, so a token's output does not depend on T
-// or on which queries share its tile: the decode step and the rows path compute it alike.
+// row of kKeyTile scores per head per thread. A decode step's single query runs over each key
+// tile for several heads at once instead, reading the tile's rows as a stream (kv_simd.h). Key
+// tiles start at multiples of kKeyTile from position 0 and every (query, head) is computed alone
+// against them by arithmetic that does not depend on T, on the queries or heads that share its
+// tile: the decode step, the batched decode and the rows path compute it alike.
 constexpr int kQueryTile = 16, kKeyTile = 64;
+
+// One thread's attention scratch, carved from attention_scratch_floats(head_dim) floats.
+struct AttentionScratch {
+  float* score;  // (kMaxKvHeads, kKeyTile) one key tile's scores, then weights, per head
+  float* m;      // (kQueryTile, kMaxKvHeads) the running max per (query, head)
+  float* l;      // (kQueryTile, kMaxKvHeads) the running sum per (query, head)
+  float* f;      // (kMaxKvHeads) each head's factor for its tile
+  float* acc;    // (kMaxKvHeads, head_dim) kv_weighted_sum's chains
+
+  explicit AttentionScratch(float* p)
+      : score(p), m(score + simd::kMaxKvHeads * kKeyTile), l(m + kQueryTile * simd::kMaxKvHeads),
+        f(l + kQueryTile * simd::kMaxKvHeads), acc(f + simd::kMaxKvHeads) {}
+};
 
 struct AttentionShape {
   const KvRing& ring;
@@ -99,7 +114,7 @@ struct AttentionShape {
     const long own = long(ring.slot(s)) * long(row_bytes);
     return history.owner ? own + (history.owner[s] - history.self) * history.seq_stride : own;
   }
-  simd::KvHead head(int h) const { return {kv_type, C, h, head_dim}; }
+  simd::KvHead heads(int h0, int h1) const { return {kv_type, C, h0, head_dim, h1 - h0}; }
 };
 
 AttentionShape make_shape(const KvRing& ring, int pos, int n_head, int head_dim, ComputeDType kv_type,
@@ -109,66 +124,74 @@ AttentionShape make_shape(const KvRing& ring, int pos, int n_head, int head_dim,
           history};
 }
 
-// Folds n keys (their rows k[j], v[j] in the rings, head h) into query q's running softmax: its
-// max m, its sum l and its output o (unnormalised). score: n floats of scratch.
+// Folds n keys (their rows k[j], v[j] in the rings) into one query's running softmax for the
+// heads kh names: per head g its max m[g], its sum l[g] and its output o + g * head_dim
+// (unnormalised); q holds the query's heads in the same order.
 void online_softmax_step(const float* q, const uint8_t* const* k, const uint8_t* const* v, int n,
-                         const simd::KvHead& head, float scale, float* score, float* m, float* l, float* o) {
-  simd::kv_dots(q, k, n, head, scale, score);
-  float tile_max = -INFINITY;
-  for (int j = 0; j < n; ++j) tile_max = std::max(tile_max, score[j]);
-  const float new_max = std::max(*m, tile_max);
-  if (*m != -INFINITY && *m != new_max) {  // earlier terms were relative to the old max
-    const float shrink = std::exp(*m - new_max);
-    simd::scale(o, shrink, head.head_dim);
-    *l *= shrink;
+                         const simd::KvHead& kh, float scale, const AttentionScratch& s, float* m, float* l, float* o) {
+  simd::kv_dots(q, k, n, kh, scale, s.score);  // (heads, n)
+  for (int g = 0; g < kh.heads; ++g) {
+    float* score = s.score + g * n;
+    float tile_max = -INFINITY;
+    for (int j = 0; j < n; ++j) tile_max = std::max(tile_max, score[j]);
+    const float new_max = std::max(m[g], tile_max);
+    if (m[g] != -INFINITY && m[g] != new_max) {  // earlier terms were relative to the old max
+      const float shrink = std::exp(m[g] - new_max);
+      simd::scale(o + g * kh.head_dim, shrink, kh.head_dim);
+      l[g] *= shrink;
+    }
+    s.f[g] = std::exp(tile_max - new_max);  // exp_shifted's values are relative to tile_max
+    l[g] += simd::exp_shifted(score, n) * s.f[g];
+    m[g] = new_max;
   }
-  const float f = std::exp(tile_max - new_max);  // exp_shifted's values are relative to tile_max
-  *l += simd::exp_shifted(score, n) * f;
-  simd::kv_weighted_sum(o, score, f, v, n, head);
-  *m = new_max;
+  simd::kv_weighted_sum(o, s.score, s.f, v, n, kh, s.acc);
+}
+
+// The rows of positions [s0, s1) (at most kKeyTile): k[s - s0], v[s - s0].
+void tile_rows(const uint8_t* k_ring, const uint8_t* v_ring, const AttentionShape& a, int s0, int s1,
+               const uint8_t** k, const uint8_t** v) {
+  for (int s = s0; s < s1; ++s) {
+    const long row = a.row_offset(s);
+    k[s - s0] = k_ring + row;
+    v[s - s0] = v_ring + row;
+  }
 }
 
 // Head h's output for queries [t0, t1): out rows t0..t1-1, columns h * head_dim...
-// scratch: kKeyTile + 2 * kQueryTile floats.
 void attend_query_tile(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring,
-                       const AttentionShape& a, int h, int t0, int t1, float* scratch) {
-  float *score = scratch, *m = scratch + kKeyTile, *l = m + kQueryTile;
+                       const AttentionShape& a, int h, int t0, int t1, const AttentionScratch& s) {
   const int C = a.C, hd = a.head_dim, last = a.pos + t1 - 1;  // the last position any query here sees
   for (int t = t0; t < t1; ++t) {
-    m[t - t0] = -INFINITY;
-    l[t - t0] = 0.0f;
+    s.m[t - t0] = -INFINITY;
+    s.l[t - t0] = 0.0f;
     std::fill_n(out + long(t) * C + h * hd, hd, 0.0f);
   }
   const uint8_t* k[kKeyTile];  // the tile's rows (first byte), in position order
   const uint8_t* v[kKeyTile];
   for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
     const int s1 = std::min(last + 1, s0 + kKeyTile);
-    for (int s = s0; s < s1; ++s) {
-      const long row = a.row_offset(s);
-      k[s - s0] = k_ring + row;
-      v[s - s0] = v_ring + row;
-    }
+    tile_rows(k_ring, v_ring, a, s0, s1, k, v);
     for (int t = t0; t < t1; ++t) {
       const int n = std::min(s1, a.pos + t + 1) - s0;  // causal: this tile's keys query t sees
       if (n > 0)
-        online_softmax_step(qkv + long(t) * 3 * C + h * hd, k, v, n, a.head(h), a.scale, score, &m[t - t0],
-                            &l[t - t0], out + long(t) * C + h * hd);
+        online_softmax_step(qkv + long(t) * 3 * C + h * hd, k, v, n, a.heads(h, h + 1), a.scale, s, &s.m[t - t0],
+                            &s.l[t - t0], out + long(t) * C + h * hd);
     }
   }
-  for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / l[t - t0], hd);
+  for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / s.l[t - t0], hd);
 }
 
-// Head h's output for rows [b0, b1) of attention_rows() (b1 - b0 <= kQueryTile): each row as
-// attend_query_tile() computes a one-query tile, the rows interleaved tile by tile.
-void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0, int b1, int h, int n_head, int hd,
-                 ComputeDType kv_type, float* scratch) {
-  float *score = scratch, *m = scratch + kKeyTile, *l = m + kQueryTile;
-  const int C = n_head * hd;
+// Heads [h0, h1) (at most kMaxKvHeads) of rows [b0, b1) of attention_rows() (at most
+// kQueryTile): each row runs over its keys a tile at a time for all these heads together, the
+// rows interleaved tile by tile (rows that share a history read a shared tile once).
+void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0, int b1, int h0, int h1, int n_head,
+                 int hd, ComputeDType kv_type, const AttentionScratch& s) {
+  const int C = n_head * hd, nh = h1 - h0;
   int last = 0;  // the last position any row here sees
   for (int b = b0; b < b1; ++b) {
-    m[b - b0] = -INFINITY;
-    l[b - b0] = 0.0f;
-    std::fill_n(out + long(b) * C + h * hd, hd, 0.0f);
+    std::fill_n(s.m + (b - b0) * nh, nh, -INFINITY);
+    std::fill_n(s.l + (b - b0) * nh, nh, 0.0f);
+    std::fill_n(out + long(b) * C + h0 * hd, nh * hd, 0.0f);
     last = std::max(last, rows[b].pos);
   }
   const uint8_t* k[kKeyTile];
@@ -179,16 +202,13 @@ void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0,
       if (r.pos < s0) continue;
       const AttentionShape a = make_shape(r.ring, r.pos, n_head, hd, kv_type, r.history);
       const int s1 = std::min(r.pos + 1, s0 + kKeyTile);
-      for (int s = s0; s < s1; ++s) {
-        const long row = a.row_offset(s);
-        k[s - s0] = r.k_ring + row;
-        v[s - s0] = r.v_ring + row;
-      }
-      online_softmax_step(qkv + long(b) * 3 * C + h * hd, k, v, s1 - s0, a.head(h), a.scale, score, &m[b - b0],
-                          &l[b - b0], out + long(b) * C + h * hd);
+      tile_rows(r.k_ring, r.v_ring, a, s0, s1, k, v);
+      online_softmax_step(qkv + long(b) * 3 * C + h0 * hd, k, v, s1 - s0, a.heads(h0, h1), a.scale, s,
+                          s.m + (b - b0) * nh, s.l + (b - b0) * nh, out + long(b) * C + h0 * hd);
     }
   }
-  for (int b = b0; b < b1; ++b) simd::scale(out + long(b) * C + h * hd, 1.0f / l[b - b0], hd);
+  for (int b = b0; b < b1; ++b)
+    for (int g = 0; g < nh; ++g) simd::scale(out + long(b) * C + (h0 + g) * hd, 1.0f / s.l[(b - b0) * nh + g], hd);
 }
 
 // Called by every thread of a parallel region: the product's input, x (B, C) itself or, with a
@@ -355,16 +375,23 @@ size_t matmul_scratch_floats(const WeightView& w, int T) {
   return widened + (w.type == simd::WType::Q8 ? size_t(T) * w.cols : 0);
 }
 
-long attention_scratch_floats() { return kKeyTile + 2 * kQueryTile; }
+long attention_scratch_floats(int head_dim) {
+  return simd::kMaxKvHeads * kKeyTile + 2 * kQueryTile * simd::kMaxKvHeads + simd::kMaxKvHeads +
+         long(simd::kMaxKvHeads) * head_dim;
+}
 
 void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, ComputeDType kv_type, float* scratch,
                long scratch_stride, const KvHistory& history) {
+  if (T == 1) {  // a decode step: the rows path's streaming loop, for one row
+    const AttentionRow row{k_ring, v_ring, pos, ring, history};
+    return attention_rows(out, qkv, 1, &row, n_head, head_dim, kv_type, scratch, scratch_stride);
+  }
   const AttentionShape a = make_shape(ring, pos, n_head, head_dim, kv_type, history);
   const int tiles = (T + kQueryTile - 1) / kQueryTile, items = tiles * n_head;
 #pragma omp parallel
   {
-    float* my_scratch = scratch + omp_get_thread_num() * scratch_stride;
+    const AttentionScratch my_scratch(scratch + omp_get_thread_num() * scratch_stride);
     // Later query tiles see more keys: they go first, and threads take the next item when free.
 #pragma omp for schedule(dynamic, 1)
     for (int item = 0; item < items; ++item) {
@@ -377,15 +404,19 @@ void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_
 
 void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
                     ComputeDType kv_type, float* scratch, long scratch_stride) {
-  const int groups = (B + kQueryTile - 1) / kQueryTile, items = groups * n_head;
+  const int groups = (B + kQueryTile - 1) / kQueryTile;
 #pragma omp parallel
   {
-    float* my_scratch = scratch + omp_get_thread_num() * scratch_stride;
+    const AttentionScratch my_scratch(scratch + omp_get_thread_num() * scratch_stride);
+    // The heads are cut into as many groups as keep every thread busy (at least enough that
+    // none has more than kMaxKvHeads), each group's heads read together.
+    const int nt = omp_get_num_threads(), min_cuts = (n_head + simd::kMaxKvHeads - 1) / simd::kMaxKvHeads;
+    const int cuts = std::min(n_head, std::max(min_cuts, (nt + groups - 1) / groups)), items = groups * cuts;
 #pragma omp for schedule(dynamic, 1)
     for (int item = 0; item < items; ++item) {
-      const int g = item / n_head, h = item % n_head;
-      attend_rows(out, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), h, n_head, head_dim, kv_type,
-                  my_scratch);
+      const int g = item / cuts, c = item % cuts;
+      attend_rows(out, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), n_head * c / cuts,
+                  n_head * (c + 1) / cuts, n_head, head_dim, kv_type, my_scratch);
     }
   }
 }

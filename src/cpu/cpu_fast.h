@@ -71,8 +71,9 @@ size_t matmul_scratch_floats(const WeightView& w, int T);
 
 // cpu::attention, blocked (a tile of queries against a tile of keys, online softmax; no n x n
 // matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
-// attention_scratch_floats()). Token t's output does not depend on T: the decode step and the
-// rows path compute it alike. The K/V rings hold rows in the format kv_type (engine/kv_format.h;
+// attention_scratch_floats(head_dim)). A decode step (T = 1) is attention_rows() of one row: the
+// threads share the heads, each reading its heads of a key row together. Token t's output does
+// not depend on T: the decode step and the rows path compute it alike. The K/V rings hold rows in the format kv_type (engine/kv_format.h;
 // kv_row_bytes(kv_type, C, n_head) bytes a slot), read as stored by kv_simd.h's loops.
 //
 // `history` says where a sequence's earlier positions live when beams share them
@@ -87,7 +88,7 @@ struct KvHistory {
 void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, ComputeDType kv_type, float* scratch,
                long scratch_stride, const KvHistory& history = {});
-long attention_scratch_floats();
+long attention_scratch_floats(int head_dim);
 
 // One row of attention_rows(): a decode step's query at position `pos` of its own sequence,
 // whose rings are k_ring / v_ring and whose earlier positions `history` places (as attention()).
@@ -101,8 +102,10 @@ struct AttentionRow {
 
 // attention() of B one-token rows of distinct sequences (decode_batch), in one parallel region:
 // out (B, C) from qkv (B, 3C). Each row is computed exactly as attention() computes it alone
-// (bitwise), and the rows of a head run together over each key tile, so a tile that several
-// rows share (beams with a common history) is read from memory once for all of them.
+// (bitwise). The heads are cut into groups, as many as keep the threads busy; a group's heads
+// of a key row are adjacent in memory and read together, the rows in position order, and the
+// rows of a group run together over each key tile, so a tile that several rows share (beams
+// with a common history) is read from memory once for all.
 void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
                     ComputeDType kv_type, float* scratch, long scratch_stride);
 

@@ -10,19 +10,28 @@
 
 namespace gpt2::simd {
 
-// One head of K/V rows: rows hold n_embd values in `type` (int8: then the per-head scales);
-// the head's values are [head * head_dim, (head + 1) * head_dim) of each row.
+// Heads [head, head + heads) of K/V rows: rows hold n_embd values in `type` (int8: then the
+// per-head scales); head h's values are [h * head_dim, (h + 1) * head_dim) of each row. The
+// loops walk the rows position by position, all the heads of a row together: a row's heads are
+// adjacent in memory, so the rows stream from memory rather than one strided head at a time.
+constexpr int kMaxKvHeads = 16;  // heads per call
 struct KvHead {
   ComputeDType type = ComputeDType::F32;
   int n_embd = 0, head = 0, head_dim = 0;
+  int heads = 1;  // 1..kMaxKvHeads
+
+  KvHead one(int h) const { return {type, n_embd, h, head_dim, 1}; }
 };
 
-// score[j] = mult * (q . K_j) for the n rows rows[j] (each a row's first byte); q (head_dim).
-// int8: the int8 dot product in fp32, times the head's scale once per row.
+// For each head g (0 = kh.head) and row j < n: score[g * n + j] = mult * (q_g . K_j), with q_g at
+// q + g * head_dim. int8: the int8 dot product in fp32, times the head's scale once per row.
+// Each score is computed alike for any heads and n.
 void kv_dots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score);
 
-// o (head_dim) += sum_j f * w[j] * V_j over the n rows rows[j] (int8: w[j] times the row's head
-// scale once per row).
-void kv_weighted_sum(float* o, const float* w, float f, const uint8_t* const* rows, int n, const KvHead& kh);
+// For each head g: o_g (head_dim, at o + g * head_dim) += sum_j f[g] * w[g * n + j] * V_j over the
+// n rows rows[j] (int8: times the row's head scale once per row). acc: kh.heads * head_dim
+// floats of scratch. Each o_g is computed alike for any heads.
+void kv_weighted_sum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+                     float* acc);
 
 }  // namespace gpt2::simd

@@ -33,104 +33,151 @@ inline const T* head_of(const uint8_t* row, const KvHead& kh) {
   return reinterpret_cast<const T*>(row) + size_t(kh.head) * kh.head_dim;
 }
 
-template <class T>
-float dot1(const float* q, const T* k, int n) {
+// The loops below take the head size as a template argument where it is GPT-2's 64, so that
+// their vector loops are unrolled into straight code; kAnyHd (0) reads it at run time.
+constexpr int kAnyHd = 0;
+template <int HD>
+inline int head_size(const KvHead& kh) {
+  return HD == kAnyHd ? kh.head_dim : HD;
+}
+
+// One FMA chain over a head's vectors, a sum of its lanes, then the scalar remainder: every
+// score is computed this way, whichever loop computes it.
+template <class T, int HD>
+float dot1(const float* q, const T* k, int hd) {
   const DF df;
   const int N = int(hn::Lanes(df));
   VF a = hn::Zero(df);
   int i = 0;
-  for (; i + N <= n; i += N) a = hn::MulAdd(load_widen(df, k + i), hn::LoadU(df, q + i), a);
+  for (; i + N <= hd; i += N) a = hn::MulAdd(load_widen(df, k + i), hn::LoadU(df, q + i), a);
   float s = hn::GetLane(hn::SumOfLanes(df, a));
-  for (; i < n; ++i) s += widen1(k[i]) * q[i];
+  for (; i < hd; ++i) s += widen1(k[i]) * q[i];
   return s;
 }
 
-// Four keys at a time: q is loaded once per vector for four independent FMA chains.
-template <class T>
-void dots_t(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
+// dot1 of four rows at once (one head): q is loaded once per vector for four chains.
+template <class T, int HD>
+void dot4(const float* q, const uint8_t* const* rows, const KvHead& one, float mult, float* score) {
   const DF df;
-  const int N = int(hn::Lanes(df)), hd = kh.head_dim;
-  int j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const T* k[4] = {head_of<T>(rows[j], kh), head_of<T>(rows[j + 1], kh), head_of<T>(rows[j + 2], kh),
-                     head_of<T>(rows[j + 3], kh)};
-    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-    int i = 0;
-    for (; i + N <= hd; i += N) {
-      const VF qv = hn::LoadU(df, q + i);
-      a0 = hn::MulAdd(load_widen(df, k[0] + i), qv, a0);
-      a1 = hn::MulAdd(load_widen(df, k[1] + i), qv, a1);
-      a2 = hn::MulAdd(load_widen(df, k[2] + i), qv, a2);
-      a3 = hn::MulAdd(load_widen(df, k[3] + i), qv, a3);
-    }
-    float s[4] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
-                  hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
-    for (int r = 0; r < 4; ++r) {
-      for (int t = i; t < hd; ++t) s[r] += widen1(k[r][t]) * q[t];
-      score[j + r] = mult * head_scale(rows[j + r], kh) * s[r];
-    }
-  }
-  for (; j < n; ++j) score[j] = mult * head_scale(rows[j], kh) * dot1(q, head_of<T>(rows[j], kh), hd);
-}
-
-// Up to kRows rows into o: per vector of o, four FMA chains over the rows (the rows' values stay
-// in L1 between vectors: a key tile is 64 rows).
-constexpr int kRows = 64;
-template <class T>
-void weighted_sum_rows(float* o, const float* a, const T* const* v, int m, int hd) {
-  const DF df;
-  const int N = int(hn::Lanes(df));
+  const int N = int(hn::Lanes(df)), hd = head_size<HD>(one);
+  const T* k[4] = {head_of<T>(rows[0], one), head_of<T>(rows[1], one), head_of<T>(rows[2], one),
+                   head_of<T>(rows[3], one)};
+  VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
   int i = 0;
   for (; i + N <= hd; i += N) {
-    VF s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
-    int j = 0;
-    for (; j + 4 <= m; j += 4) {
-      s0 = hn::MulAdd(hn::Set(df, a[j]), load_widen(df, v[j] + i), s0);
-      s1 = hn::MulAdd(hn::Set(df, a[j + 1]), load_widen(df, v[j + 1] + i), s1);
-      s2 = hn::MulAdd(hn::Set(df, a[j + 2]), load_widen(df, v[j + 2] + i), s2);
-      s3 = hn::MulAdd(hn::Set(df, a[j + 3]), load_widen(df, v[j + 3] + i), s3);
-    }
-    for (; j < m; ++j) s0 = hn::MulAdd(hn::Set(df, a[j]), load_widen(df, v[j] + i), s0);
-    hn::StoreU(hn::Add(hn::LoadU(df, o + i), hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))), df, o + i);
+    const VF qv = hn::LoadU(df, q + i);
+    a0 = hn::MulAdd(load_widen(df, k[0] + i), qv, a0);
+    a1 = hn::MulAdd(load_widen(df, k[1] + i), qv, a1);
+    a2 = hn::MulAdd(load_widen(df, k[2] + i), qv, a2);
+    a3 = hn::MulAdd(load_widen(df, k[3] + i), qv, a3);
   }
-  for (; i < hd; ++i) {
-    float s = 0.0f;
-    for (int j = 0; j < m; ++j) s += a[j] * widen1(v[j][i]);
-    o[i] += s;
+  float s[4] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
+                hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
+  for (int r = 0; r < 4; ++r) {
+    for (int t = i; t < hd; ++t) s[r] += widen1(k[r][t]) * q[t];
+    score[r] = mult * head_scale(rows[r], one) * s[r];
   }
 }
 
-template <class T>
-void weighted_sum_t(float* o, const float* w, float f, const uint8_t* const* rows, int n, const KvHead& kh) {
-  float a[kRows];
-  const T* v[kRows];
+// All the heads of four rows, then the next four: the rows are read in position order (a
+// row's heads are adjacent), and each score is dot1's.
+template <class T, int HD>
+void dots_t(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
+  const int hd = head_size<HD>(kh);
+  int j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int g = 0; g < kh.heads; ++g) dot4<T, HD>(q + g * hd, rows + j, kh.one(kh.head + g), mult, score + g * n + j);
+  for (; j < n; ++j)
+    for (int g = 0; g < kh.heads; ++g) {
+      const KvHead one = kh.one(kh.head + g);
+      score[g * n + j] = mult * head_scale(rows[j], one) * dot1<T, HD>(q + g * hd, head_of<T>(rows[j], one), hd);
+    }
+}
+
+// Up to kRows rows into each head's output: per value of the output one FMA chain over the rows
+// in order, from 0, added to o at the end. The rows are taken kSubRows at a time (they stay in
+// L1), all the heads of them before the next ones; a head's chains are held in registers over
+// the sub-tile's rows and wait in acc (heads x head_dim floats) in between, so each o_g's
+// arithmetic is the same for any number of heads or rows in a call.
+constexpr int kRows = 64, kSubRows = 8, kVecBlock = 8;  // kVecBlock: chains in registers at once
+template <class T, int HD>
+void weighted_sum_rows(float* o, const float* a, const uint8_t* const* rows, int m, const KvHead& kh, int stride,
+                       float* acc) {
+  const DF df;
+  const int N = int(hn::Lanes(df)), hd = head_size<HD>(kh), vec = hd / N * N;
+  std::fill_n(acc, size_t(kh.heads) * hd, 0.0f);
+  for (int r0 = 0; r0 < m; r0 += kSubRows) {
+    const int r1 = std::min(m, r0 + kSubRows);
+    for (int g = 0; g < kh.heads; ++g) {
+      const KvHead one = kh.one(kh.head + g);
+      const float* ag = a + g * stride;
+      float* c = acc + size_t(g) * hd;
+      for (int i0 = 0; i0 < vec; i0 += kVecBlock * N) {
+        const int nv = std::min(kVecBlock, (vec - i0) / N);
+        VF chain[kVecBlock];
+        for (int u = 0; u < nv; ++u) chain[u] = hn::LoadU(df, c + i0 + u * N);
+        for (int j = r0; j < r1; ++j) {
+          const T* v = head_of<T>(rows[j], one) + i0;
+          const VF aj = hn::Set(df, ag[j]);
+          for (int u = 0; u < nv; ++u) chain[u] = hn::MulAdd(aj, load_widen(df, v + u * N), chain[u]);
+        }
+        for (int u = 0; u < nv; ++u) hn::StoreU(chain[u], df, c + i0 + u * N);
+      }
+      for (int i = vec; i < hd; ++i)
+        for (int j = r0; j < r1; ++j) c[i] += ag[j] * widen1(head_of<T>(rows[j], one)[i]);
+    }
+  }
+  for (int g = 0; g < kh.heads; ++g) {
+    const float* c = acc + size_t(g) * hd;
+    float* og = o + g * hd;
+    for (int i = 0; i < vec; i += N) hn::StoreU(hn::Add(hn::LoadU(df, og + i), hn::LoadU(df, c + i)), df, og + i);
+    for (int i = vec; i < hd; ++i) og[i] += c[i];
+  }
+}
+
+template <class T, int HD>
+void weighted_sum_t(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+                    float* acc) {
+  float a[kMaxKvHeads * kRows];
   for (int c0 = 0; c0 < n; c0 += kRows) {
     const int m = std::min(kRows, n - c0);
-    for (int j = 0; j < m; ++j) {
-      a[j] = f * w[c0 + j] * head_scale(rows[c0 + j], kh);
-      v[j] = head_of<T>(rows[c0 + j], kh);
-    }
-    weighted_sum_rows(o, a, v, m, kh.head_dim);
+    for (int g = 0; g < kh.heads; ++g)
+      for (int j = 0; j < m; ++j) a[g * kRows + j] = f[g] * w[g * n + c0 + j] * head_scale(rows[c0 + j], kh.one(kh.head + g));
+    weighted_sum_rows<T, HD>(o, a, rows + c0, m, kh, kRows, acc);
   }
+}
+
+// GPT-2's head size gets its own copy of each loop.
+template <class T>
+void dots_any(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
+  if (kh.head_dim == 64) return dots_t<T, 64>(q, rows, n, kh, mult, score);
+  dots_t<T, kAnyHd>(q, rows, n, kh, mult, score);
+}
+template <class T>
+void weighted_sum_any(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+                      float* acc) {
+  if (kh.head_dim == 64) return weighted_sum_t<T, 64>(o, w, f, rows, n, kh, acc);
+  weighted_sum_t<T, kAnyHd>(o, w, f, rows, n, kh, acc);
 }
 
 }  // namespace
 
 void KvDots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
   switch (kh.type) {
-    case ComputeDType::F32: return dots_t<float>(q, rows, n, kh, mult, score);
-    case ComputeDType::F16: return dots_t<hwy::float16_t>(q, rows, n, kh, mult, score);
-    case ComputeDType::BF16: return dots_t<hwy::bfloat16_t>(q, rows, n, kh, mult, score);
-    case ComputeDType::Int8: return dots_t<int8_t>(q, rows, n, kh, mult, score);
+    case ComputeDType::F32: return dots_any<float>(q, rows, n, kh, mult, score);
+    case ComputeDType::F16: return dots_any<hwy::float16_t>(q, rows, n, kh, mult, score);
+    case ComputeDType::BF16: return dots_any<hwy::bfloat16_t>(q, rows, n, kh, mult, score);
+    case ComputeDType::Int8: return dots_any<int8_t>(q, rows, n, kh, mult, score);
   }
 }
 
-void KvWeightedSum(float* o, const float* w, float f, const uint8_t* const* rows, int n, const KvHead& kh) {
+void KvWeightedSum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+                   float* acc) {
   switch (kh.type) {
-    case ComputeDType::F32: return weighted_sum_t<float>(o, w, f, rows, n, kh);
-    case ComputeDType::F16: return weighted_sum_t<hwy::float16_t>(o, w, f, rows, n, kh);
-    case ComputeDType::BF16: return weighted_sum_t<hwy::bfloat16_t>(o, w, f, rows, n, kh);
-    case ComputeDType::Int8: return weighted_sum_t<int8_t>(o, w, f, rows, n, kh);
+    case ComputeDType::F32: return weighted_sum_any<float>(o, w, f, rows, n, kh, acc);
+    case ComputeDType::F16: return weighted_sum_any<hwy::float16_t>(o, w, f, rows, n, kh, acc);
+    case ComputeDType::BF16: return weighted_sum_any<hwy::bfloat16_t>(o, w, f, rows, n, kh, acc);
+    case ComputeDType::Int8: return weighted_sum_any<int8_t>(o, w, f, rows, n, kh, acc);
   }
 }
 
@@ -146,8 +193,9 @@ HWY_EXPORT(KvWeightedSum);
 void kv_dots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
   HWY_DYNAMIC_DISPATCH(KvDots)(q, rows, n, kh, mult, score);
 }
-void kv_weighted_sum(float* o, const float* w, float f, const uint8_t* const* rows, int n, const KvHead& kh) {
-  HWY_DYNAMIC_DISPATCH(KvWeightedSum)(o, w, f, rows, n, kh);
+void kv_weighted_sum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+                     float* acc) {
+  HWY_DYNAMIC_DISPATCH(KvWeightedSum)(o, w, f, rows, n, kh, acc);
 }
 }  // namespace gpt2::simd
 #endif

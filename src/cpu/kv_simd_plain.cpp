@@ -35,18 +35,23 @@ float head_scale(const uint8_t* row, const KvHead& kh) {
 }  // namespace
 
 void kv_dots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
-  for (int j = 0; j < n; ++j) {
-    float s = 0.0f;
-    for (int i = 0; i < kh.head_dim; ++i) s += q[i] * head_value(rows[j], kh, i);
-    score[j] = mult * head_scale(rows[j], kh) * s;
-  }
+  for (int j = 0; j < n; ++j)
+    for (int g = 0; g < kh.heads; ++g) {
+      const KvHead one = kh.one(kh.head + g);
+      float s = 0.0f;
+      for (int i = 0; i < kh.head_dim; ++i) s += q[g * kh.head_dim + i] * head_value(rows[j], one, i);
+      score[g * n + j] = mult * head_scale(rows[j], one) * s;
+    }
 }
 
-void kv_weighted_sum(float* o, const float* w, float f, const uint8_t* const* rows, int n, const KvHead& kh) {
-  for (int j = 0; j < n; ++j) {
-    const float a = f * w[j] * head_scale(rows[j], kh);
-    for (int i = 0; i < kh.head_dim; ++i) o[i] += a * head_value(rows[j], kh, i);
-  }
+void kv_weighted_sum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+                     float*) {
+  for (int j = 0; j < n; ++j)
+    for (int g = 0; g < kh.heads; ++g) {
+      const KvHead one = kh.one(kh.head + g);
+      const float a = f[g] * w[g * n + j] * head_scale(rows[j], one);
+      for (int i = 0; i < kh.head_dim; ++i) o[g * kh.head_dim + i] += a * head_value(rows[j], one, i);
+    }
 }
 
 }  // namespace gpt2::simd
