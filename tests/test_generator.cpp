@@ -2,6 +2,8 @@
 // window and its shift, and that the cache never changes what is generated.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <optional>
 
 #include "base/error.h"
@@ -29,7 +31,15 @@ class Generation : public ::testing::Test {
     b.dtype = weights;
     b.kv_dtype = kv;
     auto backend = make_cpu_backend(*model_, b);
-    return generate(*backend, prompt, opt, nullptr);
+    margins_.clear();
+    std::vector<float> logits(size_t(backend->vocab_size()));
+    const auto record_margin = [&](int) {  // the top-2 margin of the logits that chose this token
+      backend->read_logits(logits.data());
+      std::partial_sort(logits.begin(), logits.begin() + 2, logits.end(), std::greater<float>());
+      margins_.push_back(logits[0] - logits[1]);
+      return true;
+    };
+    return generate(*backend, prompt, opt, record_margin);
   }
   static GenerationOptions greedy(int n, bool cache) {
     GenerationOptions o;
@@ -40,6 +50,7 @@ class Generation : public ::testing::Test {
     return o;
   }
   const Model* model_ = nullptr;
+  std::vector<float> margins_;  // per token of the last run()
 };
 
 const std::vector<int> kPrompt = {2061, 318, 509, 53, 40918, 30};
@@ -51,13 +62,29 @@ class GenerationByWeightType : public Generation, public ::testing::WithParamInt
 // Over three times the model's 128-token context, the cached path (shifting the ring's start
 // and recomputing the kept half) and --no-cache (recomputing the window every step) must
 // generate the same tokens.
+//
+// The two paths' logits differ by their summation order, and with int8 weights also by where
+// each path rounds the activations to q8: a greedy choice between two logits closer than that
+// may go either way. So the tokens must agree up to the first such near-tie, if any, and are not
+// compared after it. Measured: int8 weights flip at token 53, where the cached run's top two
+// were 0.0049 apart and the recomputed run's 0.004 the other way (0.009 between the paths:
+// the bound is about 4x that); the other weight types agree on all 384 tokens.
 TEST_P(GenerationByWeightType, ContextShiftCacheAndNoCacheAgreeOverThreeContexts) {
   const int n = 3 * model_->config.n_positions;
+  const float near_tie = GetParam() == ComputeDType::Int8 ? 0.04f : 1e-4f;
   GenerationOptions cached = greedy(n, true), uncached = greedy(n, false);
   cached.context_shift = uncached.context_shift = true;
-  const GenerationResult a = run(cached, kPrompt, 0, GetParam()), b = run(uncached, kPrompt, 0, GetParam());
+  const GenerationResult a = run(cached, kPrompt, 0, GetParam());
+  const std::vector<float> margins = margins_;
+  const GenerationResult b = run(uncached, kPrompt, 0, GetParam());
   ASSERT_EQ(int(a.generated.size()), n);
-  EXPECT_EQ(a.generated, b.generated);
+  ASSERT_EQ(int(b.generated.size()), n);
+  const auto diverge = std::mismatch(a.generated.begin(), a.generated.end(), b.generated.begin());
+  const long agree = diverge.first - a.generated.begin();
+  if (agree < n) {
+    EXPECT_LT(margins[size_t(agree)], near_tie)
+        << "the two modes chose differently at token " << agree << " where the choice was clear";
+  }
   // 6 + 384 tokens through a 128-token window that keeps 64: the context overflows when the
   // sequence reaches 129, 194, 259, 324 and 389 tokens.
   EXPECT_EQ(a.context_shifts, 5);
