@@ -1,4 +1,5 @@
-// An allocator for the weight matrices that asks Linux for transparent huge pages (2 MB).
+// An allocator for the weight matrices and the K/V rings that asks Linux for transparent huge
+// pages (2 MB).
 // Decode streams every weight once per token: with 4 KB pages a 250 MB model crosses 61,000
 // pages per token, each a TLB miss that the prefetchers cannot hide. Where transparent huge
 // pages are "madvise" (Debian's and Ubuntu's default), only memory marked MADV_HUGEPAGE gets
