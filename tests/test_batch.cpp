@@ -155,6 +155,40 @@ TEST_F(Batch, DecodeBatchLogitsAreBitwiseTheSoloForwardLogits) {
   }
 }
 
+// prefill_batch() against forward() on one-sequence backends: chunks of 5, 16 (the longest
+// that runs as rows), 20 (runs alone) and 1 tokens, after histories of 0, 7, 3 and 0 tokens in
+// wrapping rings: every chunk's logits are bitwise the solo forward()'s.
+TEST_F(Batch, PrefillBatchLogitsAreBitwiseTheSoloForwardLogits) {
+  const std::vector<int> history = {0, 7, 3, 0}, lengths = {5, 16, 20, 1};
+  const std::vector<int> ids = test::seeded_tokens(64, 5);
+  for (auto dtype : {ComputeDType::F32, ComputeDType::F16, ComputeDType::Int8}) {
+    const int B = int(history.size()), V = model_->config.vocab_size;
+    auto batch = backend(B, dtype);
+    std::vector<std::unique_ptr<Backend>> alone;
+    std::vector<SeqChunk> chunks;
+    for (int s = 0; s < B; ++s) {
+      alone.push_back(backend(1, dtype));
+      const KvRing ring{batch->kv_capacity(), (batch->kv_capacity() - 9 + 2 * s) % batch->kv_capacity()};  // wraps
+      const int* h = ids.data() + 8 * s;
+      if (history[size_t(s)] > 0) {
+        batch->forward(s, h, history[size_t(s)], 0, ring);
+        alone[size_t(s)]->forward(h, history[size_t(s)], 0, ring);
+      }
+      chunks.push_back(SeqChunk{s, h + history[size_t(s)], lengths[size_t(s)], history[size_t(s)], ring});
+    }
+    batch->prefill_batch(chunks.data(), B);
+    std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V));
+    for (const SeqChunk& c : chunks) {
+      alone[size_t(c.seq)]->forward(c.ids, c.n, c.pos, c.ring);
+      batch->read_logits(a.data(), c.seq);
+      alone[size_t(c.seq)]->read_logits(b.data());
+      EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+          << compute_dtype_name(dtype) << ": sequence " << c.seq << ", " << c.n << " tokens at " << c.pos;
+      EXPECT_EQ(batch->sample(c.seq, SamplingParams{}, 0.0), alone[size_t(c.seq)]->sample(SamplingParams{}, 0.0));
+    }
+  }
+}
+
 TEST_F(Batch, AFinishedRequestsSlotTakesTheNextRequestAtOnce) {
   auto b = backend(2);
   const std::vector<int> lengths = {3, 10, 4, 6, 2};

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <numeric>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -288,19 +289,48 @@ class CpuBackend final : public Backend {
   // decode step does (fast::gemv_batch), so the logits are forward()'s, bitwise.
   void decode_batch_impl(const SeqToken* rows, int B) override {
     if (B == 1) return forward_impl(rows[0].seq, &rows[0].id, 1, rows[0].pos, rows[0].ring);
+    forward_rows(rows, B, every_row_.data(), B);
+  }
+
+  // Short chunks (up to kGemvRows tokens, which forward() runs through the same row-by-row
+  // kernels as a decode step) become rows of one forward_rows(), so the weights are read once for
+  // all of them and each chunk's logits are forward()'s, bitwise; longer chunks run alone.
+  void prefill_batch_impl(const SeqChunk* chunks, int n) override {
+    prefill_rows_.clear();
+    prefill_last_.clear();
+    const int max_rows = int(x_.size() / size_t(config().n_embd));
+    for (int c = 0; c < n; ++c) {
+      const SeqChunk& k = chunks[c];
+      if (n == 1 || k.n > kGemvRows || int(prefill_rows_.size()) + k.n > max_rows) {
+        forward_impl(k.seq, k.ids, k.n, k.pos, k.ring);
+        continue;
+      }
+      for (int i = 0; i < k.n; ++i) prefill_rows_.push_back(SeqToken{k.seq, k.ids[i], k.pos + i, k.ring});
+      prefill_last_.push_back(int(prefill_rows_.size()) - 1);
+    }
+    if (!prefill_rows_.empty())
+      forward_rows(prefill_rows_.data(), int(prefill_rows_.size()), prefill_last_.data(), int(prefill_last_.size()));
+  }
+
+  // B rows, rows[b].id at rows[b].pos of sequence rows[b].seq (a sequence's rows in position
+  // order), through the blocks as one (B, C) block of rows; then the final LayerNorm and LM head
+  // on the rows last[0..n_last) only (rising; at most n_seqs()), each into its sequence's logits.
+  void forward_rows(const SeqToken* rows, int B, const int* last, int n_last) {
     const GPT2Config& cfg = config();
+    const int C = cfg.n_embd, V = cfg.vocab_size;
     for (int b = 0; b < B; ++b) {
       record_context(seqs_[size_t(rows[b].seq)], rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);
-      embedding_row(x_.data() + long(b) * cfg.n_embd, rows[b].id, rows[b].pos);  // x (B, C)
+      embedding_row(x_.data() + long(b) * C, rows[b].id, rows[b].pos);  // x (B, C)
     }
     for (Block& blk : blocks_) batch_block(blk, rows, B);
-    fast::layernorm_gemv_argmax_batch(batch_logits_.data(), ln_.data(), x_.data(), B, final_norm(), w_.wte.view,
-                                      batch_argmax_.data());  // (B, V)
-    const int V = cfg.vocab_size;
-    for (int b = 0; b < B; ++b) {
-      SeqState& s = seqs_[size_t(rows[b].seq)];
-      std::copy_n(batch_logits_.data() + long(b) * V, V, s.logits.data());
-      s.argmax = batch_argmax_[size_t(b)];
+    for (int j = 0; j < n_last; ++j)  // the rows that need logits to the front: last[j] >= j
+      if (last[j] != j) std::copy_n(x_.data() + long(last[j]) * C, C, x_.data() + long(j) * C);
+    fast::layernorm_gemv_argmax_batch(batch_logits_.data(), ln_.data(), x_.data(), n_last, final_norm(), w_.wte.view,
+                                      batch_argmax_.data());  // (n_last, V)
+    for (int j = 0; j < n_last; ++j) {
+      SeqState& s = seqs_[size_t(rows[last[j]].seq)];
+      std::copy_n(batch_logits_.data() + long(j) * V, V, s.logits.data());
+      s.argmax = batch_argmax_[size_t(j)];
     }
   }
 
@@ -438,8 +468,8 @@ class CpuBackend final : public Backend {
     linear(x, fc_.data(), b.fc_proj_w, b.fc_proj_b, T, Epilogue::AddTo);  // x += (T, C)
   }
 
-  // block() for B rows of B sequences, one token each (decode_batch_impl): the products run on
-  // all rows at once, K/V append and attention row by row in each row's own rings.
+  // block() for B rows (forward_rows): the products run on all rows at once, K/V append and
+  // attention row by row in each row's own rings.
   void batch_block(Block& b, const SeqToken* rows, int B) {
     using fast::Epilogue;
     const GPT2Config& cfg = config();
@@ -484,7 +514,11 @@ class CpuBackend final : public Backend {
     if (n_seqs() > 1) {
       batch_logits_.resize(size_t(n_seqs()) * cfg.vocab_size);
       batch_argmax_.resize(size_t(n_seqs()));
-      attention_rows_.reserve(size_t(n_seqs()));
+      attention_rows_.reserve(size_t(max_T));
+      prefill_rows_.reserve(size_t(max_T));
+      prefill_last_.reserve(size_t(n_seqs()));
+      every_row_.resize(size_t(n_seqs()));
+      std::iota(every_row_.begin(), every_row_.end(), 0);
     }
     scores_.resize(size_t(cfg.vocab_size));
     context_in_order_.assign(size_t(kv_capacity()), 0);
@@ -569,7 +603,10 @@ class CpuBackend final : public Backend {
   std::vector<SeqState> seqs_;       // (n_seqs)
   std::vector<float> batch_logits_;  // (n_seqs, V): decode_batch()'s rows, before each goes to its sequence
   std::vector<int> batch_argmax_;    // (n_seqs)
-  std::vector<fast::AttentionRow> attention_rows_;  // (n_seqs) decode_batch()'s rows, reserved once
+  std::vector<fast::AttentionRow> attention_rows_;  // forward_rows()' rows, reserved once
+  std::vector<SeqToken> prefill_rows_;  // prefill_batch()'s rows of its short chunks, reserved once
+  std::vector<int> prefill_last_;       // (chunks) each short chunk's last row
+  std::vector<int> every_row_;          // (n_seqs) 0, 1, ...: decode_batch() wants every row's logits
   std::vector<float> scores_;                   // (V) the logits after process_logits()
   SampleScratch sample_scratch_;                // grown by the first sampled token, then reused
   ProcessScratch process_scratch_;              // reserved for kv_capacity() ids

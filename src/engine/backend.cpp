@@ -62,6 +62,22 @@ void Backend::decode_batch_impl(const SeqToken* rows, int B) {
   for (int b = 0; b < B; ++b) forward_impl(rows[b].seq, &rows[b].id, 1, rows[b].pos, rows[b].ring);
 }
 
+void Backend::prefill_batch(const SeqChunk* chunks, int n) {
+  if (n < 1 || n > n_seqs_) throw Error("internal: prefill_batch() of " + std::to_string(n) + " sequences");
+  for (int c = 0; c < n; ++c) {
+    check_call(chunks[c].seq, chunks[c].ids, chunks[c].n, chunks[c].pos, chunks[c].ring);
+    for (int d = 0; d < c; ++d)
+      if (chunks[d].seq == chunks[c].seq)
+        throw Error("internal: prefill_batch() with sequence " + std::to_string(chunks[c].seq) + " twice");
+  }
+  prefill_batch_impl(chunks, n);
+  forwarded_ = false;  // as decode_batch()
+}
+
+void Backend::prefill_batch_impl(const SeqChunk* chunks, int n) {
+  for (int c = 0; c < n; ++c) forward_impl(chunks[c].seq, chunks[c].ids, chunks[c].n, chunks[c].pos, chunks[c].ring);
+}
+
 void Backend::reorder(const int* parent, int n, int pos) {
   if (n < 1 || n > n_seqs_ || pos < 1 || pos > capacity_)
     throw Error("internal: reorder() of " + std::to_string(n) + " sequences at position " + std::to_string(pos));

@@ -64,6 +64,15 @@ struct SeqToken {
   KvRing ring;
 };
 
+// One sequence's part of prefill_batch(): forward(seq, ids, n, pos, ring)'s arguments.
+struct SeqChunk {
+  int seq = 0;
+  const int* ids = nullptr;
+  int n = 0;
+  int pos = 0;
+  KvRing ring;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -82,6 +91,12 @@ class Backend {
   // logits do not depend on the other rows (batch invariance), while the weights are read once
   // for all of them. Each row's contract is forward()'s.
   void decode_batch(const SeqToken* rows, int B);
+
+  // Several distinct sequences' forward()s at once (a batch admitting requests whose prompts
+  // are short, or short after a shared prefix): each chunk as forward(seq, ids, n, pos, ring)
+  // computes it alone (its logits do not depend on the other chunks), with one pass over the
+  // weights for all of them where the backend can. Each chunk's contract is forward()'s.
+  void prefill_batch(const SeqChunk* chunks, int n);
 
   // Beam search's K/V reorder (the beams are sequences 0..n-1 of one backend, all at position
   // `pos` of rings with start 0: beams never shift the context). Afterwards sequence i continues
@@ -166,6 +181,9 @@ class Backend {
   // decode_batch() once every row is known to be valid and the sequences distinct. This
   // default runs the rows one by one (correct, without the shared pass over the weights).
   virtual void decode_batch_impl(const SeqToken* rows, int B);
+  // prefill_batch() once every chunk is known to be valid and the sequences distinct. This
+  // default runs the chunks one by one.
+  virtual void prefill_batch_impl(const SeqChunk* chunks, int n);
   // reorder() once the call is known to be valid. This default refuses (a backend without
   // history tables cannot run beam search).
   virtual void reorder_impl(const int* parent, int n, int pos);

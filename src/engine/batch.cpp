@@ -12,6 +12,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Prefills of at most this many tokens wait to run together (fill()): a rest after a shared
+// prefix, a short prompt. The CPU backend runs such chunks as rows of one pass (the row-by-row
+// kernels it uses for prompts this short anyway).
+constexpr int kShortPrefill = 16;
+
 // A slot: one of the backend's sequences, and the request it is running, if any.
 struct Slot {
   std::optional<Sequence> seq;
@@ -27,6 +32,8 @@ class Scheduler {
         held_(backend.n_seqs()) {
     rows_.reserve(slots_.size());
     active_.reserve(slots_.size());
+    waiting_.reserve(slots_.size());
+    chunks_.reserve(slots_.size());
   }
 
   BatchStats run() {
@@ -44,9 +51,17 @@ class Scheduler {
  private:
   bool stopping() const { return stop_ && stop_->load(); }
 
-  // Free slots take the next requests: each prompt prefilled alone (after its shared prefix,
-  // if any), its first token taken.
+  // Free slots take the next requests, each prompt prefilled after its shared prefix (if any),
+  // its first token taken. A long prefill runs at once, so that the requests admitted after it
+  // can share its prompt; short ones (a prompt's rest after a shared prefix) wait and run
+  // together in one prefill_batch(), one pass over the weights for all of them.
   void fill() {
+    do admit();
+    while (prefill_waiting() && more_ && !stopping());  // a request done at its first token frees its slot
+  }
+
+  void admit() {
+    waiting_.clear();
     for (int k = 0; k < int(slots_.size()); ++k) {
       Slot& s = slots_[size_t(k)];
       while (!s.seq && more_ && !stopping()) {
@@ -72,10 +87,33 @@ class Scheduler {
         }
         stats_.prompt_tokens_reused += shared.n;
         stats_.prompt_tokens_computed += long(r.prompt.size()) - shared.n;
-        forward_alone(k);
-        take(k);
+        if (s.seq->pending().n <= kShortPrefill) {
+          waiting_.push_back(k);
+        } else {
+          forward_alone(k);
+          take(k);
+        }
       }
     }
+  }
+
+  // The waiting short prefills of admit(), in one prefill_batch(); then their first tokens.
+  // Returns whether a request finished there (its slot is free again).
+  bool prefill_waiting() {
+    if (waiting_.empty()) return false;
+    chunks_.clear();
+    for (int k : waiting_) {
+      const PendingForward& f = slots_[size_t(k)].seq->pending();
+      chunks_.push_back(SeqChunk{k, f.ids, f.n, f.pos, f.ring});
+    }
+    backend_.prefill_batch(chunks_.data(), int(chunks_.size()));
+    for (const SeqChunk& c : chunks_) held_.wrote(c.seq, c.ids, c.n, c.pos, c.ring, keeps_prefix(c.seq));
+    bool freed = false;
+    for (int k : waiting_) {
+      take(k);
+      freed = freed || !slots_[size_t(k)].seq;
+    }
+    return freed;
   }
 
   // The prefix of r's prompt that slot k can take from a slot's rings (its own included), if
@@ -141,6 +179,8 @@ class Scheduler {
   std::vector<Slot> slots_;
   HeldPrefixes held_;           // what each slot's rings hold from position 0
   std::vector<SeqToken> rows_;  // this step's decode rows
+  std::vector<int> waiting_;     // slots whose short prefill waits for fill()'s prefill_batch()
+  std::vector<SeqChunk> chunks_;  // their prefills
   std::vector<int> active_;     // slots running a request this step
   bool more_ = true;            // next() may still give requests
   BatchStats stats_;
