@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "base/error.h"
 #include "cpu/backend_cpu.h"
 #include "engine/batch.h"
 #include "engine/generator.h"
@@ -187,6 +188,19 @@ TEST_F(Batch, PrefillBatchLogitsAreBitwiseTheSoloForwardLogits) {
       EXPECT_EQ(batch->sample(c.seq, SamplingParams{}, 0.0), alone[size_t(c.seq)]->sample(SamplingParams{}, 0.0));
     }
   }
+}
+
+// prefill_batch() checks its chunks once for every backend, as forward() and decode_batch() do.
+TEST_F(Batch, PrefillBatchRefusesASequenceTwiceAndChunksThatDoNotFit) {
+  auto b = backend(2);
+  const KvRing ring{b->kv_capacity(), 0};
+  const SeqChunk twice[] = {{1, kPrompt.data(), 2, 0, ring}, {1, kPrompt.data(), 2, 2, ring}};
+  EXPECT_THROW(b->prefill_batch(twice, 2), Error);
+  const SeqChunk too_long[] = {{0, kPrompt.data(), 2, b->context_window() - 1, ring}};
+  EXPECT_THROW(b->prefill_batch(too_long, 1), Error);
+  const SeqChunk three[] = {{0, kPrompt.data(), 1, 0, ring}, {1, kPrompt.data(), 1, 0, ring},
+                            {0, kPrompt.data(), 1, 1, ring}};
+  EXPECT_THROW(b->prefill_batch(three, 3), Error);  // more chunks than sequences
 }
 
 TEST_F(Batch, AFinishedRequestsSlotTakesTheNextRequestAtOnce) {
