@@ -61,7 +61,7 @@ struct Matrix {
   std::vector<float> scales;  // Q8 only
   simd::WeightView view;
 
-  size_t bytes() const { return data.size() + scales.size() * sizeof(float); }
+  size_t bytes() const { return view.bytes(); }
 };
 
 // The tensor in `type`: copied as stored when the types agree (fp16/bf16 bits unchanged),

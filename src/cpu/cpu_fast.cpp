@@ -428,19 +428,6 @@ void quantize_q8(const float* w, int rows, int cols, int8_t* q, float* scales) {
     simd::quantize_q8_row(w + long(r) * cols, cols, q + long(r) * cols, scales + long(r) * nb);
 }
 
-namespace {
-size_t view_bytes(const WeightView& w) {
-  const size_t n = size_t(w.rows) * w.cols;
-  switch (w.type) {
-    case simd::WType::F32: return 4 * n;
-    case simd::WType::F16:
-    case simd::WType::BF16: return 2 * n;
-    case simd::WType::Q8: return n + sizeof(float) * size_t(w.rows) * simd::q8_blocks(w.cols);
-  }
-  return n;
-}
-}  // namespace
-
 PrefetchTuning tune_prefetch(const std::vector<WeightView>& matrices, size_t cache_bytes) {
   constexpr size_t kCandidates[] = {2048, 4096, 8192, 16384};
   PrefetchTuning t;
@@ -451,7 +438,7 @@ PrefetchTuning tune_prefetch(const std::vector<WeightView>& matrices, size_t cac
   constexpr int kRounds = 3;
   size_t total = 0, rows = 0, cols = 0;
   for (const WeightView& w : matrices) {
-    total += view_bytes(w);
+    total += w.bytes();
     rows = std::max(rows, size_t(w.rows));
     cols = std::max(cols, size_t(w.cols));
   }
@@ -469,7 +456,7 @@ PrefetchTuning tune_prefetch(const std::vector<WeightView>& matrices, size_t cac
       while (read < trial) {
         const WeightView& w = matrices[next++ % matrices.size()];
         gemv(y.data(), x.data(), w, nullptr, Epilogue::Store);
-        read += view_bytes(w);
+        read += w.bytes();
       }
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       best[c] = std::min(best[c], s / double(read));

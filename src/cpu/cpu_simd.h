@@ -26,6 +26,18 @@ struct WeightView {
   const void* data = nullptr;
   const float* scales = nullptr;
   int rows = 0, cols = 0;
+
+  // Bytes the matrix occupies, scales included: what a product streams from memory.
+  size_t bytes() const {
+    const size_t n = size_t(rows) * size_t(cols);
+    switch (type) {
+      case WType::F32: return 4 * n;
+      case WType::F16:
+      case WType::BF16: return 2 * n;
+      case WType::Q8: return n + sizeof(float) * size_t(rows) * size_t(q8_blocks(cols));
+    }
+    return n;
+  }
 };
 
 // out[r - r0] = dot(row r of w, x) for r in [r0, r1); x has w.cols floats. Weights are widened
