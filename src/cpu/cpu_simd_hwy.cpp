@@ -209,9 +209,7 @@ void DotRowsQ8(const WeightView& w, const int8_t* xq, const float* xs, int r0, i
 #else
 // Below AVX2: the rule's scalar row product.
 void DotRowsQ8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out) {
-  const int n = w.cols, nb = q8_blocks(n);
-  const int8_t* q = static_cast<const int8_t*>(w.data);
-  for (int r = r0; r < r1; ++r) out[r - r0] = q8::row_dot(q + size_t(r) * n, w.scales + size_t(r) * nb, xq, xs, n);
+  q8::rows_dot(static_cast<const int8_t*>(w.data), w.scales, w.cols, xq, xs, r0, r1, out);
 }
 #endif
 

@@ -34,9 +34,7 @@ void widen_row(const WeightView& w, int r, float* out) {
 void quantize_q8_row(const float* x, int n, int8_t* q, float* scales) { q8::quantize_row(x, n, q, scales); }
 
 void dot_rows_q8(const WeightView& w, const int8_t* xq, const float* xs, int r0, int r1, float* out) {
-  const int n = w.cols, nb = q8_blocks(n);
-  const int8_t* q = static_cast<const int8_t*>(w.data);
-  for (int r = r0; r < r1; ++r) out[r - r0] = q8::row_dot(q + size_t(r) * n, w.scales + size_t(r) * nb, xq, xs, n);
+  q8::rows_dot(static_cast<const int8_t*>(w.data), w.scales, w.cols, xq, xs, r0, r1, out);
 }
 
 void dot_rows(const WeightView& w, const float* x, int r0, int r1, float* out) {

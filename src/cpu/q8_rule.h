@@ -48,4 +48,12 @@ inline float row_dot(const int8_t* w, const float* ws, const int8_t* xq, const f
   return s;
 }
 
+// Rows [r0, r1) of a Q8 matrix w (rows of n int8 values, scales (rows, q8_blocks(n))) times
+// the quantised input: out[r - r0] = row_dot of row r.
+inline void rows_dot(const int8_t* w, const float* ws, int n, const int8_t* xq, const float* xs, int r0, int r1,
+                     float* out) {
+  const int nb = q8_blocks(n);
+  for (int r = r0; r < r1; ++r) out[r - r0] = row_dot(w + size_t(r) * n, ws + size_t(r) * nb, xq, xs, n);
+}
+
 }  // namespace gpt2::simd::q8
