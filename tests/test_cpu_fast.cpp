@@ -451,9 +451,10 @@ struct AttentionCaseOf {
   std::vector<float> fast(int t0 = 0) const {
     const long stride = fast::attention_scratch_floats(head_dim);
     std::vector<float> scratch(size_t(omp_get_max_threads()) * stride);
+    std::vector<float> partials(size_t(fast::attention_partial_floats(1, capacity, n_head, head_dim)));
     auto out = poisoned(size_t(T - t0) * C);
     fast::attention(out.data(), qkv.data() + size_t(t0) * 3 * C, k.data(), v.data(), T - t0, pos + t0, ring(), n_head,
-                    head_dim, kv, scratch.data(), stride);
+                    head_dim, kv, scratch.data(), stride, partials.data());
     return out;
   }
 };
@@ -508,6 +509,22 @@ TEST_P(FastAttention, OutputOfATokenDoesNotDependOnTheRowsAroundIt) {
   expect_tokens_independent_of_their_rows<AttentionCaseOf<5, 64>>(GetParam(), rng);
 }
 
+// attention_rows() over more rows than it keeps partials for at once (64: it takes them in
+// passes), here the 70 rows of one prompt in a wrapping ring (prefill_batch's rows of one
+// chunk): each row bitwise as the rows path computes it among all 70.
+TEST_P(FastAttention, RowsInSeveralPassesAreBitwiseTheRowsPath) {
+  std::mt19937 rng(13);
+  const AttentionCase c(70, 30, 150, 121, GetParam(), rng);
+  std::vector<fast::AttentionRow> rows;
+  for (int t = 0; t < c.T; ++t) rows.push_back({c.k.data(), c.v.data(), c.pos + t, c.ring(), {}});
+  const long stride = fast::attention_scratch_floats(c.head_dim);
+  std::vector<float> scratch(size_t(omp_get_max_threads()) * stride), got = poisoned(size_t(c.T) * c.C);
+  std::vector<float> partials(size_t(fast::attention_partial_floats(c.T, c.capacity, c.n_head, c.head_dim)));
+  fast::attention_rows(got.data(), c.qkv.data(), c.T, rows.data(), c.n_head, c.head_dim, c.kv, scratch.data(), stride,
+                       partials.data());
+  EXPECT_EQ(got, c.fast());
+}
+
 // attention_rows (decode_batch, beams): row b is sequence b's decode step; sequence 1's first
 // positions live in sequence 0's ring (a beam history table, KvHistory). The reference sees each
 // sequence's history gathered into a ring of its own.
@@ -536,7 +553,9 @@ TEST_P(FastAttention, RowsOfSeveralSequencesMatchTheReference) {
   }
   const long stride = fast::attention_scratch_floats(AttentionCase::head_dim);
   std::vector<float> scratch(size_t(omp_get_max_threads()) * stride), got = poisoned(size_t(n_seqs) * C);
-  fast::attention_rows(got.data(), qkv.data(), n_seqs, rows.data(), nh, hd, kv, scratch.data(), stride);
+  std::vector<float> partials(size_t(fast::attention_partial_floats(n_seqs, capacity, nh, hd)));
+  fast::attention_rows(got.data(), qkv.data(), n_seqs, rows.data(), nh, hd, kv, scratch.data(), stride,
+                       partials.data());
 
   std::vector<float> want(size_t(n_seqs) * C);
   for (int b = 0; b < n_seqs; ++b) {

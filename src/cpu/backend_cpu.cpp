@@ -458,7 +458,8 @@ class CpuBackend final : public Backend {
     cpu::kv_append(k_ring, v_ring, qkv_.data(), T, pos, ring, C, cfg.n_head, kv_type_);
     ops.next(DecodeOp::Attention);
     fast::attention(att_.data(), qkv_.data(), k_ring, v_ring, T, pos, ring, cfg.n_head, cfg.head_dim(), kv_type_,
-                    att_scratch_.data(), fast::attention_scratch_floats(cfg.head_dim()), history_of(seq));  // (T, C)
+                    att_scratch_.data(), fast::attention_scratch_floats(cfg.head_dim()), att_partials_.data(),
+                    history_of(seq));  // (T, C)
     ops.next(DecodeOp::AttnProj);
     linear(x, att_.data(), b.attn_proj_w, b.attn_proj_b, T, Epilogue::AddTo);  // x += (T, C)
     // x = x + mlp(ln_2(x))
@@ -487,7 +488,8 @@ class CpuBackend final : public Backend {
       attention_rows_.push_back(fast::AttentionRow{k_ring, v_ring, t.pos, t.ring, history_of(t.seq)});
     }
     fast::attention_rows(att_.data(), qkv_.data(), B, attention_rows_.data(), cfg.n_head, cfg.head_dim(), kv_type_,
-                         att_scratch_.data(), fast::attention_scratch_floats(cfg.head_dim()));  // (B, C)
+                         att_scratch_.data(), fast::attention_scratch_floats(cfg.head_dim()),
+                         att_partials_.data());  // (B, C)
     fast::gemv_batch(x_.data(), att_.data(), B, b.attn_proj_w.view, b.attn_proj_b.data(), Epilogue::AddTo);
     fast::layernorm_gemv_batch(fc_.data(), ln_.data(), x_.data(), B, ln_2, b.fc_w.view, b.fc_b.data(),
                                Epilogue::Gelu);  // (B, H)
@@ -524,6 +526,7 @@ class CpuBackend final : public Backend {
     context_in_order_.assign(size_t(kv_capacity()), 0);
     process_scratch_.reserve(kv_capacity());
     att_scratch_.resize(size_t(threads_) * fast::attention_scratch_floats(cfg.head_dim()));
+    att_partials_.resize(size_t(fast::attention_partial_floats(max_T, kv_capacity(), cfg.n_head, cfg.head_dim())));
     // The GEMM multiplies fp32: 16-bit and int8 layer matrices are widened into this first.
     size_t largest = 0;
     auto measure = [&largest, max_T](const char*, const ShapeRule&, const auto& t) {
@@ -581,7 +584,7 @@ class CpuBackend final : public Backend {
     info_.kv_bytes = kv_arena_.size();  // as allocated
     info_.activation_bytes = (x_.size() + ln_.size() + qkv_.size() + att_.size() + fc_.size() +
                               size_t(n_seqs()) * cfg.vocab_size + batch_logits_.size() + att_scratch_.size() +
-                              gemm_scratch_.size()) * sizeof(float);
+                              att_partials_.size() + gemm_scratch_.size()) * sizeof(float);
   }
 
   int threads_ = 1;
@@ -599,6 +602,7 @@ class CpuBackend final : public Backend {
   std::vector<uint8_t, HugePageAllocator<uint8_t>> kv_arena_;
   std::vector<float> x_, ln_, qkv_, att_, fc_;  // activations, max(context_window(), n_seqs()) rows
   std::vector<float> att_scratch_;   // attention's scratch, per thread
+  std::vector<float> att_partials_;  // a decode step's key tiles' partial results
   std::vector<float> gemm_scratch_;  // a layer matrix widened to fp32 for the GEMM
   std::vector<SeqState> seqs_;       // (n_seqs)
   std::vector<float> batch_logits_;  // (n_seqs, V): decode_batch()'s rows, before each goes to its sequence

@@ -79,25 +79,42 @@ void gemv_range(float* out, const float* x, int B, const WeightView& w, const fl
 
 // Attention is blocked: a tile of kQueryTile queries of one head runs over the keys kKeyTile at
 // a time, so each K/V tile (2 x 64 x head_dim floats) is read once per query tile and reused
-// from L1/L2 by its queries, with an online (running-max) softmax: no score matrix, only one
-// row of kKeyTile scores per head per thread. A decode step's single query runs over each key
-// tile for several heads at once instead, reading the tile's rows as a stream (kv_simd.h). Key
-// tiles start at multiples of kKeyTile from position 0 and every (query, head) is computed alone
-// against them by arithmetic that does not depend on T, on the queries or heads that share its
-// tile: the decode step, the batched decode and the rows path compute it alike.
+// from L1/L2 by its queries. Key tiles start at multiples of kKeyTile from position 0. Every
+// (query, head) is computed alone by one rule, whatever T, the queries or heads beside it, or
+// the thread: each key tile's partial softmax (its max score m_t, l_t = sum exp(s - m_t), o_t =
+// sum exp(s - m_t) v) by the loops of kv_simd.h, then the partials folded in position order
+// (fold_tile). No score matrix: one row of kKeyTile scores per head per thread. The rows path
+// folds each tile's partial as soon as it has it; a decode step spreads its key tiles over the
+// threads, each reading whole K/V rows in position order (two threads each reading half of
+// every row stream at half the rate, measured on the AMD EPYC), keeps the partials, then folds.
 constexpr int kQueryTile = 16, kKeyTile = 64;
+// attention_rows() takes its rows this many at a time (a multiple of kQueryTile): the partials
+// of that many rows' key tiles are kept at once (3.2 MB for GPT-2 124M at context 1024).
+constexpr int kPartialRows = 64;
 
 // One thread's attention scratch, carved from attention_scratch_floats(head_dim) floats.
 struct AttentionScratch {
   float* score;  // (kMaxKvHeads, kKeyTile) one key tile's scores, then weights, per head
-  float* m;      // (kQueryTile, kMaxKvHeads) the running max per (query, head)
-  float* l;      // (kQueryTile, kMaxKvHeads) the running sum per (query, head)
-  float* f;      // (kMaxKvHeads) each head's factor for its tile
+  float* m;      // (kQueryTile) the rows path's running max per query
+  float* l;      // (kQueryTile) the rows path's running sum per query
+  float* ones;   // (kMaxKvHeads) 1: kv_weighted_sum's factor for a partial
   float* acc;    // (kMaxKvHeads, head_dim) kv_weighted_sum's chains
+  float* part;   // (head_dim + 2) the rows path's partial of one key tile, one head: o, m, l
 
-  explicit AttentionScratch(float* p)
-      : score(p), m(score + simd::kMaxKvHeads * kKeyTile), l(m + kQueryTile * simd::kMaxKvHeads),
-        f(l + kQueryTile * simd::kMaxKvHeads), acc(f + simd::kMaxKvHeads) {}
+  AttentionScratch(float* p, int head_dim)
+      : score(p), m(score + simd::kMaxKvHeads * kKeyTile), l(m + kQueryTile), ones(l + kQueryTile),
+        acc(ones + simd::kMaxKvHeads), part(acc + long(simd::kMaxKvHeads) * head_dim) {
+    std::fill_n(ones, simd::kMaxKvHeads, 1.0f);
+  }
+};
+
+// Where a key tile's partial for the heads of one query lives: o (heads, head_dim), m and l
+// (heads). In the rows path, AttentionScratch::part; in a decode step, one block of the partials
+// buffer per (row, tile), heads [0, n_head), offset to the first head of the call.
+struct TilePartial {
+  float* o;
+  float* m;
+  float* l;
 };
 
 struct AttentionShape {
@@ -124,27 +141,38 @@ AttentionShape make_shape(const KvRing& ring, int pos, int n_head, int head_dim,
           history};
 }
 
-// Folds n keys (their rows k[j], v[j] in the rings) into one query's running softmax for the
-// heads kh names: per head g its max m[g], its sum l[g] and its output o + g * head_dim
-// (unnormalised); q holds the query's heads in the same order.
-void online_softmax_step(const float* q, const uint8_t* const* k, const uint8_t* const* v, int n,
-                         const simd::KvHead& kh, float scale, const AttentionScratch& s, float* m, float* l, float* o) {
+// One key tile's partial softmax for one query and the heads kh (their rows k[j], v[j] in the
+// rings, n of them): per head g, p.m[g] = the tile's max score, p.l[g] = sum_j exp(score_j -
+// p.m[g]) and p.o + g * head_dim = sum_j exp(score_j - p.m[g]) v_j; q holds the query's heads.
+void tile_partial(const float* q, const uint8_t* const* k, const uint8_t* const* v, int n, const simd::KvHead& kh,
+                  float scale, const AttentionScratch& s, const TilePartial& p) {
   simd::kv_dots(q, k, n, kh, scale, s.score);  // (heads, n)
   for (int g = 0; g < kh.heads; ++g) {
     float* score = s.score + g * n;
     float tile_max = -INFINITY;
     for (int j = 0; j < n; ++j) tile_max = std::max(tile_max, score[j]);
-    const float new_max = std::max(m[g], tile_max);
-    if (m[g] != -INFINITY && m[g] != new_max) {  // earlier terms were relative to the old max
-      const float shrink = std::exp(m[g] - new_max);
-      simd::scale(o + g * kh.head_dim, shrink, kh.head_dim);
-      l[g] *= shrink;
-    }
-    s.f[g] = std::exp(tile_max - new_max);  // exp_shifted's values are relative to tile_max
-    l[g] += simd::exp_shifted(score, n) * s.f[g];
-    m[g] = new_max;
+    p.m[g] = tile_max;
+    p.l[g] = simd::exp_shifted(score, n);  // score[j] = exp(score[j] - tile_max)
   }
-  simd::kv_weighted_sum(o, s.score, s.f, v, n, kh, s.acc);
+  std::fill_n(p.o, long(kh.heads) * kh.head_dim, 0.0f);
+  simd::kv_weighted_sum(p.o, s.score, s.ones, v, n, kh, s.acc);
+}
+
+// Folds the next key tile's partial (mt, lt, ot) of one (query, head) into its running state (m,
+// l, o) over the tiles before it; the first tile (m = -inf) is taken as it is. Every path folds
+// with this, in position order.
+void fold_tile(float* m, float* l, float* o, float mt, float lt, const float* ot, int head_dim) {
+  if (*m == -INFINITY) {
+    *m = mt;
+    *l = lt;
+    std::copy_n(ot, head_dim, o);
+    return;
+  }
+  const float new_max = std::max(*m, mt), a = std::exp(*m - new_max), b = std::exp(mt - new_max);
+  *l = *l * a + lt * b;
+  if (a != 1.0f) simd::scale(o, a, head_dim);
+  simd::axpy(o, b, ot, head_dim);
+  *m = new_max;
 }
 
 // The rows of positions [s0, s1) (at most kKeyTile): k[s - s0], v[s - s0].
@@ -161,11 +189,9 @@ void tile_rows(const uint8_t* k_ring, const uint8_t* v_ring, const AttentionShap
 void attend_query_tile(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring,
                        const AttentionShape& a, int h, int t0, int t1, const AttentionScratch& s) {
   const int C = a.C, hd = a.head_dim, last = a.pos + t1 - 1;  // the last position any query here sees
-  for (int t = t0; t < t1; ++t) {
-    s.m[t - t0] = -INFINITY;
-    s.l[t - t0] = 0.0f;
-    std::fill_n(out + long(t) * C + h * hd, hd, 0.0f);
-  }
+  std::fill_n(s.m, t1 - t0, -INFINITY);
+  std::fill_n(s.l, t1 - t0, 0.0f);
+  const TilePartial p{s.part, s.part + hd, s.part + hd + 1};  // one head's
   const uint8_t* k[kKeyTile];  // the tile's rows (first byte), in position order
   const uint8_t* v[kKeyTile];
   for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
@@ -173,42 +199,53 @@ void attend_query_tile(float* out, const float* qkv, const uint8_t* k_ring, cons
     tile_rows(k_ring, v_ring, a, s0, s1, k, v);
     for (int t = t0; t < t1; ++t) {
       const int n = std::min(s1, a.pos + t + 1) - s0;  // causal: this tile's keys query t sees
-      if (n > 0)
-        online_softmax_step(qkv + long(t) * 3 * C + h * hd, k, v, n, a.heads(h, h + 1), a.scale, s, &s.m[t - t0],
-                            &s.l[t - t0], out + long(t) * C + h * hd);
+      if (n <= 0) continue;
+      tile_partial(qkv + long(t) * 3 * C + h * hd, k, v, n, a.heads(h, h + 1), a.scale, s, p);
+      fold_tile(&s.m[t - t0], &s.l[t - t0], out + long(t) * C + h * hd, *p.m, *p.l, p.o, hd);
     }
   }
   for (int t = t0; t < t1; ++t) simd::scale(out + long(t) * C + h * hd, 1.0f / s.l[t - t0], hd);
 }
 
-// Heads [h0, h1) (at most kMaxKvHeads) of rows [b0, b1) of attention_rows() (at most
-// kQueryTile): each row runs over its keys a tile at a time for all these heads together, the
-// rows interleaved tile by tile (rows that share a history read a shared tile once).
-void attend_rows(float* out, const float* qkv, const AttentionRow* rows, int b0, int b1, int h0, int h1, int n_head,
-                 int hd, ComputeDType kv_type, const AttentionScratch& s) {
-  const int C = n_head * hd, nh = h1 - h0;
-  int last = 0;  // the last position any row here sees
-  for (int b = b0; b < b1; ++b) {
-    std::fill_n(s.m + (b - b0) * nh, nh, -INFINITY);
-    std::fill_n(s.l + (b - b0) * nh, nh, 0.0f);
-    std::fill_n(out + long(b) * C + h0 * hd, nh * hd, 0.0f);
-    last = std::max(last, rows[b].pos);
-  }
+// A decode step's partials: per (row, key tile) a block of o (C), m (n_head), l (n_head), rows
+// of `tiles` blocks. The block of row b's tile t, from head h0 on.
+TilePartial partial_block(float* partials, int b, int t, int tiles, int n_head, int hd, int h0) {
+  const int C = n_head * hd;
+  float* p = partials + (long(b) * tiles + t) * (C + 2 * n_head);
+  return {p + h0 * hd, p + C + h0, p + C + n_head + h0};
+}
+
+long partial_block_floats(int n_head, int hd) { return long(n_head) * (hd + 2); }
+
+// Key tile t's partials of heads [h0, h1) (at most kMaxKvHeads) for the rows [b0, b1) of
+// attention_rows() that see it, into their blocks: the rows take the tile in turn (rows that
+// share a history read a shared tile from cache).
+void tile_partials_of_rows(float* partials, int tiles, const float* qkv, const AttentionRow* rows, int b0, int b1,
+                           int t, int h0, int h1, int n_head, int hd, ComputeDType kv_type, const AttentionScratch& s) {
+  const int C = n_head * hd, s0 = t * kKeyTile;
   const uint8_t* k[kKeyTile];
   const uint8_t* v[kKeyTile];
-  for (int s0 = 0; s0 <= last; s0 += kKeyTile) {
-    for (int b = b0; b < b1; ++b) {
-      const AttentionRow& r = rows[b];
-      if (r.pos < s0) continue;
-      const AttentionShape a = make_shape(r.ring, r.pos, n_head, hd, kv_type, r.history);
-      const int s1 = std::min(r.pos + 1, s0 + kKeyTile);
-      tile_rows(r.k_ring, r.v_ring, a, s0, s1, k, v);
-      online_softmax_step(qkv + long(b) * 3 * C + h0 * hd, k, v, s1 - s0, a.heads(h0, h1), a.scale, s,
-                          s.m + (b - b0) * nh, s.l + (b - b0) * nh, out + long(b) * C + h0 * hd);
-    }
+  for (int b = b0; b < b1; ++b) {
+    const AttentionRow& r = rows[b];
+    if (r.pos < s0) continue;
+    const AttentionShape a = make_shape(r.ring, r.pos, n_head, hd, kv_type, r.history);
+    const int s1 = std::min(r.pos + 1, s0 + kKeyTile);
+    tile_rows(r.k_ring, r.v_ring, a, s0, s1, k, v);
+    tile_partial(qkv + long(b) * 3 * C + h0 * hd, k, v, s1 - s0, a.heads(h0, h1), a.scale, s,
+                 partial_block(partials, b, t, tiles, n_head, hd, h0));
   }
-  for (int b = b0; b < b1; ++b)
-    for (int g = 0; g < nh; ++g) simd::scale(out + long(b) * C + (h0 + g) * hd, 1.0f / s.l[(b - b0) * nh + g], hd);
+}
+
+// Row b's head h (out (B, C)): the partials of the key tiles it sees folded in position order,
+// then normalised.
+void fold_row_head(float* out, float* partials, int tiles, int b, int pos, int h, int n_head, int hd) {
+  float m = -INFINITY, l = 0.0f;
+  float* o = out + long(b) * n_head * hd + h * hd;
+  for (int t = 0; t * kKeyTile <= pos; ++t) {
+    const TilePartial p = partial_block(partials, b, t, tiles, n_head, hd, h);
+    fold_tile(&m, &l, o, *p.m, *p.l, p.o, hd);
+  }
+  simd::scale(o, 1.0f / l, hd);
 }
 
 // Called by every thread of a parallel region: the product's input, x (B, C) itself or, with a
@@ -376,22 +413,27 @@ size_t matmul_scratch_floats(const WeightView& w, int T) {
 }
 
 long attention_scratch_floats(int head_dim) {
-  return simd::kMaxKvHeads * kKeyTile + 2 * kQueryTile * simd::kMaxKvHeads + simd::kMaxKvHeads +
-         long(simd::kMaxKvHeads) * head_dim;
+  return simd::kMaxKvHeads * kKeyTile + 2 * kQueryTile + simd::kMaxKvHeads + long(simd::kMaxKvHeads) * head_dim +
+         head_dim + 2;
+}
+
+long attention_partial_floats(int B, int positions, int n_head, int head_dim) {
+  return long(std::min(B, kPartialRows)) * ((positions + kKeyTile - 1) / kKeyTile) *
+         partial_block_floats(n_head, head_dim);
 }
 
 void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, ComputeDType kv_type, float* scratch,
-               long scratch_stride, const KvHistory& history) {
-  if (T == 1) {  // a decode step: the rows path's streaming loop, for one row
+               long scratch_stride, float* partials, const KvHistory& history) {
+  if (T == 1) {  // a decode step: its key tiles spread over the threads
     const AttentionRow row{k_ring, v_ring, pos, ring, history};
-    return attention_rows(out, qkv, 1, &row, n_head, head_dim, kv_type, scratch, scratch_stride);
+    return attention_rows(out, qkv, 1, &row, n_head, head_dim, kv_type, scratch, scratch_stride, partials);
   }
   const AttentionShape a = make_shape(ring, pos, n_head, head_dim, kv_type, history);
   const int tiles = (T + kQueryTile - 1) / kQueryTile, items = tiles * n_head;
 #pragma omp parallel
   {
-    const AttentionScratch my_scratch(scratch + omp_get_thread_num() * scratch_stride);
+    const AttentionScratch my_scratch(scratch + omp_get_thread_num() * scratch_stride, head_dim);
     // Later query tiles see more keys: they go first, and threads take the next item when free.
 #pragma omp for schedule(dynamic, 1)
     for (int item = 0; item < items; ++item) {
@@ -402,23 +444,43 @@ void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_
   }
 }
 
-void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
-                    ComputeDType kv_type, float* scratch, long scratch_stride) {
-  const int groups = (B + kQueryTile - 1) / kQueryTile;
+// attention_rows() of at most kPartialRows rows.
+static void attention_row_pass(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head,
+                               int head_dim, ComputeDType kv_type, float* scratch, long scratch_stride,
+                               float* partials) {
+  int last = 0;  // the last position any row sees
+  for (int b = 0; b < B; ++b) last = std::max(last, rows[b].pos);
+  const int groups = (B + kQueryTile - 1) / kQueryTile, tiles = last / kKeyTile + 1;
 #pragma omp parallel
   {
-    const AttentionScratch my_scratch(scratch + omp_get_thread_num() * scratch_stride);
-    // The heads are cut into as many groups as keep every thread busy (at least enough that
-    // none has more than kMaxKvHeads), each group's heads read together.
+    const AttentionScratch my_scratch(scratch + omp_get_thread_num() * scratch_stride, head_dim);
+    // Work items (row group, key tile, head cut), taken in order by whichever thread is free
+    // (a busy host stalls one vCPU now and then): a tile's K/V rows are read whole, in
+    // position order. Heads are cut only where there are fewer tiles than threads, or more
+    // heads than kMaxKvHeads.
     const int nt = omp_get_num_threads(), min_cuts = (n_head + simd::kMaxKvHeads - 1) / simd::kMaxKvHeads;
-    const int cuts = std::min(n_head, std::max(min_cuts, (nt + groups - 1) / groups)), items = groups * cuts;
+    const int cuts = std::min(n_head, std::max(min_cuts, (nt + groups * tiles - 1) / (groups * tiles)));
+    const int items = groups * tiles * cuts;
 #pragma omp for schedule(dynamic, 1)
     for (int item = 0; item < items; ++item) {
-      const int g = item / cuts, c = item % cuts;
-      attend_rows(out, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), n_head * c / cuts,
-                  n_head * (c + 1) / cuts, n_head, head_dim, kv_type, my_scratch);
+      const int g = item / (tiles * cuts), t = item / cuts % tiles, c = item % cuts;
+      tile_partials_of_rows(partials, tiles, qkv, rows, g * kQueryTile, std::min(B, (g + 1) * kQueryTile), t,
+                            n_head * c / cuts, n_head * (c + 1) / cuts, n_head, head_dim, kv_type, my_scratch);
+    }
+#pragma omp for schedule(static) nowait  // the region's end waits for all
+    for (int item = 0; item < B * n_head; ++item) {
+      const int b = item / n_head;
+      fold_row_head(out, partials, tiles, b, rows[b].pos, item % n_head, n_head, head_dim);
     }
   }
+}
+
+void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
+                    ComputeDType kv_type, float* scratch, long scratch_stride, float* partials) {
+  const int C = n_head * head_dim;
+  for (int b0 = 0; b0 < B; b0 += kPartialRows)
+    attention_row_pass(out + long(b0) * C, qkv + long(b0) * 3 * C, std::min(kPartialRows, B - b0), rows + b0, n_head,
+                       head_dim, kv_type, scratch, scratch_stride, partials);
 }
 
 void quantize_q8(const float* w, int rows, int cols, int8_t* q, float* scales) {

@@ -71,9 +71,11 @@ size_t matmul_scratch_floats(const WeightView& w, int T);
 
 // cpu::attention, blocked (a tile of queries against a tile of keys, online softmax; no n x n
 // matrix), with each thread's scratch at scratch + thread * scratch_stride (scratch_stride >=
-// attention_scratch_floats(head_dim)). A decode step (T = 1) is attention_rows() of one row: the
-// threads share the heads, each reading its heads of a key row together. Token t's output does
-// not depend on T: the decode step and the rows path compute it alike. The K/V rings hold rows in the format kv_type (engine/kv_format.h;
+// attention_scratch_floats(head_dim)). Every (query, head) folds its key tiles' partial softmax
+// results in position order, whatever T: the decode step and the rows path compute token t's
+// output alike. A decode step (T = 1) is attention_rows() of one row: the threads share its key
+// tiles and keep their partials in `partials` (attention_partial_floats(1, pos + 1, ...) floats;
+// unused when T > 1). The K/V rings hold rows in the format kv_type (engine/kv_format.h;
 // kv_row_bytes(kv_type, C, n_head) bytes a slot), read as stored by kv_simd.h's loops.
 //
 // `history` says where a sequence's earlier positions live when beams share them
@@ -87,8 +89,10 @@ struct KvHistory {
 };
 void attention(float* out, const float* qkv, const uint8_t* k_ring, const uint8_t* v_ring, int T, int pos,
                const KvRing& ring, int n_head, int head_dim, ComputeDType kv_type, float* scratch,
-               long scratch_stride, const KvHistory& history = {});
+               long scratch_stride, float* partials, const KvHistory& history = {});
 long attention_scratch_floats(int head_dim);
+// Floats of attention_rows()' partials for B rows that see at most `positions` positions each.
+long attention_partial_floats(int B, int positions, int n_head, int head_dim);
 
 // One row of attention_rows(): a decode step's query at position `pos` of its own sequence,
 // whose rings are k_ring / v_ring and whose earlier positions `history` places (as attention()).
@@ -102,12 +106,14 @@ struct AttentionRow {
 
 // attention() of B one-token rows of distinct sequences (decode_batch), in one parallel region:
 // out (B, C) from qkv (B, 3C). Each row is computed exactly as attention() computes it alone
-// (bitwise). The heads are cut into groups, as many as keep the threads busy; a group's heads
-// of a key row are adjacent in memory and read together, the rows in position order, and the
-// rows of a group run together over each key tile, so a tile that several rows share (beams
-// with a common history) is read from memory once for all.
+// (bitwise). The threads share the key tiles: each computes the partials of its tiles for all
+// heads of a row group (reading the tiles' K/V rows whole, in position order; heads are cut only
+// when there are fewer tiles than threads), into partials (attention_partial_floats(B, 1 + the
+// largest pos, n_head, head_dim) floats); then each (row, head) folds its tiles' partials in
+// order. The rows of a group take a tile in turn, so a tile that several rows share (beams with
+// a common history) is read from memory once for all.
 void attention_rows(float* out, const float* qkv, int B, const AttentionRow* rows, int n_head, int head_dim,
-                    ComputeDType kv_type, float* scratch, long scratch_stride);
+                    ComputeDType kv_type, float* scratch, long scratch_stride, float* partials);
 
 // Quantises w (rows, cols) to Q8 row by row by the rule of q8_rule.h: per block of
 // simd::kQ8Block inputs of a row, scale = max |w| / 127 and q = round(w / scale). q is
