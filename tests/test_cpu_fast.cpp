@@ -476,8 +476,9 @@ TEST_P(FastAttention, MatchesTheReferenceThroughAWrappingRing) {
   }
 }
 
-// GPT-2's head size (64, its own unrolled loops) with five heads, which the decode step splits
-// among the threads: decode steps and prompts, through a wrapping ring.
+// GPT-2's head size (64, its own unrolled loops) with five heads, read together by the decode
+// step (its key tiles shared among the threads, or at position < 64 its heads): decode steps and
+// prompts, through a wrapping ring.
 TEST_P(FastAttention, HeadsOfSixtyFourMatchTheReference) {
   std::mt19937 rng(12);
   for (auto [T, pos] : std::vector<std::pair<int, int>>{{1, 0}, {1, 99}, {1, 70}, {3, 61}, {37, 40}, {100, 0}}) {
