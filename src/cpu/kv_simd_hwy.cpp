@@ -55,39 +55,14 @@ float dot1(const float* q, const T* k, int hd) {
   return s;
 }
 
-// dot1 of four rows at once (one head): q is loaded once per vector for four chains.
-template <class T, int HD>
-void dot4(const float* q, const uint8_t* const* rows, const KvHead& one, float mult, float* score) {
-  const DF df;
-  const int N = int(hn::Lanes(df)), hd = head_size<HD>(one);
-  const T* k[4] = {head_of<T>(rows[0], one), head_of<T>(rows[1], one), head_of<T>(rows[2], one),
-                   head_of<T>(rows[3], one)};
-  VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-  int i = 0;
-  for (; i + N <= hd; i += N) {
-    const VF qv = hn::LoadU(df, q + i);
-    a0 = hn::MulAdd(load_widen(df, k[0] + i), qv, a0);
-    a1 = hn::MulAdd(load_widen(df, k[1] + i), qv, a1);
-    a2 = hn::MulAdd(load_widen(df, k[2] + i), qv, a2);
-    a3 = hn::MulAdd(load_widen(df, k[3] + i), qv, a3);
-  }
-  float s[4] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
-                hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
-  for (int r = 0; r < 4; ++r) {
-    for (int t = i; t < hd; ++t) s[r] += widen1(k[r][t]) * q[t];
-    score[r] = mult * head_scale(rows[r], one) * s[r];
-  }
-}
-
-// All the heads of four rows, then the next four: the rows are read in position order (a
-// row's heads are adjacent), and each score is dot1's.
+// All the heads of a row, then the next row: the rows are read in position order, each row's
+// bytes in address order (the hardware prefetchers follow that stream; reading four rows a head
+// at a time streamed at 12-13 GB/s where this order streams at 16-20, two threads on the AMD
+// EPYC). The heads' chains are independent, so the core overlaps them.
 template <class T, int HD>
 void dots_t(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
   const int hd = head_size<HD>(kh);
-  int j = 0;
-  for (; j + 4 <= n; j += 4)
-    for (int g = 0; g < kh.heads; ++g) dot4<T, HD>(q + g * hd, rows + j, kh.one(kh.head + g), mult, score + g * n + j);
-  for (; j < n; ++j)
+  for (int j = 0; j < n; ++j)
     for (int g = 0; g < kh.heads; ++g) {
       const KvHead one = kh.one(kh.head + g);
       score[g * n + j] = mult * head_scale(rows[j], one) * dot1<T, HD>(q + g * hd, head_of<T>(rows[j], one), hd);
