@@ -97,15 +97,12 @@ struct AttentionScratch {
   float* score;  // (kMaxKvHeads, kKeyTile) one key tile's scores, then weights, per head
   float* m;      // (kQueryTile) the rows path's running max per query
   float* l;      // (kQueryTile) the rows path's running sum per query
-  float* ones;   // (kMaxKvHeads) 1: kv_weighted_sum's factor for a partial
   float* acc;    // (kMaxKvHeads, head_dim) kv_weighted_sum's chains
   float* part;   // (head_dim + 2) the rows path's partial of one key tile, one head: o, m, l
 
   AttentionScratch(float* p, int head_dim)
-      : score(p), m(score + simd::kMaxKvHeads * kKeyTile), l(m + kQueryTile), ones(l + kQueryTile),
-        acc(ones + simd::kMaxKvHeads), part(acc + long(simd::kMaxKvHeads) * head_dim) {
-    std::fill_n(ones, simd::kMaxKvHeads, 1.0f);
-  }
+      : score(p), m(score + simd::kMaxKvHeads * kKeyTile), l(m + kQueryTile), acc(l + kQueryTile),
+        part(acc + long(simd::kMaxKvHeads) * head_dim) {}
 };
 
 // Where a key tile's partial for the heads of one query lives: o (heads, head_dim), m and l
@@ -155,7 +152,7 @@ void tile_partial(const float* q, const uint8_t* const* k, const uint8_t* const*
     p.l[g] = simd::exp_shifted(score, n);  // score[j] = exp(score[j] - tile_max)
   }
   std::fill_n(p.o, long(kh.heads) * kh.head_dim, 0.0f);
-  simd::kv_weighted_sum(p.o, s.score, s.ones, v, n, kh, s.acc);
+  simd::kv_weighted_sum(p.o, s.score, v, n, kh, s.acc);
 }
 
 // Folds the next key tile's partial (mt, lt, ot) of one (query, head) into its running state (m,
@@ -413,8 +410,7 @@ size_t matmul_scratch_floats(const WeightView& w, int T) {
 }
 
 long attention_scratch_floats(int head_dim) {
-  return simd::kMaxKvHeads * kKeyTile + 2 * kQueryTile + simd::kMaxKvHeads + long(simd::kMaxKvHeads) * head_dim +
-         head_dim + 2;
+  return simd::kMaxKvHeads * kKeyTile + 2 * kQueryTile + long(simd::kMaxKvHeads) * head_dim + head_dim + 2;
 }
 
 long attention_partial_floats(int B, int positions, int n_head, int head_dim) {

@@ -28,10 +28,10 @@ struct KvHead {
 // Each score is computed alike for any heads and n.
 void kv_dots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score);
 
-// For each head g: o_g (head_dim, at o + g * head_dim) += sum_j f[g] * w[g * n + j] * V_j over the
+// For each head g: o_g (head_dim, at o + g * head_dim) += sum_j w[g * n + j] * V_j over the
 // n rows rows[j] (int8: times the row's head scale once per row). acc: kh.heads * head_dim
 // floats of scratch. Each o_g is computed alike for any heads.
-void kv_weighted_sum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+void kv_weighted_sum(float* o, const float* w, const uint8_t* const* rows, int n, const KvHead& kh,
                      float* acc);
 
 }  // namespace gpt2::simd

@@ -146,13 +146,13 @@ void weighted_sum_held(float* o, const float* a, const uint8_t* const* rows, int
 }
 
 template <class T, int HD>
-void weighted_sum_t(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+void weighted_sum_t(float* o, const float* w, const uint8_t* const* rows, int n, const KvHead& kh,
                     float* acc) {
   float a[kMaxKvHeads * kRows];
   for (int c0 = 0; c0 < n; c0 += kRows) {
     const int m = std::min(kRows, n - c0);
     for (int g = 0; g < kh.heads; ++g)
-      for (int j = 0; j < m; ++j) a[g * kRows + j] = f[g] * w[g * n + c0 + j] * head_scale(rows[c0 + j], kh.one(kh.head + g));
+      for (int j = 0; j < m; ++j) a[g * kRows + j] = w[g * n + c0 + j] * head_scale(rows[c0 + j], kh.one(kh.head + g));
     if (kh.heads == 1) weighted_sum_held<T, HD>(o, a, rows + c0, m, kh, kRows, acc);
     else weighted_sum_streamed<T, HD>(o, a, rows + c0, m, kh, kRows, acc);
   }
@@ -165,10 +165,10 @@ void dots_any(const float* q, const uint8_t* const* rows, int n, const KvHead& k
   dots_t<T, kAnyHd>(q, rows, n, kh, mult, score);
 }
 template <class T>
-void weighted_sum_any(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+void weighted_sum_any(float* o, const float* w, const uint8_t* const* rows, int n, const KvHead& kh,
                       float* acc) {
-  if (kh.head_dim == 64) return weighted_sum_t<T, 64>(o, w, f, rows, n, kh, acc);
-  weighted_sum_t<T, kAnyHd>(o, w, f, rows, n, kh, acc);
+  if (kh.head_dim == 64) return weighted_sum_t<T, 64>(o, w, rows, n, kh, acc);
+  weighted_sum_t<T, kAnyHd>(o, w, rows, n, kh, acc);
 }
 
 }  // namespace
@@ -182,13 +182,13 @@ void KvDots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh,
   }
 }
 
-void KvWeightedSum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+void KvWeightedSum(float* o, const float* w, const uint8_t* const* rows, int n, const KvHead& kh,
                    float* acc) {
   switch (kh.type) {
-    case ComputeDType::F32: return weighted_sum_any<float>(o, w, f, rows, n, kh, acc);
-    case ComputeDType::F16: return weighted_sum_any<hwy::float16_t>(o, w, f, rows, n, kh, acc);
-    case ComputeDType::BF16: return weighted_sum_any<hwy::bfloat16_t>(o, w, f, rows, n, kh, acc);
-    case ComputeDType::Int8: return weighted_sum_any<int8_t>(o, w, f, rows, n, kh, acc);
+    case ComputeDType::F32: return weighted_sum_any<float>(o, w, rows, n, kh, acc);
+    case ComputeDType::F16: return weighted_sum_any<hwy::float16_t>(o, w, rows, n, kh, acc);
+    case ComputeDType::BF16: return weighted_sum_any<hwy::bfloat16_t>(o, w, rows, n, kh, acc);
+    case ComputeDType::Int8: return weighted_sum_any<int8_t>(o, w, rows, n, kh, acc);
   }
 }
 
@@ -204,9 +204,9 @@ HWY_EXPORT(KvWeightedSum);
 void kv_dots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh, float mult, float* score) {
   HWY_DYNAMIC_DISPATCH(KvDots)(q, rows, n, kh, mult, score);
 }
-void kv_weighted_sum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+void kv_weighted_sum(float* o, const float* w, const uint8_t* const* rows, int n, const KvHead& kh,
                      float* acc) {
-  HWY_DYNAMIC_DISPATCH(KvWeightedSum)(o, w, f, rows, n, kh, acc);
+  HWY_DYNAMIC_DISPATCH(KvWeightedSum)(o, w, rows, n, kh, acc);
 }
 }  // namespace gpt2::simd
 #endif

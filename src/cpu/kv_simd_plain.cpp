@@ -44,12 +44,12 @@ void kv_dots(const float* q, const uint8_t* const* rows, int n, const KvHead& kh
     }
 }
 
-void kv_weighted_sum(float* o, const float* w, const float* f, const uint8_t* const* rows, int n, const KvHead& kh,
+void kv_weighted_sum(float* o, const float* w, const uint8_t* const* rows, int n, const KvHead& kh,
                      float*) {
   for (int j = 0; j < n; ++j)
     for (int g = 0; g < kh.heads; ++g) {
       const KvHead one = kh.one(kh.head + g);
-      const float a = f[g] * w[g * n + j] * head_scale(rows[j], one);
+      const float a = w[g * n + j] * head_scale(rows[j], one);
       for (int i = 0; i < kh.head_dim; ++i) o[g * kh.head_dim + i] += a * head_value(rows[j], one, i);
     }
 }
