@@ -328,13 +328,21 @@ void Gelu(float* x, long n) {
   const long N = long(hn::Lanes(df));
   const float k = std::sqrt(2.0f / float(M_PI));
   const VF half = hn::Set(df, 0.5f), one = hn::Set(df, 1.0f), kv = hn::Set(df, k), c = hn::Set(df, 0.044715f);
-  long i = 0;
-  for (; i + N <= n; i += N) {
-    const VF v = hn::LoadU(df, x + i);
+  auto gelu_vec = [&](float* p) {
+    const VF v = hn::LoadU(df, p);
     const VF inner = hn::Mul(kv, hn::MulAdd(hn::Mul(c, v), hn::Mul(v, v), v));
-    hn::StoreU(hn::Mul(hn::Mul(half, v), hn::Add(one, hn::Tanh(df, inner))), df, x + i);
+    hn::StoreU(hn::Mul(hn::Mul(half, v), hn::Add(one, hn::Tanh(df, inner))), df, p);
+  };
+  long i = 0;
+  for (; i + N <= n; i += N) gelu_vec(x + i);
+  // The remainder through the same vector code, so an element's value does not depend on where
+  // the range it came in starts or ends (the rows a thread took of a product).
+  if (i < n) {
+    HWY_ALIGN float rest[HWY_MAX_BYTES / sizeof(float)] = {};
+    std::copy(x + i, x + n, rest);
+    gelu_vec(rest);
+    std::copy(rest, rest + (n - i), x + i);
   }
-  for (; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::tanh(k * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
 }
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
