@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -17,6 +18,7 @@
 #include "base/half.h"
 #include "cpu/cpu_fast.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/row_shares.h"
 #include "engine/kv_format.h"
 #ifdef GPT2_TEST_HWY_TARGETS
 #include <hwy/targets.h>
@@ -373,6 +375,45 @@ TEST(FastQuantize, Int8ProductsBelowAvx2MatchTheReference) {
   EXPECT_NE(target, simd::target_name()) << "the mock did not change the target";
 }
 #endif
+
+// RowShares (cpu/row_shares.h), which shares a product's rows among its threads: a thread takes
+// its own run of chunks front to back, then the back chunk of the run with the most left (the
+// lowest run on a tie); every chunk is taken once.
+TEST(FastRowShares, AThreadTakesItsOwnRunInOrderThenTheBackOfTheFullest) {
+  fast::RowShares shares(100, 8, 3);  // chunks 0-12 (the last rows 96-99): runs 0-3, 4-7, 8-12
+  std::vector<int> got;
+  int r0 = 0, r1 = 0;
+  while (shares.take(0, &r0, &r1)) {
+    EXPECT_EQ(r1, std::min(100, r0 + 8));
+    got.push_back(r0 / 8);
+  }
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 12, 7, 11, 6, 10, 5, 9, 4, 8}));
+  EXPECT_FALSE(shares.take(1, &r0, &r1));
+  EXPECT_FALSE(shares.take(7, &r0, &r1));  // a thread beyond the runs
+}
+
+// Teams smaller and larger than the runs, one thread starting late so that the others take its
+// run: each row of an odd count is taken exactly once.
+TEST(FastRowShares, EveryRowIsTakenOnceWhateverTheTeam) {
+  for (int runs : {1, 2, 4})
+    for (int team : {1, 2, 3, 5}) {
+      const int rows = 1003;
+      fast::RowShares shares(rows, 32, runs);
+      std::vector<std::atomic<int>> taken(rows);
+#pragma omp parallel num_threads(team)
+      {
+        const int self = omp_get_thread_num();
+        if (self == 0) {
+          volatile double sink = 0;
+          for (int i = 0; i < 200000; ++i) sink = sink + 1.0;
+        }
+        int r0 = 0, r1 = 0;
+        while (shares.take(self, &r0, &r1))
+          for (int r = r0; r < r1; ++r) taken[size_t(r)].fetch_add(1);
+      }
+      for (int r = 0; r < rows; ++r) ASSERT_EQ(taken[size_t(r)].load(), 1) << "row " << r << ", runs " << runs << ", team " << team;
+    }
+}
 
 // The start-up probe: over matrices at least twice the given cache it times every candidate
 // distance and keeps one of them in force; below that it leaves the default alone. (Which one it

@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/kv_simd.h"
+#include "cpu/row_shares.h"
 #include "engine/kv_format.h"
 #ifdef GPT2_HAVE_DNNL
 #include <dnnl.h>
@@ -41,23 +42,38 @@ void apply_epilogue(float* o, const float* y, const float* bias, Epilogue e, int
   if (e == Epilogue::Gelu) simd::gelu(o + c0, c1 - c0);
 }
 
-// gemv_range for Q8 weights: each tile of inputs is quantised once, by this thread for its own
-// use (a row of IC values against the thread's (r1 - r0) x IC weights), then meets every chunk.
+// Up to kBatchTile inputs quantised by the Q8 rule, by one thread for its own use (a row of IC
+// values against all the rows of weights it takes).
+struct QuantisedInputs {
+  int8_t q[kBatchTile][simd::kQ8MaxCols];
+  float s[kBatchTile][simd::kQ8MaxCols / simd::kQ8Block];
+
+  void quantise(const float* x, int nb, int cols) {
+    for (int b = 0; b < nb; ++b) simd::quantize_q8_row(x + long(b) * cols, cols, q[b], s[b]);
+  }
+};
+
+// Rows [r0, r1) of nb <= kBatchTile inputs' products with a Q8 matrix, the inputs quantised.
+void gemv_rows_q8(float* out, const QuantisedInputs& in, int nb, const WeightView& w, const float* bias, Epilogue e,
+                  int r0, int r1) {
+  float y[kChunk];
+  for (int c0 = r0; c0 < r1; c0 += kChunk) {
+    const int c1 = std::min(r1, c0 + kChunk);
+    for (int b = 0; b < nb; ++b) {
+      simd::dot_rows_q8(w, in.q[b], in.s[b], c0, c1, y);
+      apply_epilogue(out + long(b) * w.rows, y, bias, e, c0, c1);
+    }
+  }
+}
+
+// gemv_range for Q8 weights: each tile of inputs quantised once, then its rows.
 void gemv_range_q8(float* out, const float* x, int B, const WeightView& w, const float* bias, Epilogue e, int r0,
                    int r1) {
-  int8_t xq[kBatchTile][simd::kQ8MaxCols];
-  float xs[kBatchTile][simd::kQ8MaxCols / simd::kQ8Block];
-  float y[kChunk];
+  QuantisedInputs in;
   for (int b0 = 0; b0 < B; b0 += kBatchTile) {
     const int nb = std::min(B - b0, kBatchTile);
-    for (int b = 0; b < nb; ++b) simd::quantize_q8_row(x + long(b0 + b) * w.cols, w.cols, xq[b], xs[b]);
-    for (int c0 = r0; c0 < r1; c0 += kChunk) {
-      const int c1 = std::min(r1, c0 + kChunk);
-      for (int b = 0; b < nb; ++b) {
-        simd::dot_rows_q8(w, xq[b], xs[b], c0, c1, y);
-        apply_epilogue(out + long(b0 + b) * w.rows, y, bias, e, c0, c1);
-      }
-    }
+    in.quantise(x + long(b0) * w.cols, nb, w.cols);
+    gemv_rows_q8(out + long(b0) * w.rows, in, nb, w, bias, e, r0, r1);
   }
 }
 
@@ -255,32 +271,71 @@ const float* product_input(const float* x, float* ln, int B, const LayerNormPara
   return ln;
 }
 
+// Rows per chunk that a thread takes from a product's RowShares: small enough that the threads
+// end close together (a chunk is ~48 kB of fp16 124M weights, a few µs), large enough that taking
+// one (an atomic compare-exchange) costs next to nothing.
+constexpr int kShareRows = 32;
+
+// The rows of a product with B <= kBatchTile inputs, taken chunk by chunk from shares (for Q8
+// weights the inputs quantised once, by each thread for itself); on_chunk(r0, r1) after each.
+template <class OnChunk>
+void gemv_shared_rows(float* out, const float* in, int B, const WeightView& w, const float* bias, Epilogue e,
+                      RowShares& shares, OnChunk on_chunk) {
+  const int self = omp_get_thread_num();
+  int r0, r1;
+  if (w.type == simd::WType::Q8) {
+    QuantisedInputs q;
+    q.quantise(in, B, w.cols);
+    while (shares.take(self, &r0, &r1)) {
+      gemv_rows_q8(out, q, B, w, bias, e, r0, r1);
+      on_chunk(r0, r1);
+    }
+    return;
+  }
+  while (shares.take(self, &r0, &r1)) {
+    gemv_range(out, in, B, w, bias, e, r0, r1);
+    on_chunk(r0, r1);
+  }
+}
+
+// One product in a parallel region: up to kBatchTile inputs share its rows by RowShares; more
+// (a batched decode of many sequences) keep a fixed share per thread, since each tile of their
+// Q8 inputs would be quantised again for every chunk taken.
 void gemv_region(float* out, const float* x, float* ln, int B, const LayerNormParams* norm, const WeightView& w,
                  const float* bias, Epilogue e) {
+  RowShares shares(w.rows, kShareRows, omp_get_max_threads());
 #pragma omp parallel
   {
     const float* in = product_input(x, ln, B, norm, w.cols);
-    int r0, r1;
-    thread_range(w.rows, &r0, &r1);
-    gemv_range(out, in, B, w, bias, e, r0, r1);
+    if (B <= kBatchTile) {
+      gemv_shared_rows(out, in, B, w, bias, e, shares, [](int, int) {});
+    } else {
+      int r0, r1;
+      thread_range(w.rows, &r0, &r1);
+      gemv_range(out, in, B, w, bias, e, r0, r1);
+    }
   }
+}
+
+// The lowest id among equal maxima (sampler.h's greedy rule), whichever thread scanned which rows.
+void keep_best(float v, int id, float* best, int* best_id) {
+  if (v > *best || (v == *best && id < *best_id)) *best = v, *best_id = id;
 }
 
 int gemv_argmax_region(float* logits, const float* x, float* ln, const LayerNormParams* norm, const WeightView& w) {
   float best = -INFINITY;
   int best_id = 0;
+  RowShares shares(w.rows, kShareRows, omp_get_max_threads());
 #pragma omp parallel
   {
     const float* in = product_input(x, ln, 1, norm, w.cols);
-    int r0, r1;
-    thread_range(w.rows, &r0, &r1);
-    gemv_range(logits, in, 1, w, nullptr, Epilogue::Store, r0, r1);
     float my_best = -INFINITY;
     int my_id = w.rows;
-    for (int r = r0; r < r1; ++r)
-      if (logits[r] > my_best) my_best = logits[r], my_id = r;
+    gemv_shared_rows(logits, in, 1, w, nullptr, Epilogue::Store, shares, [&](int r0, int r1) {
+      for (int r = r0; r < r1; ++r) keep_best(logits[r], r, &my_best, &my_id);
+    });
 #pragma omp critical(gpt2_gemv_argmax)
-    if (my_best > best || (my_best == best && my_id < best_id)) best = my_best, best_id = my_id;
+    keep_best(my_best, my_id, &best, &best_id);
   }
   return best_id;
 }
