@@ -411,7 +411,8 @@ TEST(FastRowShares, EveryRowIsTakenOnceWhateverTheTeam) {
         while (shares.take(self, &r0, &r1))
           for (int r = r0; r < r1; ++r) taken[size_t(r)].fetch_add(1);
       }
-      for (int r = 0; r < rows; ++r) ASSERT_EQ(taken[size_t(r)].load(), 1) << "row " << r << ", runs " << runs << ", team " << team;
+      for (int r = 0; r < rows; ++r)
+        ASSERT_EQ(taken[size_t(r)].load(), 1) << "row " << r << ", runs " << runs << ", team " << team;
     }
 }
 

@@ -21,11 +21,13 @@ class RowShares {
  public:
   static constexpr int kMaxRuns = 64;
 
-  // rows cut into chunks of chunk_rows (the last one shorter), run t = chunks [n t / runs, n (t + 1) / runs).
+  // rows cut into chunks of chunk_rows (the last one may be shorter); with n chunks, run t owns
+  // chunks [n t / runs, n (t + 1) / runs).
   RowShares(int rows, int chunk_rows, int threads)
       : rows_(rows), chunk_rows_(chunk_rows), n_runs_(std::clamp(threads, 1, kMaxRuns)) {
     const long n = (long(rows) + chunk_rows - 1) / chunk_rows;
-    for (int t = 0; t < n_runs_; ++t) run_[t].span.store(pack(uint32_t(n * t / n_runs_), uint32_t(n * (t + 1) / n_runs_)));
+    for (int t = 0; t < n_runs_; ++t)
+      run_[t].span.store(pack(uint32_t(n * t / n_runs_), uint32_t(n * (t + 1) / n_runs_)));
   }
 
   // The next rows [*r0, *r1) for thread `self` (its omp_get_thread_num()); false when none is left.
