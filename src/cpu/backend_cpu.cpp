@@ -44,9 +44,9 @@ using simd::WType;
 
 // The K/V rings' format without --kv-dtype: fp32, the exact reference every test and the CUDA
 // suites compare against. fp16 halves the bytes with the greedy tokens of fp32 K/V and of the
-// goldens, and late tokens are faster with it (1-2 ms per token at context ~1014 on the 2-core
-// AMD EPYC; README.md, "K/V cache formats and reuse"), but it is not exact: opt-in; int8 changed
-// greedy golden tokens.
+// goldens, and late tokens are faster with it (1.0-1.4 ms per token at context ~1014 on the
+// 2-core AMD EPYC; README.md, "K/V cache formats and reuse"), but it is not exact: opt-in; int8
+// changed greedy golden tokens.
 constexpr ComputeDType kDefaultKvType = ComputeDType::F32;
 
 // Widens a tensor to fp32 (the loader has refused NaN and Inf).
